@@ -1,0 +1,52 @@
+package processor
+
+import (
+	"github.com/tenantguard/tenantguard/detector"
+	"github.com/tenantguard/tenantguard/store"
+)
+
+// toEvidence converts a finding into its stored form.
+func toEvidence(f *detector.Finding, instance string) store.Evidence {
+	ev := store.Evidence{
+		LeakID:        f.LeakID,
+		Version:       f.Version,
+		Rule:          string(f.Rule),
+		Severity:      string(f.Severity),
+		Status:        string(f.Status),
+		AllowedBy:     f.AllowedBy,
+		TraceID:       f.TraceID.String(),
+		Tenants:       f.Tenants,
+		Services:      f.Services,
+		CrossingEdges: make([]store.CrossingEdge, 0, len(f.Edges)),
+		Spans:         make([]store.Span, 0, len(f.Spans)),
+		SpanCount:     f.SpanCount,
+		FirstSeen:     f.FirstSeen.UTC(),
+		LastSeen:      f.LastSeen.UTC(),
+		DetectedAt:    f.DetectedAt.UTC(),
+		Collector:     instance,
+	}
+	for _, e := range f.Edges {
+		ev.CrossingEdges = append(ev.CrossingEdges, store.CrossingEdge{
+			From: edgeEnd(e.From), To: edgeEnd(e.To), Hops: e.Hops,
+		})
+	}
+	for _, m := range f.Mismatches {
+		sm := store.Mismatch{SpanID: m.SpanID.String(), Service: m.Service, Span: m.Name}
+		for _, v := range m.Values {
+			sm.Values = append(sm.Values, store.TenantSource{Key: v.Key, Tenant: v.Tenant, Resource: v.Resource})
+		}
+		ev.Mismatches = append(ev.Mismatches, sm)
+	}
+	for _, s := range f.Spans {
+		sp := store.Span{SpanID: s.SpanID.String(), Service: s.Service, Name: s.Name, Tenant: s.Tenant, TenantKey: s.TenantKey}
+		if !s.ParentID.IsEmpty() {
+			sp.ParentID = s.ParentID.String()
+		}
+		ev.Spans = append(ev.Spans, sp)
+	}
+	return ev
+}
+
+func edgeEnd(e detector.EdgeEnd) store.EdgeEnd {
+	return store.EdgeEnd{SpanID: e.SpanID.String(), Service: e.Service, Span: e.Name, Tenant: e.Tenant}
+}

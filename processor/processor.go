@@ -1,0 +1,234 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/processor"
+	"go.uber.org/zap"
+
+	"github.com/tenantguard/tenantguard/alerts"
+	"github.com/tenantguard/tenantguard/detector"
+	"github.com/tenantguard/tenantguard/store"
+)
+
+// Backoff bounds for a store that refuses writes (full disk, dead backend).
+const (
+	storeRetryMin = 100 * time.Millisecond
+	storeRetryMax = 30 * time.Second
+	shutdownTries = 5
+)
+
+type tenantguard struct {
+	cfg       *Config
+	logger    *zap.Logger
+	det       *detector.Detector
+	extract   *Extractor
+	queue     *evidenceQueue
+	notifiers []alerts.Notifier
+
+	// openStore is how the worker gets its store; tests swap it to inject faults.
+	openStore func() (store.Store, error)
+
+	invalidSpans   atomic.Uint64
+	queueFull      atomic.Uint64
+	storeFailures  atomic.Uint64
+	stored         atomic.Uint64
+	lostAtShutdown atomic.Uint64
+
+	stop    chan struct{}
+	done    sync.WaitGroup
+	stopped bool
+}
+
+func newTenantguard(set processor.Settings, cfg *Config) (*tenantguard, error) {
+	p := &tenantguard{
+		cfg:     cfg,
+		logger:  set.Logger,
+		extract: NewExtractor(cfg.TenantAttributes),
+		queue:   newEvidenceQueue(cfg.QueueSize),
+		stop:    make(chan struct{}),
+	}
+	det, err := detector.New(cfg.detectorConfig(nil), p.onFinding)
+	if err != nil {
+		return nil, err
+	}
+	p.det = det
+	path := cfg.Store.Journal.Path
+	p.openStore = func() (store.Store, error) { return openJournal(path) }
+	if cfg.Alerts.Log.Enabled {
+		p.notifiers = append(p.notifiers, alerts.NewLogNotifier(set.Logger))
+	}
+	return p, nil
+}
+
+// onFinding is the detector's sink. It runs with a detector shard locked,
+// so it only enqueues.
+func (p *tenantguard) onFinding(f detector.Finding) {
+	ev := toEvidence(&f, p.cfg.Instance)
+	if !p.queue.push(ev) {
+		p.queueFull.Add(1)
+		p.logger.Error("evidence queue full: finding not recorded; raise queue_size or fix the store",
+			zap.String("leak_id", ev.LeakID), zap.String("trace_id", ev.TraceID), zap.String("rule", ev.Rule),
+			zap.Int("queue_size", p.cfg.QueueSize))
+	}
+}
+
+// processTraces runs detection inline (it never waits on I/O) and returns
+// the request untouched; processorhelper passes it downstream.
+func (p *tenantguard) processTraces(_ context.Context, td ptrace.Traces) (ptrace.Traces, error) {
+	b := p.det.NewBatch()
+	if n := p.extract.Feed(b, td); n > 0 {
+		p.invalidSpans.Add(uint64(n))
+	}
+	b.Close()
+	return td, nil
+}
+
+func (p *tenantguard) start(_ context.Context, _ component.Host) error {
+	p.done.Add(2)
+	go p.sweepLoop()
+	go p.evidenceLoop()
+	return nil
+}
+
+func (p *tenantguard) shutdown(ctx context.Context) error {
+	if p.stopped || p.det == nil {
+		return nil
+	}
+	p.stopped = true
+	// Close every trace still in memory so its finding's last version is
+	// queued before the worker drains for the last time.
+	p.det.Flush()
+	close(p.stop)
+	waited := make(chan struct{})
+	go func() { p.done.Wait(); close(waited) }()
+	select {
+	case <-waited:
+		if p.lostAtShutdown.Load() > 0 {
+			return errors.New("tenantguard: the evidence store refused the last findings at shutdown; their trace ids are in the log")
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *tenantguard) sweepLoop() {
+	defer p.done.Done()
+	every := min(p.cfg.IdleWindow/4, time.Second)
+	t := time.NewTicker(max(every, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.det.Sweep()
+		}
+	}
+}
+
+// evidenceLoop writes queued findings to the store, then tells the
+// notifiers. A failing store is retried with capped exponential backoff;
+// its batch goes back to the queue, so nothing is lost while memory lasts
+// and what does not fit is logged with its trace id.
+func (p *tenantguard) evidenceLoop() {
+	defer p.done.Done()
+	var (
+		st      store.Store
+		backoff time.Duration
+	)
+	defer func() {
+		if st != nil {
+			if err := releaseStore(st); err != nil {
+				p.logger.Error("closing evidence store", zap.Error(err))
+			}
+		}
+	}()
+	stopping, finalTries := false, 0
+	for {
+		if !stopping && backoff == 0 {
+			select {
+			case <-p.queue.wake:
+			case <-p.stop:
+				stopping = true
+			}
+		} else if !stopping {
+			select {
+			case <-time.After(backoff):
+			case <-p.stop:
+				stopping = true
+			}
+		}
+		err := p.writeQueued(&st)
+		switch {
+		case err == nil:
+			backoff = 0
+			if stopping && p.queue.len() == 0 {
+				return
+			}
+		case stopping:
+			finalTries++
+			if finalTries >= shutdownTries {
+				for _, ev := range p.queue.take() {
+					p.lostAtShutdown.Add(1)
+					p.logger.Error("evidence store unavailable at shutdown: finding not recorded",
+						zap.String("leak_id", ev.LeakID), zap.String("trace_id", ev.TraceID), zap.String("rule", ev.Rule))
+				}
+				return
+			}
+			p.logger.Error("evidence store unavailable during shutdown; retrying", zap.Error(err))
+			time.Sleep(time.Second)
+		default:
+			backoff = min(max(backoff*2, storeRetryMin), storeRetryMax)
+			p.logger.Warn("evidence store write failed; findings kept in memory and retried",
+				zap.Error(err), zap.Duration("retry_in", backoff), zap.Int("queued", p.queue.len()))
+		}
+	}
+}
+
+func (p *tenantguard) writeQueued(st *store.Store) error {
+	batch := p.queue.take()
+	if len(batch) == 0 {
+		return nil
+	}
+	if *st == nil {
+		s, err := p.openStore()
+		if err != nil {
+			p.putBack(batch)
+			return err
+		}
+		*st = s
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := (*st).Append(ctx, batch); err != nil {
+		p.storeFailures.Add(1)
+		p.putBack(batch)
+		return err
+	}
+	p.stored.Add(uint64(len(batch)))
+	for i := range batch {
+		for _, n := range p.notifiers {
+			if err := n.Notify(ctx, &batch[i]); err != nil {
+				p.logger.Warn("notifier failed", zap.String("notifier", n.Name()),
+					zap.String("leak_id", batch[i].LeakID), zap.Error(err))
+			}
+		}
+	}
+	return nil
+}
+
+func (p *tenantguard) putBack(batch []store.Evidence) {
+	for _, ev := range p.queue.requeue(batch) {
+		p.queueFull.Add(1)
+		p.logger.Error("evidence queue full while the store is failing: finding not recorded",
+			zap.String("leak_id", ev.LeakID), zap.String("trace_id", ev.TraceID), zap.String("rule", ev.Rule))
+	}
+}

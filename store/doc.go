@@ -1,0 +1,6 @@
+// Package store keeps evidence: the record of every finding, version by
+// version, so that analysts and auditors can prove what crossed which tenant
+// boundary and when. Evidence is the stored form of a finding; Store is what
+// every backend implements. The embedded default is the JSON-lines journal
+// in store/journal; ClickHouse builds on the same interface.
+package store

@@ -1,0 +1,159 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Evidence is one version of a finding as stored. Field names are a
+// contract: `leaks list --json`, the journal and downstream tooling read them.
+type Evidence struct {
+	LeakID    string `json:"leak_id"`
+	Version   uint64 `json:"version"`
+	Rule      string `json:"rule"`
+	Severity  string `json:"severity"`
+	Status    string `json:"status"`
+	AllowedBy string `json:"allowed_by,omitempty"`
+	// TraceID is lowercase hex.
+	TraceID       string         `json:"trace_id"`
+	Tenants       []string       `json:"tenants"`
+	Services      []string       `json:"services"`
+	CrossingEdges []CrossingEdge `json:"crossing_edges"`
+	Mismatches    []Mismatch     `json:"mismatches,omitempty"`
+	Spans         []Span         `json:"spans"`
+	SpanCount     int            `json:"span_count"`
+	FirstSeen     time.Time      `json:"first_seen"`
+	LastSeen      time.Time      `json:"last_seen"`
+	DetectedAt    time.Time      `json:"detected_at"`
+	// Collector names the collector instance that recorded the finding.
+	Collector string `json:"collector,omitempty"`
+}
+
+// EdgeEnd is one side of a crossing edge.
+type EdgeEnd struct {
+	SpanID  string `json:"span_id"`
+	Service string `json:"service"`
+	Span    string `json:"span"`
+	Tenant  string `json:"tenant"`
+}
+
+// CrossingEdge is a parent→child step where the tenant changes; Hops counts
+// spans without a tenant between the two ends.
+type CrossingEdge struct {
+	From EdgeEnd `json:"from"`
+	To   EdgeEnd `json:"to"`
+	Hops int     `json:"hops"`
+}
+
+// Span is an evidence span.
+type Span struct {
+	SpanID    string `json:"span_id"`
+	ParentID  string `json:"parent_span_id,omitempty"`
+	Service   string `json:"service"`
+	Name      string `json:"name"`
+	Tenant    string `json:"tenant,omitempty"`
+	TenantKey string `json:"tenant_key,omitempty"`
+}
+
+// TenantSource is one of a span's disagreeing tenant values.
+type TenantSource struct {
+	Key      string `json:"key"`
+	Tenant   string `json:"tenant"`
+	Resource bool   `json:"resource,omitempty"`
+}
+
+// Mismatch is a span whose own tenant values disagree.
+type Mismatch struct {
+	SpanID  string         `json:"span_id"`
+	Service string         `json:"service"`
+	Span    string         `json:"span"`
+	Values  []TenantSource `json:"values"`
+}
+
+// Filter narrows a listing. Zero values match everything.
+type Filter struct {
+	Since   time.Time // last_seen at or after
+	Tenant  string
+	Service string
+	Rule    string
+	// IncludeAllowed also lists findings withdrawn by an allow rule.
+	IncludeAllowed bool
+}
+
+// Match reports whether e passes the filter.
+func (f Filter) Match(e *Evidence) bool {
+	if !f.Since.IsZero() && e.LastSeen.Before(f.Since) {
+		return false
+	}
+	if f.Tenant != "" && !has(e.Tenants, f.Tenant) {
+		return false
+	}
+	if f.Service != "" && !has(e.Services, f.Service) {
+		return false
+	}
+	if f.Rule != "" && e.Rule != f.Rule {
+		return false
+	}
+	if !f.IncludeAllowed && e.Status == "allowed" {
+		return false
+	}
+	return true
+}
+
+func has(xs []string, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Store is what every evidence backend implements. Implementations must be
+// safe for concurrent use.
+type Store interface {
+	// Append records a batch of evidence durably: when it returns nil, every
+	// record survives a crash. On error the caller keeps the batch and
+	// retries; appending the same versions twice must be harmless for readers.
+	Append(ctx context.Context, batch []Evidence) error
+	// List returns the latest version of each finding that matches the
+	// filter, most recently seen first.
+	List(ctx context.Context, f Filter) ([]Evidence, error)
+	// Close flushes and releases the store.
+	Close() error
+}
+
+// ErrClosed is returned by a store used after Close.
+var ErrClosed = errors.New("store is closed")
+
+// Latest keeps, for each leak id, the record with the highest version, and
+// orders the result by last_seen descending then leak id, so listings are
+// stable across backends.
+func Latest(records []Evidence) []Evidence {
+	idx := make(map[string]int, len(records))
+	var out []Evidence
+	for _, r := range records {
+		if i, ok := idx[r.LeakID]; ok {
+			if r.Version > out[i].Version {
+				out[i] = r
+			}
+			continue
+		}
+		idx[r.LeakID] = len(out)
+		out = append(out, r)
+	}
+	sortEvidence(out)
+	return out
+}
+
+func sortEvidence(out []Evidence) {
+	slices.SortFunc(out, func(a, b Evidence) int {
+		if c := b.LastSeen.Compare(a.LastSeen); c != 0 {
+			return c
+		}
+		return strings.Compare(a.LeakID, b.LeakID)
+	})
+}

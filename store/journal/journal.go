@@ -1,0 +1,237 @@
+package journal
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/tenantguard/tenantguard/store"
+)
+
+// Journal is an append-only JSON-lines evidence file. It is safe for
+// concurrent use.
+type Journal struct {
+	path string
+
+	mu     sync.Mutex
+	f      *os.File
+	size   int64
+	buf    bytes.Buffer
+	closed bool
+}
+
+var _ store.Store = (*Journal)(nil)
+
+// Open opens (creating if needed) the journal at path for appending. A torn
+// last line left by a crash is cut off, so the next batch starts on a clean
+// line.
+func Open(path string) (*Journal, error) {
+	if path == "" {
+		return nil, errors.New("journal path is empty: set store.journal.path")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("creating journal directory for %s: %w", path, err)
+	}
+	// 0600: evidence proves one customer saw another's data.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening journal %s: %w", path, err)
+	}
+	j := &Journal{path: path, f: f}
+	if err := j.repair(); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
+// repair cuts a torn last line so appends start on a fresh line.
+func (j *Journal) repair() error {
+	st, err := j.f.Stat()
+	if err != nil {
+		return fmt.Errorf("reading journal %s: %w", j.path, err)
+	}
+	size := st.Size()
+	end, err := lastNewlineEnd(j.f, size)
+	if err != nil {
+		return fmt.Errorf("reading journal %s: %w", j.path, err)
+	}
+	if end != size {
+		if err := j.f.Truncate(end); err != nil {
+			return fmt.Errorf("cutting torn last line of journal %s: %w", j.path, err)
+		}
+		if err := j.f.Sync(); err != nil {
+			return fmt.Errorf("syncing journal %s: %w", j.path, err)
+		}
+	}
+	j.size = end
+	return nil
+}
+
+// lastNewlineEnd returns the offset just past the last '\n' (0 if none).
+func lastNewlineEnd(r io.ReaderAt, size int64) (int64, error) {
+	const chunk = 64 << 10
+	buf := make([]byte, chunk)
+	for off := size; off > 0; {
+		n := int64(chunk)
+		if off < n {
+			n = off
+		}
+		off -= n
+		if _, err := r.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return off + int64(i) + 1, nil
+		}
+	}
+	return 0, nil
+}
+
+// Path is where the journal lives.
+func (j *Journal) Path() string { return j.path }
+
+// Append writes the batch as one write followed by fsync. If either fails
+// (a full disk, a read-only remount) the file is cut back to where it was,
+// so a failed batch leaves no partial line, and the error says so.
+func (j *Journal) Append(_ context.Context, batch []store.Evidence) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return store.ErrClosed
+	}
+	j.buf.Reset()
+	enc := json.NewEncoder(&j.buf)
+	enc.SetEscapeHTML(false)
+	for i := range batch {
+		if err := enc.Encode(&batch[i]); err != nil {
+			return fmt.Errorf("encoding finding %s for journal: %w", batch[i].LeakID, err)
+		}
+	}
+	n, err := j.f.WriteAt(j.buf.Bytes(), j.size)
+	if err == nil {
+		err = j.f.Sync()
+	}
+	if err != nil {
+		if n > 0 {
+			_ = j.f.Truncate(j.size)
+		}
+		return fmt.Errorf("appending %d findings to journal %s: %w", len(batch), j.path, err)
+	}
+	j.size += int64(n)
+	return nil
+}
+
+// List reads the whole journal and returns the latest version of each
+// matching finding.
+func (j *Journal) List(_ context.Context, f store.Filter) ([]store.Evidence, error) {
+	recs, _, err := ReadFile(j.path)
+	if err != nil {
+		return nil, err
+	}
+	return filterLatest(recs, f), nil
+}
+
+func filterLatest(recs []store.Evidence, f store.Filter) []store.Evidence {
+	latest := store.Latest(recs)
+	out := latest[:0]
+	for i := range latest {
+		if f.Match(&latest[i]) {
+			out = append(out, latest[i])
+		}
+	}
+	return out
+}
+
+// Close syncs and closes the file.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return nil
+	}
+	j.closed = true
+	err := j.f.Sync()
+	if cerr := j.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// ReadReport says what a read skipped.
+type ReadReport struct {
+	Records int
+	// TornTail is set when the last line had no newline and did not parse:
+	// a write cut short by a crash.
+	TornTail bool
+	// Corrupt lists the 1-based line numbers that did not parse.
+	Corrupt []int
+}
+
+// ReadFile reads every record of the journal at path. A missing file is an
+// empty journal. Unparseable lines are skipped and reported, never fatal:
+// one bad line must not hide the rest of the evidence.
+func ReadFile(path string) ([]store.Evidence, ReadReport, error) {
+	var rep ReadReport
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, rep, nil
+	}
+	if err != nil {
+		return nil, rep, fmt.Errorf("opening journal %s: %w", path, err)
+	}
+	defer f.Close()
+	recs, rep, err := Read(f)
+	if err != nil {
+		return recs, rep, fmt.Errorf("reading journal %s: %w", path, err)
+	}
+	return recs, rep, nil
+}
+
+// Read decodes journal lines from r.
+func Read(r io.Reader) ([]store.Evidence, ReadReport, error) {
+	var (
+		rep  ReadReport
+		out  []store.Evidence
+		line int
+	)
+	br := bufio.NewReaderSize(r, 256<<10)
+	for {
+		b, err := br.ReadBytes('\n')
+		if len(b) > 0 {
+			line++
+			complete := b[len(b)-1] == '\n'
+			if trimmed := bytes.TrimSpace(b); len(trimmed) > 0 {
+				var e store.Evidence
+				if uerr := json.Unmarshal(trimmed, &e); uerr != nil || e.LeakID == "" {
+					if complete {
+						rep.Corrupt = append(rep.Corrupt, line)
+					} else {
+						rep.TornTail = true
+					}
+				} else {
+					out = append(out, e)
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return out, rep, err
+		}
+	}
+	rep.Records = len(out)
+	return out, rep, nil
+}
