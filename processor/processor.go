@@ -22,6 +22,7 @@ const (
 	storeRetryMin = 100 * time.Millisecond
 	storeRetryMax = 30 * time.Second
 	shutdownTries = 5
+	shutdownRetry = 200 * time.Millisecond
 )
 
 type tenantguard struct {
@@ -184,7 +185,7 @@ func (p *tenantguard) evidenceLoop() {
 				return
 			}
 			p.logger.Error("evidence store unavailable during shutdown; retrying", zap.Error(err))
-			time.Sleep(time.Second)
+			time.Sleep(shutdownRetry)
 		default:
 			backoff = min(max(backoff*2, storeRetryMin), storeRetryMax)
 			p.logger.Warn("evidence store write failed; findings kept in memory and retried",
