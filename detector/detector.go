@@ -1,7 +1,7 @@
 package detector
 
 import (
-		"hash/maphash"
+	"hash/maphash"
 	"math"
 	"runtime"
 	"slices"
@@ -223,8 +223,9 @@ type traceState struct {
 	spans      []spanRec
 	mismatches []Mismatch
 	spanCount  int
-	firstSeen  time.Time
-	lastSeen   time.Time
+	firstSeen  time.Time // earliest span start, or first arrival
+	lastSeen   time.Time // latest arrival: drives the idle window
+	lastEnd    time.Time // latest span end: what evidence calls last seen
 	allowedBy  string
 	dirty      bool
 	cross      *finding
@@ -244,6 +245,7 @@ type shard struct {
 	eps      *endpointTable
 	free     []*traceState
 	scratch  []byte
+	norm     []string
 	index    map[SpanID]int32
 	lastVers uint64
 }
@@ -294,15 +296,26 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 		ts = sh.alloc()
 		ts.id = s.TraceID
 		ts.firstSeen = now
-		if s.StartUnixNano > 0 && s.StartUnixNano <= math.MaxInt64 {
-			if st := time.Unix(0, int64(s.StartUnixNano)); st.Before(now) {
-				ts.firstSeen = st
-			}
-		}
 		sh.traces[s.TraceID] = ts
 		d.stats.active.Add(1)
 	} else {
 		sh.unlink(ts)
+	}
+	// Children usually arrive before their parents (they end first), so the
+	// trace starts at the earliest start seen, not the first span's.
+	if s.StartUnixNano > 0 && s.StartUnixNano <= math.MaxInt64 {
+		if st := time.Unix(0, int64(s.StartUnixNano)); st.Before(now) && st.Before(ts.firstSeen) {
+			ts.firstSeen = st
+		}
+	}
+	if s.EndUnixNano > 0 && s.EndUnixNano <= math.MaxInt64 {
+		end := time.Unix(0, int64(s.EndUnixNano))
+		if end.After(now) {
+			end = now // a skewed clock must not date evidence in the future
+		}
+		if end.After(ts.lastEnd) {
+			ts.lastEnd = end
+		}
 	}
 	sh.pushBack(ts)
 	ts.lastSeen = now
@@ -320,15 +333,27 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 	rec := spanRec{id: s.SpanID, parent: s.ParentID, ep: ep}
 	var primary string
 	mismatch := false
+	// norm[i] is s.Tenants[i] normalised, "" when it is no tenant; values are
+	// normalised (and rejections counted) once, here.
+	norm := sh.norm[:0]
 	for i := range s.Tenants {
 		rt := &s.Tenants[i]
-		t, ok := sh.normalize(rt.Value)
+		t, ok := "", false
+		if int(rt.KeyIndex) < len(d.keys) {
+			t, ok = sh.normalize(rt.Value)
+		} else {
+			d.stats.rejected.Add(1)
+		}
+		if ok {
+			if _, isShared := d.shared[t]; isShared {
+				ok = false
+			}
+		}
 		if !ok {
+			norm = append(norm, "")
 			continue
 		}
-		if _, isShared := d.shared[t]; isShared {
-			continue
-		}
+		norm = append(norm, t)
 		if primary == "" {
 			primary = t
 			rec.key = rt.KeyIndex
@@ -352,9 +377,11 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 		}
 	}
 	if mismatch {
-		sh.recordMismatch(ts, s, ep)
+		sh.recordMismatch(ts, s, ep, norm)
 		rec.flags |= flagEvidence
 	}
+	clear(norm)
+	sh.norm = norm
 	if len(ts.spans) < d.cfg.MaxSpansPerTrace {
 		ts.spans = append(ts.spans, rec)
 	} else {
@@ -362,20 +389,23 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 	}
 }
 
-func (sh *shard) recordMismatch(ts *traceState, s *Span, ep *endpoint) {
+// recordMismatch describes a mismatching span; norm holds its values as
+// ingest normalised them ("" for no tenant).
+func (sh *shard) recordMismatch(ts *traceState, s *Span, ep *endpoint, norm []string) {
 	if len(ts.mismatches) >= sh.d.cfg.MaxEvidenceSpans {
 		return
 	}
+	for i := range ts.mismatches {
+		if ts.mismatches[i].SpanID == s.SpanID {
+			return // the same span delivered again
+		}
+	}
 	m := Mismatch{SpanID: s.SpanID, Service: ep.service, Name: ep.name}
-	for i := range s.Tenants {
+	for i, t := range norm {
+		if t == "" {
+			continue
+		}
 		rt := &s.Tenants[i]
-		t, ok := sh.normalize(rt.Value)
-		if !ok {
-			continue
-		}
-		if _, isShared := sh.d.shared[t]; isShared {
-			continue
-		}
 		m.Values = append(m.Values, TenantSource{Key: sh.d.keys[rt.KeyIndex], Tenant: t, Resource: rt.Resource})
 	}
 	ts.mismatches = append(ts.mismatches, m)
@@ -404,7 +434,9 @@ func (sh *shard) normalize(v Value) (string, bool) {
 			sh.d.stats.rejected.Add(1)
 			return "", false
 		}
-		if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+		// Every integral double in int64's range converts exactly, so it
+		// renders as the int of the same value would.
+		if f == math.Trunc(f) && f >= math.MinInt64 && f < -math.MinInt64 {
 			sh.scratch = strconv.AppendInt(sh.scratch[:0], int64(f), 10)
 		} else {
 			sh.scratch = strconv.AppendFloat(sh.scratch[:0], f, 'g', -1, 64)
@@ -530,11 +562,21 @@ func (sh *shard) maybeEmit(ts *traceState, f *finding, now time.Time) {
 }
 
 func (sh *shard) emit(ts *traceState, f *finding, now time.Time) {
-	edges := sh.crossingEdges(ts)
-	v := uint64(now.UnixNano())
-	if v <= f.lastVersion {
-		v = f.lastVersion + 1
+	// Only the cross-tenant rule has edges; maybeEmit compares f.edges
+	// with 0 for the other rules.
+	var edges []edgeRef
+	if f.rule == RuleCrossTenantTrace {
+		edges = sh.crossingEdges(ts)
 	}
+	// Versions grow per shard, not just per finding: a trace id always maps
+	// to the same shard, so a trace that is closed and starts again (late
+	// spans, eviction, a batch that read the clock before a sweep) keeps
+	// its leak id's versions increasing.
+	v := uint64(now.UnixNano())
+	if v <= sh.lastVers {
+		v = sh.lastVers + 1
+	}
+	sh.lastVers = v
 	f.lastVersion = v
 	f.tenants, f.edges, f.services, f.mismatches, f.spanCount =
 		len(ts.tenants), len(edges), len(ts.services), len(ts.mismatches), ts.spanCount
@@ -549,7 +591,7 @@ func (sh *shard) emit(ts *traceState, f *finding, now time.Time) {
 		Services:   sortedCopy(ts.services),
 		SpanCount:  ts.spanCount,
 		FirstSeen:  ts.firstSeen,
-		LastSeen:   ts.lastSeen,
+		LastSeen:   ts.lastSeenForEvidence(),
 		DetectedAt: f.detectedAt,
 	}
 	if f.status == StatusAllowed {
@@ -593,6 +635,16 @@ func (sh *shard) emit(ts *traceState, f *finding, now time.Time) {
 			}
 		}
 	case RuleTenantMismatch:
+		// The forged tenant is a tenant the trace reached for: list it, so
+		// that a search by either tenant finds the attempt.
+		for _, m := range ts.mismatches {
+			for _, v := range m.Values {
+				if !contains(out.Tenants, v.Tenant) {
+					out.Tenants = append(out.Tenants, v.Tenant)
+				}
+			}
+		}
+		slices.Sort(out.Tenants)
 		out.Mismatches = append([]Mismatch(nil), ts.mismatches...)
 		for i := range ts.spans {
 			if ts.spans[i].flags&flagEvidence != 0 {
@@ -627,6 +679,15 @@ func (sh *shard) evidence(ts *traceState, r *spanRec) EvidenceSpan {
 	return e
 }
 
+// lastSeenForEvidence is the latest span end when spans carry times, so
+// that replays of old traces are dated by the traces, not by the replay.
+func (ts *traceState) lastSeenForEvidence() time.Time {
+	if ts.lastEnd.IsZero() || ts.lastEnd.Before(ts.firstSeen) {
+		return ts.lastSeen
+	}
+	return ts.lastEnd
+}
+
 func (ts *traceState) tenantOf(r *spanRec) string {
 	if r.tenant == 0 {
 		return ""
@@ -651,12 +712,16 @@ func (sh *shard) crossingEdges(ts *traceState) []edgeRef {
 	idx := sh.index
 	clear(idx)
 	for i := range ts.spans {
-		idx[ts.spans[i].id] = int32(i)
+		if _, dup := idx[ts.spans[i].id]; !dup {
+			idx[ts.spans[i].id] = int32(i)
+		}
 	}
 	var edges []edgeRef
 	for i := range ts.spans {
 		c := &ts.spans[i]
-		if c.tenant == 0 || c.parent.IsEmpty() {
+		if c.tenant == 0 || c.parent.IsEmpty() || idx[c.id] != int32(i) {
+			// No tenant, a root, or a second delivery of a span (an
+			// exporter retry): no edge of its own.
 			continue
 		}
 		hops := 0

@@ -63,6 +63,8 @@ type Span struct {
 	Name     string
 	// StartUnixNano is used for the trace's first-seen time when set.
 	StartUnixNano uint64
+	// EndUnixNano dates the trace's last activity in evidence when set.
+	EndUnixNano uint64
 	// Tenants holds the values under the configured keys: span attributes
 	// first, then resource attributes, each in key order. A string-array
 	// attribute contributes one entry per element.

@@ -64,6 +64,7 @@ func (e *Extractor) Feed(b *detector.Batch, td ptrace.Traces) (invalid int) {
 					Service:       service,
 					Name:          sp.Name(),
 					StartUnixNano: uint64(sp.StartTimestamp()),
+					EndUnixNano:   uint64(sp.EndTimestamp()),
 					Tenants:       sc.span,
 				}
 				b.Add(&s)
