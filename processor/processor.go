@@ -125,12 +125,21 @@ func (p *tenantguard) sweepLoop() {
 	every := min(p.cfg.IdleWindow/4, time.Second)
 	t := time.NewTicker(max(every, 10*time.Millisecond))
 	defer t.Stop()
+	var lastEvicted uint64
+	lastWarn := time.Time{}
 	for {
 		select {
 		case <-p.stop:
 			return
-		case <-t.C:
+		case now := <-t.C:
 			p.det.Sweep()
+			// Evictions mean max_traces is too small for the traffic and
+			// crossings can be missed: say so, at most once a minute.
+			if ev := p.det.Stats().TracesEvicted; ev > lastEvicted && now.Sub(lastWarn) >= time.Minute {
+				p.logger.Warn("traces evicted before their idle window ended; crossings in them may be missed: raise max_traces",
+					zap.Uint64("evicted_since_last_warning", ev-lastEvicted), zap.Int("max_traces", p.cfg.MaxTraces))
+				lastEvicted, lastWarn = ev, now
+			}
 		}
 	}
 }

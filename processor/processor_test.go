@@ -311,3 +311,29 @@ func TestUnopenableJournalKeepsSpansFlowing(t *testing.T) {
 }
 
 func writeFile(path string) error { return os.WriteFile(path, []byte("x"), 0o600) }
+
+func TestEvictionsAreLogged(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxTraces = 1
+	cfg.IdleWindow = time.Minute
+	core, logs := observer.New(zap.WarnLevel)
+	p := startProcessor(t, cfg, zap.New(core))
+	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	defer p.shutdown(context.Background())
+	for i := byte(1); i <= 50; i++ {
+		consume(t, p, request(spanSpec{i, 1, 0, "gateway", "GET /", map[string]any{"tenant.id": "acme"}}))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for logs.FilterMessageSnippet("raise max_traces").Len() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	warned := logs.FilterMessageSnippet("raise max_traces").All()
+	if len(warned) == 0 {
+		t.Fatal("evictions were silent")
+	}
+	if n := warned[0].ContextMap()["evicted_since_last_warning"]; n == uint64(0) || n == nil {
+		t.Fatalf("warning does not count the evictions: %v", warned[0].ContextMap())
+	}
+}
