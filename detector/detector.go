@@ -156,6 +156,7 @@ type Stats struct {
 	SpansWithoutTenant uint64 // spans with no tenant under any configured key
 	SpansOverCap       uint64 // spans not recorded because their trace hit MaxSpansPerTrace
 	TenantsRejected    uint64 // tenant values rejected (too long, unusable type)
+	SpansLate          uint64 // spans that started a trace but ended more than an idle window ago
 	TracesActive       int64  // traces in memory now
 	TracesExpired      uint64 // traces closed after the idle window
 	TracesEvicted      uint64 // traces pushed out by MaxTraces before going idle
@@ -165,6 +166,7 @@ type Stats struct {
 
 type counters struct {
 	spans, noTenant, overCap, rejected atomic.Uint64
+	late                               atomic.Uint64
 	active                             atomic.Int64
 	expired, evicted, findings         atomic.Uint64
 	cross, mismatch                    atomic.Uint64
@@ -178,6 +180,7 @@ func (d *Detector) Stats() Stats {
 		SpansWithoutTenant: c.noTenant.Load(),
 		SpansOverCap:       c.overCap.Load(),
 		TenantsRejected:    c.rejected.Load(),
+		SpansLate:          c.late.Load(),
 		TracesActive:       c.active.Load(),
 		TracesExpired:      c.expired.Load(),
 		TracesEvicted:      c.evicted.Load(),
@@ -187,6 +190,30 @@ func (d *Detector) Stats() Stats {
 			RuleTenantMismatch:   c.mismatch.Load(),
 		},
 	}
+}
+
+// ServiceCoverage is how many spans a service sent, and how many of them
+// carried no tenant.
+type ServiceCoverage struct {
+	Spans         uint64
+	WithoutTenant uint64
+}
+
+// Coverage returns per-service span counts since start. It locks each shard
+// briefly: call it at scrape time, not per span.
+func (d *Detector) Coverage() map[string]ServiceCoverage {
+	out := map[string]ServiceCoverage{}
+	for _, sh := range d.shards {
+		sh.mu.Lock()
+		for name, c := range sh.svcs {
+			cur := out[name]
+			cur.Spans += c.spans
+			cur.WithoutTenant += c.withoutTenant
+			out[name] = cur
+		}
+		sh.mu.Unlock()
+	}
+	return out
 }
 
 // spanRec is all that is kept of a span: 32 bytes on 64-bit platforms.
@@ -210,6 +237,7 @@ type finding struct {
 	leakID      string
 	detectedAt  time.Time
 	lastVersion uint64
+	emitted     bool
 	// the shape last emitted; a new version goes out only when it changes.
 	tenants, edges, services, mismatches int
 	spanCount                            int
@@ -223,6 +251,7 @@ type traceState struct {
 	spans      []spanRec
 	mismatches []Mismatch
 	spanCount  int
+	arrived    time.Time // first span's arrival here
 	firstSeen  time.Time // earliest span start, or first arrival
 	lastSeen   time.Time // latest arrival: drives the idle window
 	lastEnd    time.Time // latest span end: what evidence calls last seen
@@ -248,6 +277,35 @@ type shard struct {
 	norm     []string
 	index    map[SpanID]int32
 	lastVers uint64
+	svcs     map[string]*serviceCounts
+}
+
+// maxServicesTracked caps per-service coverage counters per shard; services
+// beyond it are counted under OtherServices, so a client that invents
+// service names cannot grow memory or metric cardinality.
+const maxServicesTracked = 500
+
+// OtherServices is the service name coverage is counted under once
+// maxServicesTracked services have been seen.
+const OtherServices = "_other"
+
+func (sh *shard) newEndpoint(service, name string) *endpoint {
+	e := &endpoint{service: sh.strs.intern(service), name: sh.strs.intern(name)}
+	c, ok := sh.svcs[e.service]
+	if !ok {
+		if len(sh.svcs) >= maxServicesTracked {
+			c = sh.svcs[OtherServices]
+			if c == nil {
+				c = &serviceCounts{}
+				sh.svcs[OtherServices] = c
+			}
+		} else {
+			c = &serviceCounts{}
+			sh.svcs[e.service] = c
+		}
+	}
+	e.svc = c
+	return e
 }
 
 func newShard(d *Detector, limit int) *shard {
@@ -258,6 +316,7 @@ func newShard(d *Detector, limit int) *shard {
 		strs:   newInterner(16_384),
 		eps:    newEndpointTable(16_384),
 		index:  make(map[SpanID]int32),
+		svcs:   make(map[string]*serviceCounts),
 	}
 }
 
@@ -296,6 +355,13 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 		ts = sh.alloc()
 		ts.id = s.TraceID
 		ts.firstSeen = now
+		ts.arrived = now
+		// A new trace whose span ended more than an idle window ago most
+		// likely belongs to a trace this detector already closed.
+		if s.EndUnixNano > 0 && s.EndUnixNano <= math.MaxInt64 &&
+			time.Unix(0, int64(s.EndUnixNano)).Before(now.Add(-d.cfg.IdleWindow)) {
+			d.stats.late.Add(1)
+		}
 		sh.traces[s.TraceID] = ts
 		d.stats.active.Add(1)
 	} else {
@@ -322,7 +388,8 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 	ts.dirty = true
 	ts.spanCount++
 
-	ep := sh.eps.get(s.Service, s.Name, sh.strs)
+	ep := sh.eps.get(s.Service, s.Name, sh.newEndpoint)
+	ep.svc.spans++
 	if len(ts.services) < maxServicesPerTrace && !contains(ts.services, ep.service) {
 		ts.services = append(ts.services, ep.service)
 	}
@@ -366,6 +433,7 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 	}
 	if primary == "" {
 		d.stats.noTenant.Add(1)
+		ep.svc.withoutTenant++
 	} else {
 		idx := indexOf(ts.tenants, primary)
 		if idx < 0 && len(ts.tenants) < maxTenantsPerTrace {
@@ -578,9 +646,12 @@ func (sh *shard) emit(ts *traceState, f *finding, now time.Time) {
 	}
 	sh.lastVers = v
 	f.lastVersion = v
+	f.emitted = true
 	f.tenants, f.edges, f.services, f.mismatches, f.spanCount =
 		len(ts.tenants), len(edges), len(ts.services), len(ts.mismatches), ts.spanCount
 	out := Finding{
+		New:        !f.emitted,
+		ArrivedAt:  ts.arrived,
 		LeakID:     f.leakID,
 		Version:    v,
 		Rule:       f.rule,

@@ -62,6 +62,12 @@ type Finding struct {
 	// Spans is the evidence: the spans on crossing edges and mismatching spans, capped.
 	Spans []EvidenceSpan
 
+	// New marks the first version this detector emitted for the finding.
+	New bool
+	// ArrivedAt is when this detector received the trace's first span;
+	// DetectedAt minus ArrivedAt is the detection latency.
+	ArrivedAt time.Time
+
 	SpanCount  int
 	FirstSeen  time.Time // first span of the trace observed
 	LastSeen   time.Time // latest span of the trace observed

@@ -58,6 +58,13 @@ func (in *interner) put(v string) {
 type endpoint struct {
 	service string
 	name    string
+	svc     *serviceCounts // the service's coverage counters
+}
+
+// serviceCounts is per-service coverage: how many spans a service sent and
+// how many of them named no tenant. An unattributed path is where leaks hide.
+type serviceCounts struct {
+	spans, withoutTenant uint64
 }
 
 type endpointTable struct {
@@ -69,19 +76,19 @@ func newEndpointTable(limit int) *endpointTable {
 	return &endpointTable{cur: make(map[endpoint]*endpoint, 256), limit: limit}
 }
 
-func (t *endpointTable) get(service, name string, strs *interner) *endpoint {
-	k := endpoint{service, name}
+func (t *endpointTable) get(service, name string, create func(service, name string) *endpoint) *endpoint {
+	k := endpoint{service: service, name: name}
 	if e, ok := t.cur[k]; ok {
 		return e
 	}
 	e, ok := t.prev[k]
 	if !ok {
-		e = &endpoint{service: strs.intern(service), name: strs.intern(name)}
+		e = create(service, name)
 	}
 	if len(t.cur) >= t.limit {
 		t.prev = t.cur
 		t.cur = make(map[endpoint]*endpoint, len(t.prev))
 	}
-	t.cur[endpoint{e.service, e.name}] = e
+	t.cur[endpoint{service: e.service, name: e.name}] = e
 	return e
 }
