@@ -147,22 +147,9 @@ type gateway struct {
 }
 
 func (g *gateway) serveInventory(w http.ResponseWriter, r *http.Request) {
-	ctx := propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	ctx, span := g.tracer.Start(ctx, SpanGateway, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(
-			attribute.String("http.request.method", r.Method),
-			attribute.String("http.route", "/inventory"),
-			attribute.String("url.path", r.URL.Path),
-		))
+	ctx, span, reply := serverSpan(g.tracer, w, r, SpanGateway, "/inventory")
 	defer span.End()
 	w.Header().Set(HeaderTraceID, span.SpanContext().TraceID().String())
-	reply := func(code int, body any) {
-		span.SetAttributes(attribute.Int("http.response.status_code", code))
-		if code >= 500 {
-			span.SetStatus(codes.Error, http.StatusText(code))
-		}
-		writeJSON(w, code, body)
-	}
 
 	tenant, ok := bearerTenant(r.Header.Get("Authorization"))
 	if !ok {
@@ -256,21 +243,8 @@ type inventory struct {
 }
 
 func (inv *inventory) serveStock(w http.ResponseWriter, r *http.Request) {
-	ctx := propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	ctx, span := inv.tracer.Start(ctx, SpanStock, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(
-			attribute.String("http.request.method", r.Method),
-			attribute.String("http.route", "/stock"),
-			attribute.String("url.path", r.URL.Path),
-		))
+	ctx, span, reply := serverSpan(inv.tracer, w, r, SpanStock, "/stock")
 	defer span.End()
-	reply := func(code int, body any) {
-		span.SetAttributes(attribute.Int("http.response.status_code", code))
-		if code >= 500 {
-			span.SetStatus(codes.Error, http.StatusText(code))
-		}
-		writeJSON(w, code, body)
-	}
 	tenant := r.Header.Get(HeaderTenant)
 	if !validTenant(tenant) {
 		reply(http.StatusBadRequest, errorBody("X-Tenant-Id is required"))
@@ -411,4 +385,24 @@ func writeJSON(w http.ResponseWriter, code int, body any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// serverSpan continues the caller's trace in a server span named name, and
+// returns a reply function that records the status code on it.
+func serverSpan(tracer trace.Tracer, w http.ResponseWriter, r *http.Request, name, route string) (context.Context, trace.Span, func(int, any)) {
+	ctx := propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(
+			attribute.String("http.request.method", r.Method),
+			attribute.String("http.route", route),
+			attribute.String("url.path", r.URL.Path),
+		))
+	reply := func(code int, body any) {
+		span.SetAttributes(attribute.Int("http.response.status_code", code))
+		if code >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(code))
+		}
+		writeJSON(w, code, body)
+	}
+	return ctx, span, reply
 }
