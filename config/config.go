@@ -7,8 +7,11 @@ import (
 
 // Store says where evidence is kept.
 type Store struct {
-	// Journal is the embedded JSON-lines store, on by default.
+	// Journal is the embedded JSON-lines store, always on: with ClickHouse
+	// it is the write-ahead log that the shipper reads.
 	Journal Journal `mapstructure:"journal"`
+	// ClickHouse is the shared leak history. Default: off.
+	ClickHouse ClickHouse `mapstructure:"clickhouse"`
 }
 
 // Journal configures the embedded evidence journal.
@@ -26,16 +29,6 @@ func (s *Store) Validate() error {
 	if strings.TrimSpace(s.Journal.Path) == "" {
 		return errors.New("store.journal.path: must not be empty")
 	}
-	return nil
+	return s.ClickHouse.Validate()
 }
 
-// Alerts says who is told about findings.
-type Alerts struct {
-	// Log writes each finding to the collector's log. Default: true.
-	Log LogAlerts `mapstructure:"log"`
-}
-
-// LogAlerts configures the log notifier.
-type LogAlerts struct {
-	Enabled bool `mapstructure:"enabled"`
-}

@@ -38,6 +38,9 @@ type Config struct {
 	Store config.Store `mapstructure:"store"`
 	// Alerts says who is told. Default: the collector log.
 	Alerts config.Alerts `mapstructure:"alerts"`
+	// Metrics says where Prometheus scrapes the detector's health.
+	// Default: 127.0.0.1:9464.
+	Metrics config.Metrics `mapstructure:"metrics"`
 }
 
 // AllowConfig lists the legitimate multi-tenant paths.
@@ -55,7 +58,7 @@ func (c *Config) Validate() error {
 	if c.QueueSize <= 0 {
 		err = errors.Join(err, fmt.Errorf("queue_size: must be positive, got %d", c.QueueSize))
 	}
-	return errors.Join(err, c.Store.Validate())
+	return errors.Join(err, c.Store.Validate(), c.Alerts.Slack.Validate())
 }
 
 func (c *Config) detectorConfig(now func() time.Time) detector.Config {

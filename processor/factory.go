@@ -34,8 +34,12 @@ func createDefaultConfig() component.Config {
 		MaxEvidenceSpans: detector.DefaultMaxEvidenceSpans,
 		QueueSize:        10_000,
 		Instance:         instance,
-		Store:            config.Store{Journal: config.Journal{Path: config.DefaultJournalPath}},
-		Alerts:           config.Alerts{Log: config.LogAlerts{Enabled: true}},
+		Store: config.Store{
+			Journal:    config.Journal{Path: config.DefaultJournalPath},
+			ClickHouse: config.DefaultClickHouse(),
+		},
+		Alerts:  config.Alerts{Log: config.LogAlerts{Enabled: true}, Slack: config.DefaultSlack()},
+		Metrics: config.Metrics{Endpoint: config.DefaultMetricsEndpoint},
 	}
 }
 

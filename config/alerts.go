@@ -1,0 +1,146 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/config/configopaque"
+)
+
+// Alerts says who is told about findings.
+type Alerts struct {
+	// Log writes each finding to the collector's log. Default: on.
+	Log LogAlerts `mapstructure:"log"`
+	// Slack posts findings to a channel. Default: off (no token, no webhook).
+	Slack Slack `mapstructure:"slack"`
+}
+
+// LogAlerts configures the log notifier.
+type LogAlerts struct {
+	Enabled bool `mapstructure:"enabled"`
+}
+
+// Slack configures the Slack notifier. Set either Token and Channel (bot
+// mode: one message per finding, updates in its thread) or WebhookURL
+// (incoming webhook: one message per finding, no threads).
+type Slack struct {
+	// Token is a bot token (xoxb-…); use ${env:SLACK_BOT_TOKEN}. Needs
+	// chat:write, and channels:history to find its own messages after a crash.
+	Token configopaque.String `mapstructure:"token"`
+	// Channel is the channel id or name for bot mode.
+	Channel string `mapstructure:"channel"`
+	// WebhookURL is an incoming-webhook URL; use ${env:SLACK_WEBHOOK_URL}.
+	WebhookURL configopaque.String `mapstructure:"webhook_url"`
+	// APIURL overrides https://slack.com/api/ (Enterprise Grid, proxies, tests).
+	APIURL string `mapstructure:"api_url"`
+	// TraceURLTemplate links each message to the trace; {trace_id} is
+	// replaced, e.g. https://jaeger.example.com/trace/{trace_id}. Default: no link.
+	TraceURLTemplate string `mapstructure:"trace_url_template"`
+	// RunbookURL is linked from every message. Default: none.
+	RunbookURL string `mapstructure:"runbook_url"`
+	// MinSeverity is the lowest severity that is posted. Default: high.
+	MinSeverity string `mapstructure:"min_severity"`
+	// GroupWindow collapses findings with the same tenant pair and crossing
+	// edge into the first one's message for this long. Default: 10m.
+	GroupWindow time.Duration `mapstructure:"group_window"`
+	// PseudonymizeTenants shows tenants as stable pseudonyms (t-3f9a…)
+	// instead of their ids, for channels wider than the incident team.
+	PseudonymizeTenants bool `mapstructure:"pseudonymize_tenants"`
+	// PseudonymKey keys the pseudonyms; use ${env:TENANTGUARD_PSEUDONYM_KEY}.
+	PseudonymKey configopaque.String `mapstructure:"pseudonym_key"`
+	// OutboxPath keeps alerts until Slack has them, and which message each
+	// finding went to, across restarts. Default: ./data/slack-outbox.jsonl.
+	OutboxPath string `mapstructure:"outbox_path"`
+	// Timeout bounds one Slack call. Default: 10s.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// MaxBackoff caps the wait between retries. Default: 5m.
+	MaxBackoff time.Duration `mapstructure:"max_backoff"`
+}
+
+// DefaultSlack returns the Slack defaults (off).
+func DefaultSlack() Slack {
+	return Slack{
+		MinSeverity: "high",
+		GroupWindow: 10 * time.Minute,
+		OutboxPath:  "./data/slack-outbox.jsonl",
+		Timeout:     10 * time.Second,
+		MaxBackoff:  5 * time.Minute,
+	}
+}
+
+// Enabled reports whether a token or webhook is configured.
+func (s *Slack) Enabled() bool { return s.Token != "" || s.WebhookURL != "" }
+
+// Severities, lowest first.
+var Severities = []string{"low", "medium", "high", "critical"}
+
+// SeverityRank orders severities; unknown ones rank 0.
+func SeverityRank(s string) int {
+	for i, v := range Severities {
+		if v == s {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// Validate names the bad field. Secrets are never echoed.
+func (s *Slack) Validate() error {
+	if !s.Enabled() {
+		return nil
+	}
+	var errs []error
+	if s.Token != "" && s.WebhookURL != "" {
+		errs = append(errs, errors.New("alerts.slack: set either token (bot mode) or webhook_url, not both"))
+	}
+	if s.Token != "" && strings.TrimSpace(s.Channel) == "" {
+		errs = append(errs, errors.New("alerts.slack.channel: required with a bot token"))
+	}
+	if s.WebhookURL != "" {
+		if u, err := url.Parse(string(s.WebhookURL)); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, errors.New("alerts.slack.webhook_url: not an http(s) URL"))
+		}
+	}
+	for name, v := range map[string]string{"api_url": s.APIURL, "runbook_url": s.RunbookURL} {
+		if v == "" {
+			continue
+		}
+		if u, err := url.Parse(v); err != nil || u.Scheme == "" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("alerts.slack.%s: %q is not an absolute URL", name, v))
+		}
+	}
+	if s.TraceURLTemplate != "" && !strings.Contains(s.TraceURLTemplate, "{trace_id}") {
+		errs = append(errs, fmt.Errorf("alerts.slack.trace_url_template: %q has no {trace_id}", s.TraceURLTemplate))
+	}
+	if SeverityRank(s.MinSeverity) == 0 {
+		errs = append(errs, fmt.Errorf("alerts.slack.min_severity: %q is not one of %s", s.MinSeverity, strings.Join(Severities, ", ")))
+	}
+	if s.GroupWindow < 0 {
+		errs = append(errs, fmt.Errorf("alerts.slack.group_window: must not be negative, got %s", s.GroupWindow))
+	}
+	if s.PseudonymizeTenants && len(s.PseudonymKey) < 16 {
+		errs = append(errs, errors.New("alerts.slack.pseudonym_key: at least 16 characters are required with pseudonymize_tenants"))
+	}
+	if strings.TrimSpace(s.OutboxPath) == "" {
+		errs = append(errs, errors.New("alerts.slack.outbox_path: must not be empty"))
+	}
+	if s.Timeout <= 0 || s.MaxBackoff <= 0 {
+		errs = append(errs, errors.New("alerts.slack.timeout and max_backoff: must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Endpoint serves /metrics. Every tenantguard processor in the process
+	// shares one registry and one server per endpoint. Empty turns it off.
+	// Default: 127.0.0.1:9464 (loopback: metrics name services and tenants'
+	// traffic shapes).
+	Endpoint string `mapstructure:"endpoint"`
+}
+
+// DefaultMetricsEndpoint is where /metrics is served unless configured.
+const DefaultMetricsEndpoint = "127.0.0.1:9464"
