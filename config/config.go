@@ -31,4 +31,3 @@ func (s *Store) Validate() error {
 	}
 	return s.ClickHouse.Validate()
 }
-

@@ -646,11 +646,12 @@ func (sh *shard) emit(ts *traceState, f *finding, now time.Time) {
 	}
 	sh.lastVers = v
 	f.lastVersion = v
+	isNew := !f.emitted
 	f.emitted = true
 	f.tenants, f.edges, f.services, f.mismatches, f.spanCount =
 		len(ts.tenants), len(edges), len(ts.services), len(ts.mismatches), ts.spanCount
 	out := Finding{
-		New:        !f.emitted,
+		New:        isNew,
 		ArrivedAt:  ts.arrived,
 		LeakID:     f.leakID,
 		Version:    v,

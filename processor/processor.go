@@ -26,12 +26,14 @@ const (
 )
 
 type tenantguard struct {
+	id        string // component id, the `processor` label of every metric
 	cfg       *Config
 	logger    *zap.Logger
 	det       *detector.Detector
 	extract   *Extractor
 	queue     *evidenceQueue
 	notifiers []alerts.Notifier
+	slack     *alerts.SlackNotifier
 
 	// openStore is how the worker gets its store; tests swap it to inject faults.
 	openStore func() (store.Store, error)
@@ -40,6 +42,7 @@ type tenantguard struct {
 	queueFull      atomic.Uint64
 	storeFailures  atomic.Uint64
 	stored         atomic.Uint64
+	lastStored     atomic.Int64 // unix nanoseconds of the last successful store write
 	lostAtShutdown atomic.Uint64
 
 	stop    chan struct{}
@@ -49,6 +52,7 @@ type tenantguard struct {
 
 func newTenantguard(set processor.Settings, cfg *Config) (*tenantguard, error) {
 	p := &tenantguard{
+		id:      set.ID.String(),
 		cfg:     cfg,
 		logger:  set.Logger,
 		extract: NewExtractor(cfg.TenantAttributes),
@@ -71,6 +75,7 @@ func newTenantguard(set processor.Settings, cfg *Config) (*tenantguard, error) {
 // onFinding is the detector's sink. It runs with a detector shard locked,
 // so it only enqueues.
 func (p *tenantguard) onFinding(f detector.Finding) {
+	p.observeFinding(&f)
 	ev := toEvidence(&f, p.cfg.Instance)
 	if !p.queue.push(ev) {
 		p.queueFull.Add(1)
@@ -92,6 +97,8 @@ func (p *tenantguard) processTraces(_ context.Context, td ptrace.Traces) (ptrace
 }
 
 func (p *tenantguard) start(_ context.Context, _ component.Host) error {
+	p.startSlack()
+	registerTelemetry(p)
 	p.done.Add(2)
 	go p.sweepLoop()
 	go p.evidenceLoop()
@@ -109,8 +116,15 @@ func (p *tenantguard) shutdown(ctx context.Context) error {
 	close(p.stop)
 	waited := make(chan struct{})
 	go func() { p.done.Wait(); close(waited) }()
+	defer unregisterTelemetry(ctx, p)
 	select {
 	case <-waited:
+		if p.slack != nil {
+			// Undelivered alerts stay in the outbox for the next start.
+			if err := p.slack.Close(ctx); err != nil {
+				p.logger.Warn("closing the Slack notifier", zap.Error(err))
+			}
+		}
 		if p.lostAtShutdown.Load() > 0 {
 			return errors.New("tenantguard: the evidence store refused the last findings at shutdown; their trace ids are in the log")
 		}
@@ -220,13 +234,20 @@ func (p *tenantguard) writeQueued(st *store.Store) error {
 	defer cancel()
 	if err := (*st).Append(ctx, batch); err != nil {
 		p.storeFailures.Add(1)
+		storeWrites.WithLabelValues(p.id, "journal", "error").Inc()
 		p.putBack(batch)
 		return err
 	}
+	storeWrites.WithLabelValues(p.id, "journal", "ok").Inc()
 	p.stored.Add(uint64(len(batch)))
+	p.lastStored.Store(time.Now().UnixNano())
 	for i := range batch {
 		for _, n := range p.notifiers {
-			if err := n.Notify(ctx, &batch[i]); err != nil {
+			err := n.Notify(ctx, &batch[i])
+			if n.Name() == "log" {
+				alertDeliveries.WithLabelValues(p.id, "log", alerts.ResultDelivered).Inc()
+			}
+			if err != nil {
 				p.logger.Warn("notifier failed", zap.String("notifier", n.Name()),
 					zap.String("leak_id", batch[i].LeakID), zap.Error(err))
 			}
@@ -241,4 +262,47 @@ func (p *tenantguard) putBack(batch []store.Evidence) {
 		p.logger.Error("evidence queue full while the store is failing: finding not recorded",
 			zap.String("leak_id", ev.LeakID), zap.String("trace_id", ev.TraceID), zap.String("rule", ev.Rule))
 	}
+}
+
+// startSlack turns the Slack notifier on when a token or webhook is set,
+// and says once that it is off otherwise.
+func (p *tenantguard) startSlack() {
+	cfg := p.cfg.Alerts.Slack
+	if !cfg.Enabled() {
+		p.logger.Info("Slack alerts are off: set alerts.slack.token and channel, or alerts.slack.webhook_url")
+		return
+	}
+	n, err := alerts.NewSlack(cfg, p.logger, alerts.WithDeliveryObserver(func(result string) {
+		alertDeliveries.WithLabelValues(p.id, "slack", result).Inc()
+	}))
+	if err != nil {
+		p.logger.Error("Slack alerts are off: the notifier could not start", zap.Error(err))
+		return
+	}
+	p.slack = n
+	p.notifiers = append(p.notifiers, n)
+	n.Start()
+	p.logger.Info("Slack alerts are on", zap.String("mode", n.Mode()), zap.String("min_severity", cfg.MinSeverity))
+}
+
+type backlog struct {
+	store       string
+	records     int64
+	lastSuccess time.Time
+}
+
+// backlogs reports the stores behind the journal (ClickHouse) and how far
+// behind they are.
+func (p *tenantguard) backlogs() []backlog { return nil }
+
+type pendingAlerts struct {
+	notifier string
+	pending  int
+}
+
+func (p *tenantguard) pendingAlerts() []pendingAlerts {
+	if p.slack == nil {
+		return nil
+	}
+	return []pendingAlerts{{"slack", p.slack.Pending()}}
 }

@@ -70,6 +70,7 @@ func testConfig(t *testing.T) *Config {
 	cfg := createDefaultConfig().(*Config)
 	cfg.Store.Journal.Path = filepath.Join(t.TempDir(), "leaks.jsonl")
 	cfg.Instance = "test-collector"
+	cfg.Metrics.Endpoint = "" // tests that scrape pick a free port
 	return cfg
 }
 

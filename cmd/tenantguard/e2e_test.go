@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -340,6 +341,44 @@ func testForgetfulInventory(t *testing.T, gatewayFirst bool) {
 	if logs := c.logs.String(); !strings.Contains(logs, traceID) {
 		t.Errorf("collector log never mentions the leaking trace %s", traceID)
 	}
+	// On-call: exactly one Slack message for the finding (its later
+	// versions, including the closing one, add none), carrying both
+	// tenants, the crossing edge and a trace link.
+	var msgs []string
+	eventually(t, 10*time.Second, "the Slack webhook message", func() (bool, string) {
+		msgs = c.slack.messages()
+		return len(msgs) >= 1, fmt.Sprintf("%d messages", len(msgs))
+	})
+	if len(msgs) != 1 {
+		t.Fatalf("Slack got %d messages for one finding, want 1:\n%s", len(msgs), strings.Join(msgs, "\n"))
+	}
+	for _, want := range []string{demoapp.TenantAcme, demoapp.TenantGlobex, demoapp.ServiceGateway, demoapp.SpanGateway,
+		demoapp.ServiceInventory, demoapp.SpanSelect, "http://jaeger.local:16686/trace/" + traceID, f.LeakID} {
+		if !strings.Contains(msgs[0], want) {
+			t.Errorf("Slack message lacks %q:\n%s", want, msgs[0])
+		}
+	}
+
+	// SREs: /metrics shows the traffic and the finding.
+	m := c.scrapeMetrics(t)
+	for key, want := range map[string]float64{
+		"tenantguard_findings_total{processor=tenantguard,rule=cross_tenant_trace,severity=critical}": 1,
+		"tenantguard_spans_total{processor=tenantguard}":                                              3,
+		"tenantguard_service_spans_total{processor=tenantguard,service=inventory-svc}":                2,
+		"tenantguard_spans_without_tenant_total{processor=tenantguard,service=inventory-svc}":         1,
+		"tenantguard_alert_deliveries_total{notifier=slack,processor=tenantguard,result=delivered}":   1,
+		"tenantguard_detection_latency_seconds{processor=tenantguard}":                                1,
+		"tenantguard_store_backlog_records{processor=tenantguard,store=journal}":                      0,
+		"tenantguard_alert_pending{notifier=slack,processor=tenantguard}":                             0,
+	} {
+		if got, ok := m[key]; !ok || got != want {
+			t.Errorf("/metrics %s = %v (present %v), want %v", key, got, ok, want)
+		}
+	}
+	if m["tenantguard_store_writes_total{processor=tenantguard,result=ok,store=journal}"] < 1 {
+		t.Errorf("/metrics shows no successful journal write")
+	}
+
 	assertDelivered(t, c.sink, d.sentSpans())
 	c.assertDebugSpans(t, len(d.sentSpans()))
 	t.Logf("finding journaled %s after start, all assertions done in %s",

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
@@ -67,6 +69,8 @@ type collector struct {
 	instance string
 	sink     *otlpSink
 	logs     *syncBuffer
+	metrics  string      // host:port of /metrics
+	slack    *slackHooks // the incoming-webhook endpoint the collector posts to
 
 	cmd     *exec.Cmd
 	exited  chan struct{}
@@ -120,6 +124,15 @@ processors:
     store:
       journal:
         path: %[4]s
+    metrics:
+      endpoint: %[6]s
+    alerts:
+      slack:
+        # The secret comes from the environment, as in production.
+        webhook_url: ${env:TG_E2E_SLACK_WEBHOOK}
+        trace_url_template: http://jaeger.local:16686/trace/{trace_id}
+        runbook_url: https://runbooks.example.com/tenant-leak
+        outbox_path: %[7]s
 
 exporters:
   debug:
@@ -151,6 +164,7 @@ func startCollector(t *testing.T) *collector {
 	t.Helper()
 	bin := tenantguardBinary(t)
 	sink := newOTLPSink(t)
+	hooks := newSlackHooks(t)
 	dir := t.TempDir()
 	const attempts = 3
 	for attempt := 1; ; attempt++ {
@@ -163,9 +177,11 @@ func startCollector(t *testing.T) *collector {
 			instance: "e2e-" + strings.ReplaceAll(t.Name(), "/", "-"),
 			sink:     sink,
 			logs:     &syncBuffer{},
+			metrics:  "127.0.0.1:" + strconv.Itoa(freePort(t)),
+			slack:    hooks,
 		}
 		cfg := fmt.Sprintf(collectorConfig, c.grpcAddr, c.httpAddr, c.instance,
-			strconv.Quote(c.journal), sink.srv.URL)
+			strconv.Quote(c.journal), sink.srv.URL, c.metrics, strconv.Quote(filepath.Join(dir, "data", "slack-outbox.jsonl")))
 		if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -184,6 +200,7 @@ func startCollector(t *testing.T) *collector {
 func (c *collector) start(workDir string) error {
 	c.cmd = exec.Command(c.bin, "--config", c.cfgPath)
 	c.cmd.Dir = workDir
+	c.cmd.Env = append(os.Environ(), "TG_E2E_SLACK_WEBHOOK="+c.slack.srv.URL+"/services/T0/B0/secret")
 	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
 	begin := time.Now()
 	if err := c.cmd.Start(); err != nil {
@@ -648,4 +665,71 @@ func (d *demo) spanNamed(t *testing.T, trace, name string) canonSpan {
 		t.Fatalf("trace %s has %d spans named %q, want 1", trace, len(found), name)
 	}
 	return found[0]
+}
+
+// ---------------------------------------------------------------- slack
+
+// slackHooks is a local HTTP server standing where Slack's incoming webhook
+// would be; it records every message body.
+type slackHooks struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	msgs []string
+}
+
+func newSlackHooks(t *testing.T) *slackHooks {
+	h := &slackHooks{}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		h.mu.Lock()
+		h.msgs = append(h.msgs, string(body))
+		h.mu.Unlock()
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *slackHooks) messages() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.msgs...)
+}
+
+// ---------------------------------------------------------------- metrics
+
+// scrapeMetrics reads /metrics over HTTP and parses it with the Prometheus
+// text parser, returning sample values keyed by name{sorted labels}.
+func (c *collector) scrapeMetrics(t *testing.T) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + c.metrics + "/metrics")
+	if err != nil {
+		t.Fatalf("scraping /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v", err)
+	}
+	out := map[string]float64{}
+	for name, fam := range fams {
+		for _, m := range fam.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			sort.Strings(labels)
+			key := name + "{" + strings.Join(labels, ",") + "}"
+			switch {
+			case m.Counter != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[key] = m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				out[key] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
 }

@@ -1,0 +1,219 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/tenantguard/tenantguard/detector"
+)
+
+// Every tenantguard metric is declared here, once. All tenantguard
+// processors in a process share one registry and, per endpoint, one HTTP
+// server; the `processor` label (the component id) tells them apart.
+const namespace = "tenantguard"
+
+var (
+	descSpans = prometheus.NewDesc(namespace+"_spans_total",
+		"Spans the detector has read.", []string{"processor"}, nil)
+	descSpansInvalid = prometheus.NewDesc(namespace+"_spans_invalid_total",
+		"Spans with an all-zero trace id: forwarded, but not grouped or judged.", []string{"processor"}, nil)
+	descServiceSpans = prometheus.NewDesc(namespace+"_service_spans_total",
+		"Spans per service (service \"_other\" collects services beyond the first 500).", []string{"processor", "service"}, nil)
+	descSpansWithoutTenant = prometheus.NewDesc(namespace+"_spans_without_tenant_total",
+		"Spans per service that carried no tenant under any configured key: unattributed paths are where leaks hide.", []string{"processor", "service"}, nil)
+	descSpansLate = prometheus.NewDesc(namespace+"_spans_late_total",
+		"Spans that arrived for a trace the detector had most likely already closed (ended more than an idle window ago).", []string{"processor"}, nil)
+	descTenantsRejected = prometheus.NewDesc(namespace+"_tenant_values_rejected_total",
+		"Tenant attribute values rejected: too long, or of a type that cannot name a tenant.", []string{"processor"}, nil)
+	descTraces = prometheus.NewDesc(namespace+"_traces_in_memory",
+		"Traces held in memory.", []string{"processor"}, nil)
+	descTracesExpired = prometheus.NewDesc(namespace+"_traces_expired_total",
+		"Traces closed after their idle window.", []string{"processor"}, nil)
+	descTracesEvicted = prometheus.NewDesc(namespace+"_traces_evicted_total",
+		"Traces pushed out by max_traces before their idle window ended: crossings in them can be missed.", []string{"processor"}, nil)
+	descQueueLength = prometheus.NewDesc(namespace+"_evidence_queue_length",
+		"Findings waiting for the evidence store.", []string{"processor"}, nil)
+	descQueueCapacity = prometheus.NewDesc(namespace+"_evidence_queue_capacity",
+		"Capacity of the evidence queue (queue_size).", []string{"processor"}, nil)
+	descDropped = prometheus.NewDesc(namespace+"_evidence_dropped_total",
+		"Findings lost because the evidence queue was full.", []string{"processor"}, nil)
+	descBacklog = prometheus.NewDesc(namespace+"_store_backlog_records",
+		"Findings not yet durably stored (journal) or not yet shipped (clickhouse).", []string{"processor", "store"}, nil)
+	descLastSuccess = prometheus.NewDesc(namespace+"_store_last_success_timestamp_seconds",
+		"When the store last accepted a write, in unix seconds.", []string{"processor", "store"}, nil)
+	descAlertPending = prometheus.NewDesc(namespace+"_alert_pending",
+		"Alerts waiting for delivery.", []string{"processor", "notifier"}, nil)
+
+	findingsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "findings_total",
+		Help: "New findings, by rule and severity.",
+	}, []string{"processor", "rule", "severity"})
+	detectionLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "detection_latency_seconds",
+		Help:    "Time from the trace's first span reaching the detector to the finding.",
+		Buckets: []float64{0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60},
+	}, []string{"processor"})
+	storeWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "store_writes_total",
+		Help: "Batches written to an evidence store, by result (ok, error).",
+	}, []string{"processor", "store", "result"})
+	storeDeadLetters = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "store_dead_letters_total",
+		Help: "Records a store refused for good and moved to its dead-letter file.",
+	}, []string{"processor", "store"})
+	alertDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "alert_deliveries_total",
+		Help: "Alert delivery attempts, by notifier and result (delivered, retried, failed, grouped, skipped).",
+	}, []string{"processor", "notifier", "result"})
+)
+
+// telemetry is the process-wide registry and its servers.
+var telemetry = struct {
+	sync.Mutex
+	reg       *prometheus.Registry
+	instances map[*tenantguard]struct{}
+	servers   map[string]*metricsServer
+}{instances: map[*tenantguard]struct{}{}, servers: map[string]*metricsServer{}}
+
+func registry() *prometheus.Registry {
+	// Called with telemetry locked.
+	if telemetry.reg == nil {
+		telemetry.reg = prometheus.NewRegistry()
+		telemetry.reg.MustRegister(stateCollector{}, findingsTotal, detectionLatency, storeWrites, storeDeadLetters, alertDeliveries)
+	}
+	return telemetry.reg
+}
+
+type metricsServer struct {
+	srv  *http.Server
+	refs int
+}
+
+// registerTelemetry adds p to the registry and starts (or shares) the
+// server for its endpoint. A server that cannot listen is logged, not
+// fatal: detection matters more than its metrics.
+func registerTelemetry(p *tenantguard) {
+	telemetry.Lock()
+	defer telemetry.Unlock()
+	reg := registry()
+	telemetry.instances[p] = struct{}{}
+	ep := p.cfg.Metrics.Endpoint
+	if ep == "" {
+		return
+	}
+	if s, ok := telemetry.servers[ep]; ok {
+		s.refs++
+		return
+	}
+	ln, err := net.Listen("tcp", ep)
+	if err != nil {
+		p.logger.Error("cannot serve /metrics; detection continues without it: fix metrics.endpoint",
+			zap.String("endpoint", ep), zap.Error(err))
+		return
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(p.logger)}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	telemetry.servers[ep] = &metricsServer{srv: srv, refs: 1}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.logger.Error("metrics server stopped", zap.String("endpoint", ep), zap.Error(err))
+		}
+	}()
+	p.logger.Info("serving Prometheus metrics", zap.String("endpoint", "http://"+ln.Addr().String()+"/metrics"))
+}
+
+func unregisterTelemetry(ctx context.Context, p *tenantguard) {
+	telemetry.Lock()
+	defer telemetry.Unlock()
+	delete(telemetry.instances, p)
+	ep := p.cfg.Metrics.Endpoint
+	s, ok := telemetry.servers[ep]
+	if !ok {
+		return
+	}
+	if s.refs--; s.refs > 0 {
+		return
+	}
+	delete(telemetry.servers, ep)
+	_ = s.srv.Shutdown(ctx)
+}
+
+// stateCollector reads each processor's counters at scrape time, so the
+// span path pays nothing for metrics.
+type stateCollector struct{}
+
+func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSpans, descSpansInvalid, descServiceSpans, descSpansWithoutTenant, descSpansLate,
+		descTenantsRejected, descTraces, descTracesExpired, descTracesEvicted, descQueueLength, descQueueCapacity,
+		descDropped, descBacklog, descLastSuccess, descAlertPending} {
+		ch <- d
+	}
+}
+
+func (stateCollector) Collect(ch chan<- prometheus.Metric) {
+	telemetry.Lock()
+	instances := make([]*tenantguard, 0, len(telemetry.instances))
+	for p := range telemetry.instances {
+		instances = append(instances, p)
+	}
+	telemetry.Unlock()
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for _, p := range instances {
+		id := p.id
+		st := p.det.Stats()
+		counter(descSpans, float64(st.Spans), id)
+		counter(descSpansInvalid, float64(p.invalidSpans.Load()), id)
+		counter(descSpansLate, float64(st.SpansLate), id)
+		counter(descTenantsRejected, float64(st.TenantsRejected), id)
+		gauge(descTraces, float64(st.TracesActive), id)
+		counter(descTracesExpired, float64(st.TracesExpired), id)
+		counter(descTracesEvicted, float64(st.TracesEvicted), id)
+		for svc, c := range p.det.Coverage() {
+			counter(descServiceSpans, float64(c.Spans), id, svc)
+			counter(descSpansWithoutTenant, float64(c.WithoutTenant), id, svc)
+		}
+		qlen := p.queue.len()
+		gauge(descQueueLength, float64(qlen), id)
+		gauge(descQueueCapacity, float64(p.cfg.QueueSize), id)
+		counter(descDropped, float64(p.queueFull.Load()), id)
+		gauge(descBacklog, float64(qlen), id, "journal")
+		if t := p.lastStored.Load(); t > 0 {
+			gauge(descLastSuccess, float64(t)/1e9, id, "journal")
+		}
+		for _, b := range p.backlogs() {
+			gauge(descBacklog, float64(b.records), id, b.store)
+			if !b.lastSuccess.IsZero() {
+				gauge(descLastSuccess, float64(b.lastSuccess.UnixNano())/1e9, id, b.store)
+			}
+		}
+		for _, n := range p.pendingAlerts() {
+			gauge(descAlertPending, float64(n.pending), id, n.notifier)
+		}
+	}
+}
+
+// observeFinding counts a finding version; only the first counts as a
+// finding, and its latency is the detection latency.
+func (p *tenantguard) observeFinding(f *detector.Finding) {
+	if !f.New {
+		return
+	}
+	findingsTotal.WithLabelValues(p.id, string(f.Rule), string(f.Severity)).Inc()
+	if !f.ArrivedAt.IsZero() {
+		detectionLatency.WithLabelValues(p.id).Observe(f.DetectedAt.Sub(f.ArrivedAt).Seconds())
+	}
+}

@@ -1,0 +1,146 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/processor/processortest"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// scrape fetches /metrics over HTTP and parses it as Prometheus does.
+func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape: %s", resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fams
+}
+
+// value finds the sample of family name whose labels include want.
+func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
+	fam, ok := fams[name]
+	if !ok {
+		return 0, false
+	}
+	for _, m := range fam.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for k, v := range want {
+			if labels[k] != v {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.GetHistogram().GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+func TestMetricsMoveWithTraffic(t *testing.T) {
+	addr := freeAddr(t)
+	newProc := func(name string) *tenantguard {
+		cfg := testConfig(t)
+		cfg.Metrics.Endpoint = addr
+		set := processortest.NewNopSettings(Type)
+		set.ID = component.MustNewIDWithName("tenantguard", name)
+		p, err := newTenantguard(set, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Two instances share one registry and one server.
+	a, b := newProc("a"), newProc("b")
+	consume(t, a, leakingTrace(1))
+	consume(t, a, request(spanSpec{2, 1, 0, "cart-svc", "GET /cart", nil}))
+	consume(t, b, request(spanSpec{3, 1, 0, "gateway", "GET /", map[string]any{"tenant.id": "acme"}}))
+
+	fams := scrape(t, addr)
+	checks := []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"tenantguard_spans_total", map[string]string{"processor": "tenantguard/a"}, 4},
+		{"tenantguard_spans_total", map[string]string{"processor": "tenantguard/b"}, 1},
+		{"tenantguard_findings_total", map[string]string{"processor": "tenantguard/a", "rule": "cross_tenant_trace", "severity": "critical"}, 1},
+		{"tenantguard_service_spans_total", map[string]string{"processor": "tenantguard/a", "service": "inventory-svc"}, 2},
+		{"tenantguard_spans_without_tenant_total", map[string]string{"processor": "tenantguard/a", "service": "inventory-svc"}, 1},
+		{"tenantguard_spans_without_tenant_total", map[string]string{"processor": "tenantguard/a", "service": "cart-svc"}, 1},
+		{"tenantguard_traces_in_memory", map[string]string{"processor": "tenantguard/a"}, 2},
+		{"tenantguard_detection_latency_seconds", map[string]string{"processor": "tenantguard/a"}, 1},
+		{"tenantguard_evidence_queue_capacity", map[string]string{"processor": "tenantguard/a"}, 10_000},
+	}
+	for _, c := range checks {
+		got, ok := value(fams, c.name, c.labels)
+		if !ok || got != c.want {
+			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+	for name, fam := range fams {
+		if fam.GetHelp() == "" {
+			t.Errorf("%s has no HELP text", name)
+		}
+	}
+
+	if err := a.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The server stays up for b, and the journal write is now counted.
+	fams = scrape(t, addr)
+	if _, ok := value(fams, "tenantguard_spans_total", map[string]string{"processor": "tenantguard/a"}); ok {
+		t.Error("a shut-down processor must leave the registry")
+	}
+	if got, _ := value(fams, "tenantguard_store_writes_total", map[string]string{"processor": "tenantguard/a", "result": "ok"}); got < 1 {
+		t.Errorf("store writes ok = %v, want ≥ 1", got)
+	}
+	if err := b.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get(fmt.Sprintf("http://%s/metrics", addr)); err == nil {
+		t.Error("the metrics server must stop with its last processor")
+	}
+}
