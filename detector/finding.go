@@ -19,6 +19,9 @@ const (
 	RuleTenantMismatch Rule = "tenant_mismatch"
 )
 
+// Rules lists every rule, in the order the rules reference documents them.
+var Rules = []Rule{RuleCrossTenantTrace, RuleTenantMismatch}
+
 // Severity orders findings for paging decisions.
 type Severity string
 

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/tenantguard/tenantguard/alerts"
 	"github.com/tenantguard/tenantguard/detector"
 )
 
@@ -59,7 +60,9 @@ var (
 	detectionLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "detection_latency_seconds",
 		Help:    "Time from the trace's first span reaching the detector to the finding.",
-		Buckets: []float64{0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60},
+		// Up to 5m: a crossing found only when a slow trace's last span
+		// arrives must still land in a bucket the alert rules can see.
+		Buckets: []float64{0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300},
 	}, []string{"processor"})
 	storeWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "store_writes_total",
@@ -105,6 +108,23 @@ func registerTelemetry(p *tenantguard) {
 	defer telemetry.Unlock()
 	reg := registry()
 	telemetry.instances[p] = struct{}{}
+	// Series exist at zero from the start, so increase() sees the first
+	// finding and the first failure.
+	for _, rule := range detector.Rules {
+		for _, sev := range []detector.Severity{detector.SeverityCritical, detector.SeverityHigh, detector.SeverityMedium, detector.SeverityLow} {
+			findingsTotal.WithLabelValues(p.id, string(rule), string(sev))
+		}
+	}
+	detectionLatency.WithLabelValues(p.id)
+	for _, result := range []string{"ok", "error"} {
+		storeWrites.WithLabelValues(p.id, "journal", result)
+	}
+	for _, result := range []string{alerts.ResultDelivered, alerts.ResultRetried, alerts.ResultFailed, alerts.ResultGrouped, alerts.ResultSkipped} {
+		alertDeliveries.WithLabelValues(p.id, "log", result)
+		if p.cfg.Alerts.Slack.Enabled() {
+			alertDeliveries.WithLabelValues(p.id, "slack", result)
+		}
+	}
 	ep := p.cfg.Metrics.Endpoint
 	if ep == "" {
 		return
@@ -191,14 +211,16 @@ func (stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descQueueCapacity, float64(p.cfg.QueueSize), id)
 		counter(descDropped, float64(p.queueFull.Load()), id)
 		gauge(descBacklog, float64(qlen), id, "journal")
-		if t := p.lastStored.Load(); t > 0 {
-			gauge(descLastSuccess, float64(t)/1e9, id, "journal")
-		}
+		// 0 until the first write succeeds, so "no success for 10m" fires
+		// for a store that never worked.
+		gauge(descLastSuccess, float64(p.lastStored.Load())/1e9, id, "journal")
 		for _, b := range p.backlogs() {
 			gauge(descBacklog, float64(b.records), id, b.store)
+			var last float64
 			if !b.lastSuccess.IsZero() {
-				gauge(descLastSuccess, float64(b.lastSuccess.UnixNano())/1e9, id, b.store)
+				last = float64(b.lastSuccess.UnixNano()) / 1e9
 			}
+			gauge(descLastSuccess, last, id, b.store)
 		}
 		for _, n := range p.pendingAlerts() {
 			gauge(descAlertPending, float64(n.pending), id, n.notifier)
