@@ -59,7 +59,7 @@ var (
 	}, []string{"processor", "rule", "severity"})
 	detectionLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "detection_latency_seconds",
-		Help:    "Time from the trace's first span reaching the detector to the finding.",
+		Help: "Time from the trace's first span reaching the detector to the finding.",
 		// Up to 5m: a crossing found only when a slow trace's last span
 		// arrives must still land in a bucket the alert rules can see.
 		Buckets: []float64{0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300},
