@@ -42,6 +42,7 @@ func main() {
 	}
 	cmd := otelcol.NewCommand(set)
 	cmd.AddCommand(newLeaksCommand())
+	cmd.AddCommand(newScanCommand())
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
