@@ -1,0 +1,309 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tenantguard/tenantguard/config"
+	"github.com/tenantguard/tenantguard/store"
+	chstore "github.com/tenantguard/tenantguard/store/clickhouse"
+	"github.com/tenantguard/tenantguard/store/journal"
+)
+
+// leakFixture is a small journal: one crossing seen in two versions (the
+// second dropped a span and added one), a tenant mismatch on the same
+// trace, and an older crossing between other tenants.
+func leakFixture() []store.Evidence {
+	now := time.Now().UTC().Truncate(time.Second)
+	trace := "4bf92f3577b34da6a3ce929d0e0e4736"
+	gw := store.Span{SpanID: "a000000000000001", Service: "gateway", Name: "GET /inventory", Tenant: "acme", TenantKey: "tenant.id"}
+	inv := store.Span{SpanID: "a000000000000003", ParentID: "a000000000000002", Service: "inventory-svc", Name: "SELECT stock", Tenant: "globex", TenantKey: "tenant.id"}
+	cache := store.Span{SpanID: "a000000000000009", ParentID: "a000000000000001", Service: "cache", Name: "GET", Tenant: "acme", TenantKey: "tenant.id"}
+	edge := store.CrossingEdge{
+		From: store.EdgeEnd{SpanID: gw.SpanID, Service: "gateway", Span: "GET /inventory", Tenant: "acme"},
+		To:   store.EdgeEnd{SpanID: inv.SpanID, Service: "inventory-svc", Span: "SELECT stock", Tenant: "globex"},
+		Hops: 1,
+	}
+	base := store.Evidence{Rule: "cross_tenant_trace", Severity: "critical", TraceID: trace,
+		Tenants: []string{"acme", "globex"}, Services: []string{"gateway", "inventory-svc"},
+		FirstSeen: now.Add(-time.Minute), LastSeen: now, DetectedAt: now.Add(-time.Minute + 2*time.Second), Collector: "edge-1"}
+	v1 := base
+	v1.LeakID, v1.Version, v1.Status, v1.SpanCount = "leak-crossing", 1, "open", 2
+	v1.CrossingEdges, v1.Spans = []store.CrossingEdge{edge}, []store.Span{gw, cache}
+	v2 := v1
+	v2.Version, v2.Status, v2.SpanCount, v2.Spans = 2, "closed", 3, []store.Span{gw, inv}
+	mm := base
+	mm.LeakID, mm.Version, mm.Rule, mm.Severity, mm.Status, mm.SpanCount = "leak-mismatch", 1, "tenant_mismatch", "high", "open", 3
+	mm.CrossingEdges, mm.Spans = []store.CrossingEdge{}, []store.Span{inv}
+	mm.Mismatches = []store.Mismatch{{SpanID: inv.SpanID, Service: "inventory-svc", Span: "SELECT stock",
+		Values: []store.TenantSource{{Key: "tenant.id", Tenant: "globex"}, {Key: "http.request.header.x-tenant-id", Tenant: "acme"}}}}
+	old := base
+	old.LeakID, old.Version, old.Status, old.TraceID = "leak-old", 1, "closed", "00000000000000000000000000000001"
+	old.Tenants, old.FirstSeen, old.LastSeen = []string{"initech", "umbrella"}, now.Add(-72*time.Hour), now.Add(-71*time.Hour)
+	old.DetectedAt = old.FirstSeen.Add(time.Second)
+	old.CrossingEdges, old.Spans = []store.CrossingEdge{edge}, []store.Span{}
+	return []store.Evidence{v1, mm, v2, old}
+}
+
+func journalConfig(t *testing.T, extra string) (cfgPath, journalPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	journalPath = filepath.Join(dir, "leaks.jsonl")
+	j, err := journal.Open(journalPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Append(context.Background(), leakFixture()); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	body := "processors:\n  tenantguard:\n    store:\n      journal: {path: " + journalPath + "}\n" + extra
+	return writeConfig(t, dir, "c.yaml", body), journalPath
+}
+
+type leaksRun struct {
+	out, errOut string
+	err         error
+}
+
+func runLeaks(t *testing.T, run func(ctx context.Context, lf *leaksFlags, out, errOut *bytes.Buffer) error, lf leaksFlags) leaksRun {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), &lf, &out, &errOut)
+	return leaksRun{out.String(), errOut.String(), err}
+}
+
+func leaksListRun(ctx context.Context, lf *leaksFlags, out, errOut *bytes.Buffer) error {
+	return runLeaksList(ctx, lf, out, errOut)
+}
+
+func leaksStatsRun(ctx context.Context, lf *leaksFlags, out, errOut *bytes.Buffer) error {
+	return runLeaksStats(ctx, lf, out, errOut)
+}
+
+func leaksShowRun(id string) func(ctx context.Context, lf *leaksFlags, out, errOut *bytes.Buffer) error {
+	return func(ctx context.Context, lf *leaksFlags, out, errOut *bytes.Buffer) error {
+		return runLeaksShow(ctx, lf, id, out, errOut)
+	}
+}
+
+func evidenceLines(t *testing.T, out string) []store.Evidence {
+	t.Helper()
+	var evs []store.Evidence
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if l == "" {
+			continue
+		}
+		var ev store.Evidence
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("not one JSON object per line: %q: %v", l, err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+func TestLeaksShowOverJournal(t *testing.T) {
+	cfgPath, journalPath := journalConfig(t, "")
+	r := runLeaks(t, leaksShowRun("leak-crossing"), leaksFlags{configs: []string{cfgPath}})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	for _, want := range []string{
+		"leak-crossing (version 2)",
+		"went from tenant acme (gateway `GET /inventory`) into tenant globex (inventory-svc `SELECT stock`)",
+		"cross_tenant_trace, severity critical, status closed",
+		"CROSSING EDGES", "EVIDENCE SPANS", "a000000000000003",
+		"SPANS ONLY EARLIER VERSIONS RECORDED", "a000000000000009",
+		"(2s after the first span)",
+	} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("show lacks %q:\n%s", want, r.out)
+		}
+	}
+
+	// A trace id shows every finding of the trace, in rule order.
+	r = runLeaks(t, leaksShowRun("4BF92F3577B34DA6A3CE929D0E0E4736"), leaksFlags{configs: []string{cfgPath}, json: true})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	evs := evidenceLines(t, r.out)
+	if len(evs) != 2 || evs[0].LeakID != "leak-crossing" || evs[0].Version != 2 || evs[1].LeakID != "leak-mismatch" {
+		t.Fatalf("show TRACE --json: %+v", evs)
+	}
+	r = runLeaks(t, leaksShowRun("leak-mismatch"), leaksFlags{configs: []string{cfgPath}})
+	if r.err != nil || !strings.Contains(r.out, "MISMATCHES") || !strings.Contains(r.out, "http.request.header.x-tenant-id=acme (span)") {
+		t.Fatalf("mismatch: %v\n%s", r.err, r.out)
+	}
+
+	r = runLeaks(t, leaksShowRun("nope"), leaksFlags{configs: []string{cfgPath}})
+	if r.err == nil || !strings.Contains(r.err.Error(), "no finding with leak id or trace id nope in "+journalPath) {
+		t.Fatalf("unknown id: %v", r.err)
+	}
+}
+
+func TestLeaksStatsOverJournalAgreesWithSummarize(t *testing.T) {
+	cfgPath, _ := journalConfig(t, "")
+	r := runLeaks(t, leaksStatsRun, leaksFlags{configs: []string{cfgPath}, json: true, top: 5})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	want, _ := json.Marshal(chstore.Summarize(store.Latest(leakFixture()), store.Filter{}, 5))
+	if strings.TrimSpace(r.out) != string(want) {
+		t.Fatalf("stats --json:\n got %s\nwant %s", r.out, want)
+	}
+	var st chstore.Stats
+	if err := json.Unmarshal([]byte(r.out), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Findings != 3 || len(st.TopEdges) != 1 || st.TopEdges[0].Findings != 2 || len(st.OpenByService) != 2 {
+		t.Fatalf("stats: %+v", st)
+	}
+
+	r = runLeaks(t, leaksStatsRun, leaksFlags{configs: []string{cfgPath}, since: 24 * time.Hour, tenant: "globex"})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	for _, want := range []string{"2 findings in ", "FINDINGS PER TENANT PAIR PER DAY", "acme    globex", "TOP CROSSING EDGES",
+		"TIME FROM FIRST SPAN TO DETECTION", "cross_tenant_trace  1         2s", "OPEN FINDINGS BY SERVICE", "inventory-svc"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("stats table lacks %q:\n%s", want, r.out)
+		}
+	}
+	if strings.Contains(r.out, "initech") {
+		t.Errorf("--since 24h --tenant globex must leave the old finding out:\n%s", r.out)
+	}
+}
+
+// fakeClickHouse stands in for *chstore.Client behind the leaks commands.
+type fakeClickHouse struct {
+	cfg     config.ClickHouse
+	filters []store.Filter
+	recs    []store.Evidence
+	closed  bool
+}
+
+func (f *fakeClickHouse) List(_ context.Context, flt store.Filter) ([]store.Evidence, error) {
+	f.filters = append(f.filters, flt)
+	return store.Latest(f.recs), nil
+}
+
+func (f *fakeClickHouse) Show(_ context.Context, id string) (store.Evidence, []store.Span, error) {
+	for _, ev := range store.Latest(f.recs) {
+		if ev.LeakID == id {
+			return ev, ev.Spans, nil
+		}
+	}
+	return store.Evidence{}, nil, fmt.Errorf("%w: leak id %s", chstore.ErrNotFound, id)
+}
+
+func (f *fakeClickHouse) Trace(_ context.Context, trace string) ([]store.Evidence, error) {
+	var out []store.Evidence
+	for _, ev := range store.Latest(f.recs) {
+		if ev.TraceID == trace {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeClickHouse) Stats(_ context.Context, flt store.Filter, top int) (chstore.Stats, error) {
+	f.filters = append(f.filters, flt)
+	return chstore.Summarize(store.Latest(f.recs), flt, top), nil
+}
+
+func (f *fakeClickHouse) Close() error { f.closed = true; return nil }
+
+func withFakeClickHouse(t *testing.T, recs []store.Evidence) *fakeClickHouse {
+	t.Helper()
+	fake := &fakeClickHouse{recs: recs}
+	orig := openClickHouse
+	openClickHouse = func(_ context.Context, cfg config.ClickHouse) (clickhouseReader, error) {
+		cfg.CreateSchema = false // what the real one does
+		fake.cfg = cfg
+		return fake, nil
+	}
+	t.Cleanup(func() { openClickHouse = orig })
+	return fake
+}
+
+const clickhouseYAML = "      clickhouse:\n        endpoints: [ch-1.internal:9000]\n        database: leaks\n        password: s3cret-pw\n"
+
+func TestLeaksReadClickHouseWhenTheConfigNamesIt(t *testing.T) {
+	cfgPath, _ := journalConfig(t, clickhouseYAML)
+	// ClickHouse holds a finding the local journal does not.
+	other := leakFixture()[3]
+	other.LeakID, other.TraceID, other.LastSeen = "leak-from-another-collector", "0000000000000000000000000000000f", time.Now().UTC()
+	fake := withFakeClickHouse(t, []store.Evidence{other})
+
+	r := runLeaks(t, leaksListRun, leaksFlags{configs: []string{cfgPath}, json: true, tenant: "umbrella", since: time.Hour})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	evs := evidenceLines(t, r.out)
+	if len(evs) != 1 || evs[0].LeakID != "leak-from-another-collector" {
+		t.Fatalf("list must read ClickHouse: %+v", evs)
+	}
+	if fake.cfg.Database != "leaks" || fake.cfg.Endpoints[0] != "ch-1.internal:9000" || fake.cfg.CreateSchema || !fake.closed {
+		t.Fatalf("ClickHouse opened with %+v (closed %v)", fake.cfg, fake.closed)
+	}
+	if f := fake.filters[0]; f.Tenant != "umbrella" || f.Since.IsZero() || time.Since(f.Since) < time.Hour-time.Minute {
+		t.Fatalf("filter passed: %+v", f)
+	}
+
+	r = runLeaks(t, leaksShowRun("0000000000000000000000000000000f"), leaksFlags{configs: []string{cfgPath}})
+	if r.err != nil || !strings.Contains(r.out, "leak-from-another-collector (version 1)") {
+		t.Fatalf("show by trace id through ClickHouse: %v\n%s", r.err, r.out)
+	}
+	r = runLeaks(t, leaksShowRun("leak-crossing"), leaksFlags{configs: []string{cfgPath}})
+	if r.err == nil || !strings.Contains(r.err.Error(), "ClickHouse at ch-1.internal:9000 (database leaks)") {
+		t.Fatalf("a finding only in the journal is not in ClickHouse: %v", r.err)
+	}
+	r = runLeaks(t, leaksStatsRun, leaksFlags{configs: []string{cfgPath}, json: true, rule: "cross_tenant_trace"})
+	if r.err != nil || !strings.Contains(r.out, `"findings":1`) || fake.filters[len(fake.filters)-1].Rule != "cross_tenant_trace" {
+		t.Fatalf("stats through ClickHouse: %v %s", r.err, r.out)
+	}
+
+	// --journal reads the local journal instead.
+	calls := len(fake.filters)
+	r = runLeaks(t, leaksListRun, leaksFlags{configs: []string{cfgPath}, json: true, journal: true})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if evs := evidenceLines(t, r.out); len(evs) != 3 || len(fake.filters) != calls {
+		t.Fatalf("--journal: %d findings, ClickHouse asked %d more times", len(evs), len(fake.filters)-calls)
+	}
+}
+
+func TestLeaksSayHowToReadTheJournalWhenClickHouseIsDown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cfgPath, _ := journalConfig(t, "      clickhouse:\n        endpoints: ["+addr+"]\n        password: s3cret-pw\n        dial_timeout: 500ms\n")
+	began := time.Now()
+	r := runLeaks(t, leaksListRun, leaksFlags{configs: []string{cfgPath}})
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("an unreachable ClickHouse took %s to report", took)
+	}
+	if r.err == nil {
+		t.Fatal("nothing listens, yet list succeeded")
+	}
+	msg := r.err.Error()
+	if !strings.Contains(msg, addr) || !strings.Contains(msg, "add --journal") || strings.Contains(msg, "s3cret") {
+		t.Fatalf("error: %v", msg)
+	}
+	if !errors.Is(r.err, chstore.ErrUnavailable) {
+		t.Fatalf("want ErrUnavailable in the chain: %v", r.err)
+	}
+}

@@ -1,0 +1,12 @@
+// Package clickhouse keeps the leak history in ClickHouse, where analysts
+// query it across collectors and over months. The journal stays the
+// write-ahead log: a Shipper reads it from a durable cursor and copies each
+// finding version to ClickHouse in batches, off the span path, retrying with
+// backoff while the server is away, resuming from the cursor after a
+// restart, and moving a record the server refuses to a dead-letter file.
+// Rows land in ReplacingMergeTree tables keyed by leak id, and every batch
+// carries an insert deduplication token, so a re-sent batch never doubles a
+// finding. Client opens the connection, runs the versioned schema
+// migrations, writes batches and answers the analyst queries of queries.sql;
+// it is also a store.Store.
+package clickhouse

@@ -1,0 +1,363 @@
+package clickhouse
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"text/template"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tenantguard/tenantguard/config"
+)
+
+// migration is one versioned step of the schema. Its statements must be
+// idempotent (IF NOT EXISTS, OR REPLACE): two collectors may migrate at the
+// same moment, a migration interrupted halfway is run again from the start,
+// and in cluster mode the record of applied versions is per server.
+// Released migrations are never edited; a change is a new version.
+type migration struct {
+	Version    uint32
+	Name       string
+	Statements []string // text/template, rendered with schemaData
+}
+
+// Why these keys, for both tables:
+//
+//   - ReplacingMergeTree(version) keeps, per ORDER BY key, the row with the
+//     highest version, so the key must identify the finding and nothing that
+//     changes between its versions. leak_id is derived from the trace id and
+//     the rule, so (rule, leak_id) and (leak_id, span_id) are fixed for the
+//     life of a finding; first_seen, status or tenants can change and so stay
+//     out of the key.
+//   - rule leads tenant_leaks' key: it has two values, so `--rule` prunes half
+//     the table, and it costs nothing in the primary index. Lookups by leak id
+//     (show, the view's GROUP BY) still use the index on the second column.
+//   - Time filters use the monthly partitions on first_seen. first_seen can
+//     move earlier in a later version (a late span that started before the
+//     others); if that crosses a month boundary the versions sit in
+//     different partitions and background merges never collapse them. The
+//     readers never rely on merges: tenant_leaks_latest takes argMax over
+//     all partitions, so the answer is exact, and TTL removes the stray row.
+//   - Lookups by trace id use a bloom filter skip index on trace_id; tenants
+//     and services have one for ad-hoc queries on the table itself (filters
+//     on tenant_leaks_latest apply after its GROUP BY and cannot use them).
+//   - TTL counts from last_seen: a finding is kept for `retention` after its
+//     trace was last seen.
+//   - insert_deduplication_token needs a deduplication window on a
+//     non-replicated table (non_replicated_deduplication_window); replicated
+//     tables keep one by default, set to the same size here.
+var migrations = []migration{
+	{Version: 1, Name: "tenant_leaks", Statements: []string{
+		`CREATE TABLE IF NOT EXISTS {{table "tenant_leaks"}}{{onCluster}}
+(
+{{columns "leaks"}},
+    INDEX trace_id_bloom trace_id TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX tenants_bloom tenants TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX services_bloom services TYPE bloom_filter(0.01) GRANULARITY 1
+)
+ENGINE = {{engine "tenant_leaks"}}
+PARTITION BY toYYYYMM(first_seen)
+ORDER BY (rule, leak_id)
+TTL toDateTime(last_seen) + INTERVAL {{.RetentionSeconds}} SECOND
+SETTINGS {{dedupWindow}}`,
+		`{{distributed "tenant_leaks"}}`,
+	}},
+	{Version: 2, Name: "tenant_leak_spans", Statements: []string{
+		`CREATE TABLE IF NOT EXISTS {{table "tenant_leak_spans"}}{{onCluster}}
+(
+{{columns "spans"}},
+    INDEX trace_id_bloom trace_id TYPE bloom_filter(0.01) GRANULARITY 1
+)
+ENGINE = {{engine "tenant_leak_spans"}}
+PARTITION BY toYYYYMM(first_seen)
+ORDER BY (leak_id, span_id)
+TTL toDateTime(last_seen) + INTERVAL {{.RetentionSeconds}} SECOND
+SETTINGS {{dedupWindow}}`,
+		`{{distributed "tenant_leak_spans"}}`,
+	}},
+	// The view is the one place that says what "the current state of a
+	// finding" is. Aliases are prefixed in the inner query and renamed
+	// outside it: a ClickHouse alias named like a column replaces that
+	// column everywhere in its SELECT, argMax's version argument included.
+	{Version: 3, Name: "tenant_leaks_latest", Statements: []string{
+		`CREATE OR REPLACE VIEW {{.DB}}.tenant_leaks_latest{{onCluster}} AS
+SELECT
+    leak_id,
+    latest_version AS version,
+    latest_trace_id AS trace_id,
+    latest_rule AS rule,
+    latest_severity AS severity,
+    latest_status AS status,
+    latest_allowed_by AS allowed_by,
+    latest_tenants AS tenants,
+    latest_services AS services,
+    latest_crossing_edges AS crossing_edges,
+    latest_mismatches AS mismatches,
+    latest_span_count AS span_count,
+    latest_first_seen AS first_seen,
+    latest_last_seen AS last_seen,
+    latest_detected_at AS detected_at,
+    latest_collector AS collector
+FROM
+(
+    SELECT
+        leak_id,
+        max(version) AS latest_version,
+        argMax(trace_id, version) AS latest_trace_id,
+        argMax(rule, version) AS latest_rule,
+        argMax(severity, version) AS latest_severity,
+        argMax(status, version) AS latest_status,
+        argMax(allowed_by, version) AS latest_allowed_by,
+        argMax(tenants, version) AS latest_tenants,
+        argMax(services, version) AS latest_services,
+        argMax(crossing_edges, version) AS latest_crossing_edges,
+        argMax(mismatches, version) AS latest_mismatches,
+        argMax(span_count, version) AS latest_span_count,
+        argMax(first_seen, version) AS latest_first_seen,
+        argMax(last_seen, version) AS latest_last_seen,
+        argMax(detected_at, version) AS latest_detected_at,
+        argMax(collector, version) AS latest_collector
+    FROM {{.DB}}.tenant_leaks
+    GROUP BY leak_id
+)`,
+	}},
+}
+
+// bootstrapStatements run before the migrations, every time: the database
+// and the table that records applied versions. In cluster mode
+// schema_migrations is a plain table on every server (created ON CLUSTER):
+// a server that has not seen a migration runs it again, harmlessly.
+var bootstrapStatements = []string{
+	`CREATE DATABASE IF NOT EXISTS {{.DB}}{{onCluster}}`,
+	`CREATE TABLE IF NOT EXISTS {{.DB}}.schema_migrations{{onCluster}}
+(
+    version UInt32,
+    name String,
+    checksum String,
+    applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(applied_at)
+ORDER BY version`,
+}
+
+// schemaData is what the templates see.
+type schemaData struct {
+	// DB is the quoted database name.
+	DB               string
+	Database         string
+	Cluster          string
+	RetentionSeconds int64
+}
+
+func newSchemaData(cfg config.ClickHouse) schemaData {
+	return schemaData{
+		DB:               quoteIdent(cfg.Database),
+		Database:         cfg.Database,
+		Cluster:          cfg.Cluster,
+		RetentionSeconds: int64(cfg.Retention / time.Second),
+	}
+}
+
+// quoteIdent backquotes a name; config validation keeps backquotes, quotes
+// and spaces out of database and cluster names.
+func quoteIdent(s string) string { return "`" + s + "`" }
+
+func (d schemaData) funcs() template.FuncMap {
+	clustered := d.Cluster != ""
+	return template.FuncMap{
+		"onCluster": func() string {
+			if !clustered {
+				return ""
+			}
+			return " ON CLUSTER '" + d.Cluster + "'"
+		},
+		// table names a data table: in cluster mode the shard-local one,
+		// behind a Distributed table of the plain name.
+		"table": func(name string) string {
+			if clustered {
+				name += "_local"
+			}
+			return d.DB + "." + name
+		},
+		"engine": func(name string) string {
+			if !clustered {
+				return "ReplacingMergeTree(version)"
+			}
+			return fmt.Sprintf("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/%s/%s_local', '{replica}', version)",
+				d.Database, name)
+		},
+		"dedupWindow": func() string {
+			if clustered {
+				return "replicated_deduplication_window = 10000"
+			}
+			return "non_replicated_deduplication_window = 10000"
+		},
+		// distributed puts a Distributed table in front of the shard-local
+		// one, sharded by leak_id so that every version of a finding, and
+		// its spans, land on one shard where ReplacingMergeTree can collapse
+		// them. Single-server mode has no such statement.
+		"distributed": func(name string) string {
+			if !clustered {
+				return ""
+			}
+			return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s ON CLUSTER '%s'\nAS %s.%s_local\nENGINE = Distributed('%s', '%s', '%s_local', cityHash64(leak_id))",
+				d.DB, name, d.Cluster, d.DB, name, d.Cluster, d.Database, name)
+		},
+		"columns": func(table string) string {
+			cols := leakColumns
+			if table == "spans" {
+				cols = spanColumns
+			}
+			lines := make([]string, len(cols))
+			for i, c := range cols {
+				lines[i] = "    " + c.Name + " " + c.Type
+				if c.Comment != "" {
+					lines[i] += " COMMENT '" + strings.ReplaceAll(c.Comment, "'", "") + "'"
+				}
+			}
+			return strings.Join(lines, ",\n")
+		},
+	}
+}
+
+func render(text string, d schemaData) (string, error) {
+	t, err := template.New("ddl").Funcs(d.funcs()).Parse(text)
+	if err != nil {
+		return "", err
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, d); err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(b.String()), nil
+}
+
+// renderAll renders statements, dropping those that render empty.
+func renderAll(texts []string, d schemaData) ([]string, error) {
+	var out []string
+	for _, text := range texts {
+		s, err := render(text, d)
+		if err != nil {
+			return nil, err
+		}
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func (m migration) checksum() string {
+	h := sha256.New()
+	for _, s := range m.Statements {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// SchemaDDL returns every statement Migrate can run for cfg, in order, as
+// one SQL script: what a DBA reviews, or runs by hand with
+// create_schema: false.
+func SchemaDDL(cfg config.ClickHouse) (string, error) {
+	d := newSchemaData(cfg)
+	var b strings.Builder
+	boot, err := renderAll(bootstrapStatements, d)
+	if err != nil {
+		return "", err
+	}
+	b.WriteString("-- bootstrap: database and migration record\n\n")
+	for _, s := range boot {
+		b.WriteString(s + ";\n\n")
+	}
+	for _, m := range migrations {
+		stmts, err := renderAll(m.Statements, d)
+		if err != nil {
+			return "", fmt.Errorf("migration %d %s: %w", m.Version, m.Name, err)
+		}
+		fmt.Fprintf(&b, "-- migration %d: %s\n\n", m.Version, m.Name)
+		for _, s := range stmts {
+			b.WriteString(s + ";\n\n")
+		}
+	}
+	return strings.TrimRight(b.String(), "\n") + "\n", nil
+}
+
+// Migrate creates the database, the tables and the view, running each
+// migration not yet recorded in schema_migrations. It is idempotent and safe
+// to run from several collectors at once.
+func (c *Client) Migrate(ctx context.Context) error {
+	d := newSchemaData(c.cfg)
+	boot, err := renderAll(bootstrapStatements, d)
+	if err != nil {
+		return err
+	}
+	for i, s := range boot {
+		if err := c.conn.Exec(ctx, s); err != nil {
+			// The database exists (we are connected to it); an account
+			// without the CREATE DATABASE grant may still own its tables.
+			if code := exceptionCode(err); i == 0 && (code == 497 || code == 291 || code == 164) { // ACCESS_DENIED, DATABASE_ACCESS_DENIED, READONLY
+				c.logger.Debug("clickhouse: could not run CREATE DATABASE IF NOT EXISTS; continuing", zap.Error(c.redact(err)))
+				continue
+			}
+			return fmt.Errorf("creating the schema bootstrap in ClickHouse database %s: %w", c.cfg.Database, c.redact(err))
+		}
+	}
+	applied, err := c.appliedMigrations(ctx, d)
+	if err != nil {
+		return err
+	}
+	for _, m := range migrations {
+		if sum, ok := applied[m.Version]; ok {
+			if sum != m.checksum() {
+				c.logger.Warn("clickhouse: a schema migration changed after it was applied; the database keeps the applied version",
+					zap.Uint32("version", m.Version), zap.String("name", m.Name))
+			}
+			continue
+		}
+		stmts, err := renderAll(m.Statements, d)
+		if err != nil {
+			return fmt.Errorf("rendering schema migration %d %s: %w", m.Version, m.Name, err)
+		}
+		for _, s := range stmts {
+			if err := c.conn.Exec(ctx, s); err != nil {
+				return fmt.Errorf("schema migration %d (%s) in ClickHouse database %s: %w", m.Version, m.Name, c.cfg.Database, c.redact(err))
+			}
+		}
+		if err := c.conn.Exec(ctx, "INSERT INTO "+d.DB+".schema_migrations (version, name, checksum) VALUES (?, ?, ?)",
+			m.Version, m.Name, m.checksum()); err != nil {
+			return fmt.Errorf("recording schema migration %d (%s): %w", m.Version, m.Name, c.redact(err))
+		}
+		c.logger.Info("clickhouse: schema migration applied", zap.Uint32("version", m.Version), zap.String("name", m.Name),
+			zap.String("database", c.cfg.Database))
+	}
+	return nil
+}
+
+func (c *Client) appliedMigrations(ctx context.Context, d schemaData) (map[uint32]string, error) {
+	rows, err := c.conn.Query(ctx, "SELECT version, argMax(checksum, applied_at) FROM "+d.DB+".schema_migrations GROUP BY version")
+	if err != nil {
+		return nil, fmt.Errorf("reading applied schema migrations: %w", c.redact(err))
+	}
+	defer rows.Close()
+	applied := map[uint32]string{}
+	for rows.Next() {
+		var (
+			v   uint32
+			sum string
+		)
+		if err := rows.Scan(&v, &sum); err != nil {
+			return nil, fmt.Errorf("reading applied schema migrations: %w", err)
+		}
+		applied[v] = sum
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading applied schema migrations: %w", c.redact(err))
+	}
+	return applied, nil
+}
