@@ -3,6 +3,8 @@ package detector
 import (
 	"errors"
 	"fmt"
+	"regexp"
+	"regexp/syntax"
 	"strings"
 	"time"
 )
@@ -28,6 +30,31 @@ type Config struct {
 	MaxSpansPerTrace int
 	// MaxEvidenceSpans caps the evidence spans carried by one finding.
 	MaxEvidenceSpans int
+	// Derivations find tenants inside other attributes (a URL path, a
+	// cache key, a database namespace) with a regular expression whose
+	// named group `tenant` captures the tenant. They rank after TenantKeys.
+	Derivations []Derivation
+	// Bindings map identifier values to tenants, such as the id of the key
+	// that signed a verified token: a span whose key belongs to another
+	// tenant, or is marked global, is a foreign_signing_key finding.
+	Bindings []Binding
+	// ScopedTables are the tenant-scoped tables for the unscoped_query
+	// rule; TenantColumn is their tenant column (default tenant_id). The
+	// rule is off while ScopedTables is empty.
+	ScopedTables []string
+	TenantColumn string
+	// UnscopedWindow reports one unscoped_query finding per service and
+	// statement shape per window. Default: 10m.
+	UnscopedWindow time.Duration
+	// TenantAwareServices must put a tenant on every span; spans without
+	// one are missing_tenant findings, one per service and span name per
+	// CoverageWindow (default 10m).
+	TenantAwareServices []string
+	CoverageWindow      time.Duration
+	// LateWindow keeps a closed trace's tenants this long, so a late span
+	// from another tenant is still caught and joined to the same finding.
+	// Default: 10m.
+	LateWindow time.Duration
 	// Shards splits state so that concurrent batches rarely contend; 0 picks
 	// one per CPU.
 	Shards int
@@ -51,6 +78,77 @@ const (
 	// maxServicesPerTrace bounds the service list a finding carries.
 	maxServicesPerTrace = 64
 )
+
+// Derivation extracts a tenant from an attribute with a regular expression.
+type Derivation struct {
+	// Attribute is looked up on span attributes, then resource attributes.
+	Attribute string
+	// Pattern is an RE2 expression with one named group `tenant`, e.g.
+	// `^/t/(?P<tenant>[^/]+)/`.
+	Pattern string
+}
+
+// Binding maps the values of one attribute to tenants.
+type Binding struct {
+	// Attribute holds the identifier, e.g. auth.jwt.kid.
+	Attribute string
+	// Tenants maps identifier values to the tenant that owns them.
+	Tenants map[string]string
+	// Global lists identifiers that belong to no tenant (a shared signing
+	// key): any span using one is a finding.
+	Global []string
+}
+
+// Limits on derivations: RE2 matches in linear time, so cost is bounded by
+// the program size and the input length; both are capped.
+const (
+	maxPatternLength   = 1024
+	maxPatternProgram  = 2000
+	maxDerivationInput = 4096
+)
+
+// compileDerivation checks a derivation and compiles its pattern once.
+func compileDerivation(i int, d Derivation) (*regexp.Regexp, int, error) {
+	field := fmt.Sprintf("tenant_derivations[%d]", i)
+	if strings.TrimSpace(d.Attribute) == "" {
+		return nil, 0, fmt.Errorf("%s.attribute: empty attribute key", field)
+	}
+	if len(d.Pattern) > maxPatternLength {
+		return nil, 0, fmt.Errorf("%s.regex: longer than %d characters", field, maxPatternLength)
+	}
+	re, err := regexp.Compile(d.Pattern)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s.regex: %w", field, err)
+	}
+	group := -1
+	for gi, name := range re.SubexpNames() {
+		if name == "tenant" {
+			if group >= 0 {
+				return nil, 0, fmt.Errorf("%s.regex: more than one group named tenant", field)
+			}
+			group = gi
+		}
+	}
+	if group < 0 {
+		return nil, 0, fmt.Errorf("%s.regex: no named group `tenant`, e.g. (?P<tenant>[^/]+)", field)
+	}
+	parsed, err := syntax.Parse(d.Pattern, syntax.Perl)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s.regex: %w", field, err)
+	}
+	prog, err := syntax.Compile(parsed.Simplify())
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s.regex: %w", field, err)
+	}
+	if len(prog.Inst) > maxPatternProgram {
+		return nil, 0, fmt.Errorf("%s.regex: too costly to run on every span (%d instructions, at most %d): simplify it or anchor it with ^",
+			field, len(prog.Inst), maxPatternProgram)
+	}
+	if re.MatchString("") {
+		return nil, 0, fmt.Errorf("%s.regex: matches the empty string, so it would find a tenant everywhere", field)
+	}
+	return re, group, nil
+}
 
 // DefaultTenantKeys are the keys looked up when none are configured.
 func DefaultTenantKeys() []string { return []string{"tenant.id", "tenant_id"} }
@@ -96,6 +194,41 @@ func (c *Config) Validate() error {
 	if c.MaxEvidenceSpans <= 0 {
 		errs = append(errs, fmt.Errorf("max_evidence_spans: must be positive, got %d", c.MaxEvidenceSpans))
 	}
+	if len(c.TenantKeys)+len(c.Derivations) > maxTenantKeys {
+		errs = append(errs, fmt.Errorf("tenant_derivations: at most %d tenant keys and derivations together", maxTenantKeys))
+	}
+	for i, d := range c.Derivations {
+		if _, _, err := compileDerivation(i, d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(c.Bindings) > 255 {
+		errs = append(errs, errors.New("bindings: at most 255"))
+	}
+	for i, b := range c.Bindings {
+		if strings.TrimSpace(b.Attribute) == "" {
+			errs = append(errs, fmt.Errorf("bindings[%d].attribute: empty attribute key", i))
+		}
+		if len(b.Tenants) == 0 && len(b.Global) == 0 {
+			errs = append(errs, fmt.Errorf("bindings[%d]: neither tenants nor global lists an identifier", i))
+		}
+		for id, t := range b.Tenants {
+			if strings.TrimSpace(t) == "" {
+				errs = append(errs, fmt.Errorf("bindings[%d].tenants[%q]: empty tenant", i, id))
+			}
+		}
+	}
+	if len(c.ScopedTables) > 0 {
+		if _, err := NewSQLScope(c.ScopedTables, c.tenantColumn()); err != nil {
+			errs = append(errs, fmt.Errorf("unscoped_query: %w", err))
+		}
+	}
+	for name, w := range map[string]time.Duration{"unscoped_query.window": c.UnscopedWindow,
+		"coverage.window": c.CoverageWindow, "late_window": c.LateWindow} {
+		if w < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative, got %s", name, w))
+		}
+	}
 	if c.Shards < 0 {
 		errs = append(errs, fmt.Errorf("shards: must not be negative, got %d", c.Shards))
 	}
@@ -110,5 +243,23 @@ func DefaultConfig() Config {
 		MaxTraces:        DefaultMaxTraces,
 		MaxSpansPerTrace: DefaultMaxSpansPerTrace,
 		MaxEvidenceSpans: DefaultMaxEvidenceSpans,
+		TenantColumn:     DefaultTenantColumn,
+		UnscopedWindow:   DefaultRuleWindow,
+		CoverageWindow:   DefaultRuleWindow,
+		LateWindow:       DefaultRuleWindow,
 	}
+}
+
+// DefaultTenantColumn is the tenant column of scoped tables unless configured.
+const DefaultTenantColumn = "tenant_id"
+
+// DefaultRuleWindow rate-limits per-service findings and keeps closed
+// traces' tenants for late spans.
+const DefaultRuleWindow = 10 * time.Minute
+
+func (c *Config) tenantColumn() string {
+	if c.TenantColumn == "" {
+		return DefaultTenantColumn
+	}
+	return c.TenantColumn
 }

@@ -11,16 +11,30 @@ import (
 type Rule string
 
 const (
-	// RuleCrossTenantTrace fires when the spans of one trace carry two or
-	// more distinct tenants.
+	// RuleCrossTenantTrace fires when a trace crosses from one tenant into
+	// another and the crossing succeeded (or cannot be told yet).
 	RuleCrossTenantTrace Rule = "cross_tenant_trace"
+	// RuleBlockedAttempt fires when a trace reached for another tenant and
+	// was refused (401/403/404, gRPC PERMISSION_DENIED, an error status):
+	// isolation working. Recorded and counted, never paged.
+	RuleBlockedAttempt Rule = "blocked_attempt"
 	// RuleTenantMismatch fires when one span carries different tenants under
 	// different keys, such as a token tenant and a forged header tenant.
 	RuleTenantMismatch Rule = "tenant_mismatch"
+	// RuleForeignSigningKey fires when a span's token was verified with a
+	// key bound to another tenant, or with a key marked global.
+	RuleForeignSigningKey Rule = "foreign_signing_key"
+	// RuleUnscopedQuery fires when a database span queries a tenant-scoped
+	// table without a predicate on the tenant column: the missing WHERE.
+	RuleUnscopedQuery Rule = "unscoped_query"
+	// RuleMissingTenant fires when a service listed as tenant-aware sends
+	// spans without a tenant: an unattributed path is where leaks hide.
+	RuleMissingTenant Rule = "missing_tenant"
 )
 
 // Rules lists every rule, in the order the rules reference documents them.
-var Rules = []Rule{RuleCrossTenantTrace, RuleTenantMismatch}
+var Rules = []Rule{RuleCrossTenantTrace, RuleBlockedAttempt, RuleTenantMismatch,
+	RuleForeignSigningKey, RuleUnscopedQuery, RuleMissingTenant}
 
 // Severity orders findings for paging decisions.
 type Severity string
@@ -43,6 +57,15 @@ const (
 	// StatusAllowed: a span that arrived after detection put the trace under
 	// an allow rule; the finding is withdrawn and must not page anyone.
 	StatusAllowed Status = "allowed"
+	// StatusReclassified: later spans showed the crossing was refused; the
+	// blocked_attempt finding of the same trace tells the rest.
+	StatusReclassified Status = "reclassified"
+)
+
+// Outcome of a crossing.
+const (
+	OutcomeSucceeded = "succeeded"
+	OutcomeBlocked   = "blocked"
 )
 
 // Finding is one detected crossing. Every version of the same finding has
@@ -55,6 +78,8 @@ type Finding struct {
 	Status   Status
 	// AllowedBy names the allow rule that withdrew the finding (StatusAllowed only).
 	AllowedBy string
+	// Reason explains the severity or status in a sentence.
+	Reason string
 
 	TraceID  TraceID
 	Tenants  []string // sorted
@@ -62,7 +87,12 @@ type Finding struct {
 	Edges    []CrossingEdge
 	// Mismatches lists the spans whose own tenant values disagree (RuleTenantMismatch).
 	Mismatches []Mismatch
-	// Spans is the evidence: the spans on crossing edges and mismatching spans, capped.
+	// Keys lists the spans that used a foreign or global key (RuleForeignSigningKey).
+	Keys []KeyUse
+	// Queries lists unscoped statements (RuleUnscopedQuery), by shape only:
+	// the statement text is never kept.
+	Queries []UnscopedQuery
+	// Spans is the evidence: the spans on crossing edges and offending spans, capped.
 	Spans []EvidenceSpan
 
 	// New marks the first version this detector emitted for the finding.
@@ -77,20 +107,26 @@ type Finding struct {
 	DetectedAt time.Time // when the first version was emitted
 }
 
-// EdgeEnd is one side of a crossing edge.
+// EdgeEnd is one side of a crossing edge. TraceID is set on the far side of
+// a span link, which lives in another trace.
 type EdgeEnd struct {
+	TraceID TraceID
 	SpanID  SpanID
 	Service string
 	Name    string
 	Tenant  string
 }
 
-// CrossingEdge is a parent→child step where the tenant changes. Hops counts
-// the spans without a tenant between the two ends (0: direct parent).
+// CrossingEdge is a parent→child step (or a producer→consumer span link)
+// where the tenant changes. Hops counts the spans without a tenant between
+// the two ends (0: direct parent). Outcome is succeeded or blocked, judged
+// on the child.
 type CrossingEdge struct {
-	From EdgeEnd
-	To   EdgeEnd
-	Hops int
+	From    EdgeEnd
+	To      EdgeEnd
+	Hops    int
+	Link    bool
+	Outcome string
 }
 
 // EvidenceSpan is what the detector keeps of a span: enough to show where
@@ -102,6 +138,8 @@ type EvidenceSpan struct {
 	Name      string
 	Tenant    string
 	TenantKey string
+	Outcome   string // succeeded or blocked
+	Data      bool   // the span read or wrote stored data
 }
 
 // TenantSource is one tenant value of a span and the key it came from.
@@ -119,15 +157,49 @@ type Mismatch struct {
 	Values  []TenantSource
 }
 
+// KeyUse is a span whose identifier (a signing key id) belongs to another
+// tenant, or to none.
+type KeyUse struct {
+	SpanID     SpanID
+	Service    string
+	Name       string
+	Attribute  string
+	Identifier string
+	KeyTenant  string // "" for a global key
+	SpanTenant string
+	Global     bool
+}
+
+// UnscopedQuery is a database span whose statement reads or writes scoped
+// tables without a tenant predicate.
+type UnscopedQuery struct {
+	SpanID  SpanID
+	Service string
+	Name    string
+	Tables  []string
+}
+
 // LeakID is deterministic in the trace and the rule, so that a restarted
 // collector, a second collector behind a load balancer and an offline scan
 // all name the same crossing the same way, and stores can deduplicate.
 func LeakID(trace TraceID, rule Rule) string {
+	return leakID(string(rule), trace[:])
+}
+
+// windowLeakID names a per-service finding (unscoped_query,
+// missing_tenant): one per service, span name and window.
+func windowLeakID(rule Rule, service, name string, window time.Time) string {
+	return leakID(string(rule), []byte(service), []byte(name), []byte(window.UTC().Format(time.RFC3339)))
+}
+
+func leakID(rule string, parts ...[]byte) string {
 	h := sha256.New()
 	h.Write([]byte("tenantguard/leak/v1\x00"))
 	h.Write([]byte(rule))
-	h.Write([]byte{0})
-	h.Write(trace[:])
+	for _, p := range parts {
+		h.Write([]byte{0})
+		h.Write(p)
+	}
 	var sum [sha256.Size]byte
 	return hex.EncodeToString(h.Sum(sum[:0])[:16])
 }

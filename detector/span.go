@@ -45,7 +45,8 @@ func IntValue(i int64) Value      { return Value{Kind: KindInt, Int: i} }
 func DoubleValue(f float64) Value { return Value{Kind: KindDouble, Double: f} }
 
 // RawTenant is one tenant value found on a span, with where it was found.
-// KeyIndex indexes Config.TenantKeys; a lower index is a more trusted key.
+// KeyIndex indexes Detector.Keys(): the configured tenant attributes, then
+// the derivations; a lower index is a more trusted key.
 type RawTenant struct {
 	KeyIndex uint8
 	Resource bool
@@ -69,4 +70,61 @@ type Span struct {
 	// first, then resource attributes, each in key order. A string-array
 	// attribute contributes one entry per element.
 	Tenants []RawTenant
+
+	// Outcome: an error status, or an HTTP or gRPC status that refuses
+	// access, makes a crossing on this span a blocked attempt.
+	StatusError bool
+	HTTPStatus  int32 // 0: none
+	GRPCStatus  int32 // -1: none
+	// Data says the span read or wrote stored data (database, cache,
+	// object storage, messaging): a foreign tenant there is a worse leak.
+	Data DataKind
+	// Links are the span's links (producer → consumer, batch jobs).
+	Links []Link
+	// Identifiers are the values under Config.Bindings' attributes.
+	Identifiers []Identifier
+	// Query is the database statement, when the unscoped-query rule is on.
+	Query string
+	// AllowedBy names an allow rule the caller matched on this span (OTTL
+	// conditions are evaluated by the processor); the trace is exempt.
+	AllowedBy string
+}
+
+// DataKind classifies data-bearing spans.
+type DataKind uint8
+
+const (
+	DataNone DataKind = iota
+	DataDatabase
+	DataCache
+	DataObjectStorage
+	DataMessaging
+)
+
+// Link points at a span of another (or the same) trace.
+type Link struct {
+	TraceID TraceID
+	SpanID  SpanID
+}
+
+// Identifier is a value under a binding's attribute, e.g. the key id that
+// verified the span's token.
+type Identifier struct {
+	Binding uint8 // index into Config.Bindings
+	Value   string
+}
+
+// blocked says whether the span's outcome refused access: HTTP 401, 403 or
+// 404, gRPC PERMISSION_DENIED, UNAUTHENTICATED or NOT_FOUND, or an error
+// status. Isolation working looks like this.
+func (s *Span) blocked() bool {
+	switch s.HTTPStatus {
+	case 401, 403, 404:
+		return true
+	}
+	switch s.GRPCStatus {
+	case 5, 7, 16:
+		return true
+	}
+	return s.StatusError
 }

@@ -1,0 +1,519 @@
+package detector
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Per-trace rules keep a finding in the trace's state; per-service rules
+// (unscoped_query, missing_tenant) are emitted at once, rate-limited.
+const (
+	idxCross = iota
+	idxBlocked
+	idxMismatch
+	idxKey
+	idxUnscoped
+	idxMissing
+	numRules
+)
+
+var ruleByIndex = [numRules]Rule{RuleCrossTenantTrace, RuleBlockedAttempt, RuleTenantMismatch,
+	RuleForeignSigningKey, RuleUnscopedQuery, RuleMissingTenant}
+
+// finding is the detector's memory of what it last said about a rule on a trace.
+type finding struct {
+	rule        Rule
+	leakID      string
+	detectedAt  time.Time
+	lastVersion uint64
+	emitted     bool
+	shape       shape // of the last version emitted
+	status      Status
+	last        *Finding // the last version emitted, for a late span's tombstone
+}
+
+// shape is what makes a new version worth sending: more tenants, edges,
+// services or offending spans, or another severity. Growth in span count
+// alone waits for the closing version, so a long leaking trace is one
+// finding with a handful of versions, not one per span.
+type shape struct {
+	tenants, edges, services, items int
+	severity                        Severity
+}
+
+func shapeOf(f *Finding) shape {
+	return shape{len(f.Tenants), len(f.Edges), len(f.Services), len(f.Mismatches) + len(f.Keys) + len(f.Queries), f.Severity}
+}
+
+type edgeRef struct {
+	from, to int32 // span indexes; from < 0: a link edge, to is the consumer
+	link     int32 // index into traceState.links for link edges
+	hops     int
+	blocked  bool
+}
+
+// evaluate runs the per-trace rules on one trace and emits what changed.
+func (sh *shard) evaluate(ts *traceState, now time.Time) {
+	ts.dirty = false
+	if ts.allowedBy != "" {
+		// Streaming means a finding may have gone out before the allow-listed
+		// span arrived; withdraw it so nobody acts on it.
+		for _, f := range ts.findings {
+			if f != nil && f.status == StatusOpen {
+				f.status = StatusAllowed
+				sh.emit(ts, f, now)
+			}
+		}
+		return
+	}
+	edges := sh.crossingEdges(ts)
+	var succeeded, blocked []edgeRef
+	for _, e := range edges {
+		if e.blocked {
+			blocked = append(blocked, e)
+		} else {
+			succeeded = append(succeeded, e)
+		}
+	}
+	if len(ts.tenants) >= 2 {
+		switch {
+		case len(succeeded) > 0 || len(edges) == 0:
+			// No edge known yet (a parent still to come, tenants in separate
+			// roots) is treated as a leak: streaming detection errs towards
+			// telling on-call.
+			sh.judge(ts, idxCross, now)
+		case ts.findings[idxCross] != nil && ts.findings[idxCross].status == StatusOpen:
+			// Every crossing turned out refused: the blocked_attempt finding
+			// tells the story now.
+			f := ts.findings[idxCross]
+			f.status = StatusReclassified
+			sh.emit(ts, f, now)
+		}
+	}
+	if len(blocked) > 0 {
+		sh.judge(ts, idxBlocked, now)
+	}
+	if len(ts.mismatches) > 0 {
+		sh.judge(ts, idxMismatch, now)
+	}
+	if len(ts.keys) > 0 {
+		sh.judge(ts, idxKey, now)
+	}
+}
+
+// judge creates or updates the trace's finding for one rule.
+func (sh *shard) judge(ts *traceState, idx int, now time.Time) {
+	f := ts.findings[idx]
+	if f == nil {
+		rule := ruleByIndex[idx]
+		f = &finding{rule: rule, status: StatusOpen, detectedAt: now, leakID: LeakID(ts.id, rule)}
+		if ts.prior != nil {
+			if prev := ts.prior.findings[rule]; prev != nil {
+				// Reopened by a late span: continue the same finding.
+				f.emitted, f.detectedAt, f.shape, f.last = true, prev.DetectedAt, shapeOf(prev), prev
+			}
+		}
+		ts.findings[idx] = f
+	}
+	if f.status != StatusOpen {
+		return
+	}
+	out := sh.build(ts, f, now)
+	if f.emitted && shapeOf(&out) == f.shape {
+		return
+	}
+	sh.send(f, out, now)
+}
+
+// emit sends the current version of f whatever its shape (status changes).
+func (sh *shard) emit(ts *traceState, f *finding, now time.Time) {
+	sh.send(f, sh.build(ts, f, now), now)
+}
+
+func (sh *shard) send(f *finding, out Finding, now time.Time) {
+	// Versions grow per shard, not just per finding: a trace id always maps
+	// to the same shard, so a trace that is closed and starts again (late
+	// spans, eviction, a batch that read the clock before a sweep) keeps
+	// its leak id's versions increasing.
+	v := uint64(now.UnixNano())
+	if v <= sh.lastVers {
+		v = sh.lastVers + 1
+	}
+	sh.lastVers = v
+	out.Version = v
+	out.New = !f.emitted
+	f.lastVersion, f.emitted, f.shape = v, true, shapeOf(&out)
+	last := out
+	f.last = &last
+	sh.d.stats.findings.Add(1)
+	sh.d.stats.byRule[indexOfRule(out.Rule)].Add(1)
+	sh.d.sink(out)
+}
+
+func indexOfRule(r Rule) int {
+	for i, x := range ruleByIndex {
+		if x == r {
+			return i
+		}
+	}
+	return 0
+}
+
+// build assembles a finding version from the trace's state (and, for a
+// trace reopened by late spans, what was said before it closed).
+func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
+	out := Finding{
+		LeakID:     f.leakID,
+		Rule:       f.rule,
+		Status:     f.status,
+		TraceID:    ts.id,
+		Tenants:    sortedCopy(ts.tenants),
+		Services:   sortedCopy(ts.services),
+		SpanCount:  ts.spanCount,
+		ArrivedAt:  ts.arrived,
+		FirstSeen:  ts.firstSeen,
+		LastSeen:   ts.lastSeenForEvidence(),
+		DetectedAt: f.detectedAt,
+	}
+	if f.status == StatusAllowed {
+		out.AllowedBy = ts.allowedBy
+	}
+	ev := evidenceSet{max: sh.d.cfg.MaxEvidenceSpans}
+	switch f.rule {
+	case RuleCrossTenantTrace, RuleBlockedAttempt:
+		wantBlocked := f.rule == RuleBlockedAttempt
+		for _, e := range sh.crossingEdges(ts) {
+			if e.blocked != wantBlocked {
+				continue
+			}
+			out.Edges = append(out.Edges, sh.edge(ts, e, &ev))
+		}
+		if f.rule == RuleCrossTenantTrace {
+			// A crossing without a known edge still needs one span per tenant.
+			for ti := range ts.tenants {
+				for i := range ts.spans {
+					if int(ts.spans[i].tenant) == ti+1 {
+						if !ev.hasTenant(ts.tenants[ti]) {
+							ev.add(sh.evidence(ts, &ts.spans[i]))
+						}
+						break
+					}
+				}
+			}
+		}
+		out.Severity, out.Reason = sh.crossSeverity(ts, &out)
+		if f.status == StatusReclassified {
+			out.Reason = "every crossing in this trace was refused; see its blocked_attempt finding"
+		}
+	case RuleTenantMismatch:
+		// The forged tenant is a tenant the trace reached for: list it, so
+		// that a search by either tenant finds the attempt.
+		for _, m := range ts.mismatches {
+			for _, v := range m.Values {
+				if !contains(out.Tenants, v.Tenant) {
+					out.Tenants = append(out.Tenants, v.Tenant)
+				}
+			}
+		}
+		slices.Sort(out.Tenants)
+		out.Mismatches = append([]Mismatch(nil), ts.mismatches...)
+		out.Severity, out.Reason = sh.offenderSeverity(ts, SeverityHigh, "the disagreeing request was served")
+	case RuleForeignSigningKey:
+		for _, k := range ts.keys {
+			if k.KeyTenant != "" && !contains(out.Tenants, k.KeyTenant) {
+				out.Tenants = append(out.Tenants, k.KeyTenant)
+			}
+		}
+		slices.Sort(out.Tenants)
+		out.Keys = append([]KeyUse(nil), ts.keys...)
+		out.Severity, out.Reason = sh.offenderSeverity(ts, SeverityCritical, "a token verified with another tenant's (or a global) key was accepted")
+	}
+	if f.rule == RuleTenantMismatch || f.rule == RuleForeignSigningKey {
+		for i := range ts.spans {
+			if ts.spans[i].flags&flagEvidence != 0 {
+				ev.add(sh.evidence(ts, &ts.spans[i]))
+			}
+		}
+	}
+	out.Spans = ev.spans
+	if ts.prior != nil {
+		if prev := ts.prior.findings[f.rule]; prev != nil {
+			mergePrior(&out, prev, sh.d.cfg.MaxEvidenceSpans)
+		}
+	}
+	return out
+}
+
+// crossSeverity: a succeeded crossing into a foreign tenant's stored data
+// (a database, cache, object store or queue span of that tenant) is
+// critical; other succeeded crossings are high; refused ones low.
+func (sh *shard) crossSeverity(ts *traceState, out *Finding) (Severity, string) {
+	if out.Rule == RuleBlockedAttempt {
+		return SeverityLow, "the crossing was refused: isolation held"
+	}
+	for _, e := range out.Edges {
+		for i := range ts.spans {
+			r := &ts.spans[i]
+			if r.flags&flagData != 0 && r.flags&flagBlocked == 0 && ts.tenantOf(r) == e.To.Tenant {
+				return SeverityCritical, fmt.Sprintf("%s `%s` read or wrote %s's data", r.ep.service, r.ep.name, e.To.Tenant)
+			}
+		}
+	}
+	if len(out.Edges) == 0 {
+		return SeverityHigh, "the trace carries several tenants; the crossing edge is not known yet"
+	}
+	return SeverityHigh, "the crossing succeeded; no data-bearing span of the foreign tenant seen"
+}
+
+// offenderSeverity is low when every offending span was refused.
+func (sh *shard) offenderSeverity(ts *traceState, served Severity, reason string) (Severity, string) {
+	for i := range ts.spans {
+		r := &ts.spans[i]
+		if r.flags&flagEvidence != 0 && r.flags&flagBlocked == 0 {
+			return served, reason
+		}
+	}
+	return SeverityLow, "the request was refused: isolation held"
+}
+
+func (sh *shard) edge(ts *traceState, e edgeRef, ev *evidenceSet) CrossingEdge {
+	to := &ts.spans[e.to]
+	ce := CrossingEdge{
+		To:      EdgeEnd{SpanID: to.id, Service: to.ep.service, Name: to.ep.name, Tenant: ts.tenantOf(to)},
+		Hops:    e.hops,
+		Outcome: OutcomeSucceeded,
+	}
+	if e.blocked {
+		ce.Outcome = OutcomeBlocked
+	}
+	if e.from < 0 {
+		ce.From, ce.Link = ts.links[e.link].from, true
+	} else {
+		from := &ts.spans[e.from]
+		ce.From = EdgeEnd{SpanID: from.id, Service: from.ep.service, Name: from.ep.name, Tenant: ts.tenantOf(from)}
+		ev.add(sh.evidence(ts, from))
+	}
+	ev.add(sh.evidence(ts, to))
+	return ce
+}
+
+// mergePrior folds the version said before a trace closed into a version
+// built from late spans, so the late version is never poorer.
+func mergePrior(out, prev *Finding, maxEvidence int) {
+	for _, t := range prev.Tenants {
+		if !contains(out.Tenants, t) {
+			out.Tenants = append(out.Tenants, t)
+		}
+	}
+	slices.Sort(out.Tenants)
+	for _, s := range prev.Services {
+		if !contains(out.Services, s) {
+			out.Services = append(out.Services, s)
+		}
+	}
+	slices.Sort(out.Services)
+	edges := append([]CrossingEdge(nil), prev.Edges...)
+	for _, e := range out.Edges {
+		dup := false
+		for _, p := range prev.Edges {
+			if p.From.SpanID == e.From.SpanID && p.To.SpanID == e.To.SpanID {
+				dup = true
+			}
+		}
+		if !dup {
+			edges = append(edges, e)
+		}
+	}
+	out.Edges = edges
+	out.Mismatches = append(append([]Mismatch(nil), prev.Mismatches...), out.Mismatches...)
+	out.Keys = append(append([]KeyUse(nil), prev.Keys...), out.Keys...)
+	ev := evidenceSet{max: maxEvidence, spans: append([]EvidenceSpan(nil), prev.Spans...)}
+	for _, s := range out.Spans {
+		ev.add(s)
+	}
+	out.Spans = ev.spans
+	out.SpanCount += prev.SpanCount
+	if prev.FirstSeen.Before(out.FirstSeen) {
+		out.FirstSeen = prev.FirstSeen
+	}
+	if rankOf(prev.Severity) > rankOf(out.Severity) {
+		out.Severity, out.Reason = prev.Severity, prev.Reason
+	}
+	if prev.ArrivedAt.Before(out.ArrivedAt) {
+		out.ArrivedAt = prev.ArrivedAt
+	}
+}
+
+func rankOf(s Severity) int {
+	switch s {
+	case SeverityCritical:
+		return 4
+	case SeverityHigh:
+		return 3
+	case SeverityMedium:
+		return 2
+	case SeverityLow:
+		return 1
+	}
+	return 0
+}
+
+// evidenceSet collects evidence spans without duplicates, up to a cap.
+type evidenceSet struct {
+	max   int
+	spans []EvidenceSpan
+}
+
+func (s *evidenceSet) add(e EvidenceSpan) {
+	if len(s.spans) >= s.max {
+		return
+	}
+	for i := range s.spans {
+		if s.spans[i].SpanID == e.SpanID {
+			return
+		}
+	}
+	s.spans = append(s.spans, e)
+}
+
+func (s *evidenceSet) hasTenant(t string) bool {
+	for i := range s.spans {
+		if s.spans[i].Tenant == t {
+			return true
+		}
+	}
+	return false
+}
+
+func (sh *shard) evidence(ts *traceState, r *spanRec) EvidenceSpan {
+	e := EvidenceSpan{SpanID: r.id, ParentID: r.parent, Service: r.ep.service, Name: r.ep.name, Tenant: ts.tenantOf(r),
+		Outcome: OutcomeSucceeded, Data: r.flags&flagData != 0}
+	if r.flags&flagBlocked != 0 {
+		e.Outcome = OutcomeBlocked
+	}
+	if e.Tenant != "" {
+		e.TenantKey = sh.d.keys[r.key]
+	}
+	return e
+}
+
+// crossingEdges finds, for every span with a tenant, its nearest ancestor
+// with a tenant; where the two differ, that is a crossing edge. Spans without
+// a tenant in between (a proxy, a middleware) are walked through and counted
+// as hops. Span links whose producer's tenant differs from the consumer's
+// are crossing edges too. It runs only on traces that already hold two
+// tenants, and is linear in the spans kept, using an index map the shard
+// reuses.
+func (sh *shard) crossingEdges(ts *traceState) []edgeRef {
+	if len(ts.tenants) < 2 {
+		return nil
+	}
+	idx := sh.index
+	clear(idx)
+	for i := range ts.spans {
+		if _, dup := idx[ts.spans[i].id]; !dup {
+			idx[ts.spans[i].id] = int32(i)
+		}
+	}
+	var edges []edgeRef
+	for i := range ts.spans {
+		c := &ts.spans[i]
+		if c.tenant == 0 || c.parent.IsEmpty() || idx[c.id] != int32(i) {
+			// No tenant, a root, or a second delivery of a span (an
+			// exporter retry): no edge of its own.
+			continue
+		}
+		hops := 0
+		p, ok := idx[c.parent]
+		for ok && ts.spans[p].tenant == 0 && hops < len(ts.spans) {
+			if ts.spans[p].parent.IsEmpty() {
+				ok = false
+				break
+			}
+			hops++
+			p, ok = idx[ts.spans[p].parent]
+		}
+		if !ok || hops >= len(ts.spans) {
+			continue
+		}
+		if ts.spans[p].tenant != c.tenant {
+			edges = append(edges, edgeRef{from: p, to: int32(i), hops: hops, blocked: c.flags&flagBlocked != 0})
+		}
+	}
+	for li, le := range ts.links {
+		if to := &ts.spans[le.to]; to.tenant != 0 && ts.tenantOf(to) != le.from.Tenant {
+			edges = append(edges, edgeRef{from: -1, to: le.to, link: int32(li), blocked: le.blocked})
+		}
+	}
+	return edges
+}
+
+// missingTenant reports a tenant-aware service's span without a tenant,
+// once per service and span name per coverage window.
+func (sh *shard) missingTenant(ts *traceState, s *Span, ep *endpoint, now time.Time) {
+	d := sh.d
+	window, ok := d.windows.allow(windowKey{RuleMissingTenant, ep.service, ep.name}, now, d.cfg.CoverageWindow)
+	if !ok {
+		d.stats.suppressed.Add(1)
+		return
+	}
+	out := sh.standalone(RuleMissingTenant, SeverityMedium, ts, s, ep, now, window)
+	out.Reason = fmt.Sprintf("%s is listed as tenant-aware but `%s` carried no tenant", ep.service, ep.name)
+	sh.sendStandalone(out)
+}
+
+// checkQuery reports a statement against scoped tables with no tenant
+// predicate, once per service, span name and tables per window.
+func (sh *shard) checkQuery(ts *traceState, s *Span, ep *endpoint, now time.Time) {
+	d := sh.d
+	tables := d.sql.Unscoped(s.Query)
+	if len(tables) == 0 {
+		return
+	}
+	joined := strings.Join(tables, ",")
+	window, ok := d.windows.allow(windowKey{RuleUnscopedQuery, ep.service, ep.name + "\x00" + joined}, now, d.cfg.UnscopedWindow)
+	if !ok {
+		d.stats.suppressed.Add(1)
+		return
+	}
+	out := sh.standalone(RuleUnscopedQuery, SeverityHigh, ts, s, ep, now, window)
+	out.LeakID = windowLeakID(RuleUnscopedQuery, ep.service, ep.name+"\x00"+joined, window)
+	out.Queries = []UnscopedQuery{{SpanID: s.SpanID, Service: ep.service, Name: ep.name, Tables: tables}}
+	out.Reason = fmt.Sprintf("a statement on %s has no predicate on %s", joined, d.cfg.tenantColumn())
+	sh.sendStandalone(out)
+}
+
+// standalone builds a per-service finding around one span.
+func (sh *shard) standalone(rule Rule, sev Severity, ts *traceState, s *Span, ep *endpoint, now, window time.Time) Finding {
+	out := Finding{
+		LeakID: windowLeakID(rule, ep.service, ep.name, window), Rule: rule, Severity: sev, Status: StatusClosed,
+		TraceID: s.TraceID, Tenants: sortedCopy(ts.tenants), Services: []string{ep.service}, SpanCount: 1,
+		ArrivedAt: now, FirstSeen: ts.firstSeen, LastSeen: ts.lastSeenForEvidence(), DetectedAt: now, New: true,
+		Spans: []EvidenceSpan{{SpanID: s.SpanID, ParentID: s.ParentID, Service: ep.service, Name: ep.name,
+			Outcome: OutcomeSucceeded, Data: s.Data != DataNone}},
+	}
+	if s.blocked() {
+		out.Spans[0].Outcome = OutcomeBlocked
+	}
+	return out
+}
+
+func (sh *shard) sendStandalone(out Finding) {
+	v := uint64(out.DetectedAt.UnixNano())
+	if v <= sh.lastVers {
+		v = sh.lastVers + 1
+	}
+	sh.lastVers = v
+	out.Version = v
+	sh.d.stats.findings.Add(1)
+	sh.d.stats.byRule[indexOfRule(out.Rule)].Add(1)
+	sh.d.sink(out)
+}
+
+func sortedCopy(xs []string) []string {
+	out := append([]string(nil), xs...)
+	slices.Sort(out)
+	return out
+}

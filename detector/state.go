@@ -1,0 +1,594 @@
+package detector
+
+import (
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// spanRec is all that is kept of a span: 32 bytes on 64-bit platforms.
+type spanRec struct {
+	id     SpanID
+	parent SpanID
+	ep     *endpoint
+	tenant uint8 // 1-based index into traceState.tenants; 0: none or shared
+	key    uint8 // index of the key the tenant came from
+	flags  uint8
+}
+
+const (
+	flagResourceTenant uint8 = 1 << iota
+	flagEvidence             // a mismatch, a foreign key or an unscoped query
+	flagBlocked              // the span refused access
+	flagData                 // the span read or wrote stored data
+)
+
+// linkEdge is a span link whose producer carries a tenant: the far end
+// lives in another trace, so it is kept resolved, as strings.
+type linkEdge struct {
+	from    EdgeEnd
+	to      int32 // consumer span, index into traceState.spans
+	blocked bool
+}
+
+type traceState struct {
+	id         TraceID
+	tenants    []string // distinct tenants in arrival order (shared tenants excluded)
+	services   []string
+	spans      []spanRec
+	mismatches []Mismatch
+	keys       []KeyUse
+	links      []linkEdge
+	spanCount  int
+	arrived    time.Time // first span's arrival here
+	firstSeen  time.Time // earliest span start, or first arrival
+	lastSeen   time.Time // latest arrival: drives the idle window
+	lastEnd    time.Time // latest span end: what evidence calls last seen
+	allowedBy  string
+	dirty      bool
+	findings   [numRules]*finding
+	// prior holds what this detector said about the trace before it was
+	// closed, when late spans reopened it.
+	prior *tombstone
+	// idle list, oldest first
+	prev, next *traceState
+}
+
+// tomb is what a closed trace leaves behind for LateWindow: its tenants,
+// and the last version of each finding, so a late span from another tenant
+// is caught and joined to the same finding, not a poorer one. A clean
+// single-tenant trace (nearly all of them) costs one map entry and no
+// allocation.
+type tomb struct {
+	at     int64  // unix nanoseconds of the close
+	tenant string // the only tenant, when more is nil
+	more   *tombstone
+}
+
+type tombstone struct {
+	tenants  []string
+	findings map[Rule]*Finding
+}
+
+func (t *tomb) tenants() []string {
+	if t.more != nil {
+		return t.more.tenants
+	}
+	return []string{t.tenant}
+}
+
+type shard struct {
+	d        *Detector
+	mu       sync.Mutex
+	traces   map[TraceID]*traceState
+	head     *traceState // least recently updated
+	tail     *traceState
+	limit    int
+	strs     *interner
+	eps      *endpointTable
+	free     []*traceState
+	scratch  []byte
+	norm     []string
+	index    map[SpanID]int32
+	lastVers uint64
+	svcs     map[string]*serviceCounts
+	tombs    map[TraceID]tomb
+	tombQ    []TraceID // oldest first
+}
+
+// maxServicesTracked caps per-service coverage counters per shard; services
+// beyond it are counted under OtherServices, so a client that invents
+// service names cannot grow memory or metric cardinality.
+const maxServicesTracked = 500
+
+// OtherServices is the service name coverage is counted under once
+// maxServicesTracked services have been seen.
+const OtherServices = "_other"
+
+func newShard(d *Detector, limit int) *shard {
+	return &shard{
+		d:      d,
+		traces: make(map[TraceID]*traceState),
+		limit:  max(limit, 1),
+		strs:   newInterner(16_384),
+		eps:    newEndpointTable(16_384),
+		index:  make(map[SpanID]int32),
+		svcs:   make(map[string]*serviceCounts),
+		tombs:  make(map[TraceID]tomb),
+	}
+}
+
+func (sh *shard) newEndpoint(service, name string) *endpoint {
+	e := &endpoint{service: sh.strs.intern(service), name: sh.strs.intern(name)}
+	c, ok := sh.svcs[e.service]
+	if !ok {
+		if len(sh.svcs) >= maxServicesTracked {
+			c = sh.svcs[OtherServices]
+			if c == nil {
+				c = &serviceCounts{}
+				sh.svcs[OtherServices] = c
+			}
+		} else {
+			c = &serviceCounts{}
+			sh.svcs[e.service] = c
+		}
+	}
+	e.svc = c
+	return e
+}
+
+func (sh *shard) unlink(ts *traceState) {
+	if ts.prev != nil {
+		ts.prev.next = ts.next
+	} else {
+		sh.head = ts.next
+	}
+	if ts.next != nil {
+		ts.next.prev = ts.prev
+	} else {
+		sh.tail = ts.prev
+	}
+	ts.prev, ts.next = nil, nil
+}
+
+func (sh *shard) pushBack(ts *traceState) {
+	ts.prev = sh.tail
+	ts.next = nil
+	if sh.tail != nil {
+		sh.tail.next = ts
+	} else {
+		sh.head = ts
+	}
+	sh.tail = ts
+}
+
+func (sh *shard) ingest(s *Span, now time.Time) {
+	d := sh.d
+	ts, ok := sh.traces[s.TraceID]
+	if !ok {
+		if len(sh.traces) >= sh.limit {
+			sh.evictOldest(now)
+		}
+		ts = sh.alloc()
+		ts.id = s.TraceID
+		ts.firstSeen = now
+		ts.arrived = now
+		if tb, late := sh.tombs[s.TraceID]; late && now.UnixNano()-tb.at < int64(d.cfg.LateWindow) {
+			// A late span: the trace was closed, but its tenants are known.
+			d.stats.late.Add(1)
+			if tb.more != nil {
+				ts.tenants = append(ts.tenants, tb.more.tenants...)
+				ts.prior = tb.more
+			} else {
+				ts.tenants = append(ts.tenants, tb.tenant)
+			}
+		}
+		sh.traces[s.TraceID] = ts
+		d.stats.active.Add(1)
+	} else {
+		sh.unlink(ts)
+	}
+	// Children usually arrive before their parents (they end first), so the
+	// trace starts at the earliest start seen, not the first span's.
+	if s.StartUnixNano > 0 && s.StartUnixNano <= math.MaxInt64 {
+		if st := time.Unix(0, int64(s.StartUnixNano)); st.Before(now) && st.Before(ts.firstSeen) {
+			ts.firstSeen = st
+		}
+	}
+	if s.EndUnixNano > 0 && s.EndUnixNano <= math.MaxInt64 {
+		end := time.Unix(0, int64(s.EndUnixNano))
+		if end.After(now) {
+			end = now // a skewed clock must not date evidence in the future
+		}
+		if end.After(ts.lastEnd) {
+			ts.lastEnd = end
+		}
+	}
+	sh.pushBack(ts)
+	ts.lastSeen = now
+	ts.dirty = true
+	ts.spanCount++
+
+	ep := sh.eps.get(s.Service, s.Name, sh.newEndpoint)
+	ep.svc.spans++
+	if len(ts.services) < maxServicesPerTrace && !contains(ts.services, ep.service) {
+		ts.services = append(ts.services, ep.service)
+	}
+	if ts.allowedBy == "" {
+		if s.AllowedBy != "" {
+			ts.allowedBy = strings.Clone(s.AllowedBy)
+		} else if _, ok := d.allowSvc[ep.service]; ok && len(d.allowSvc) > 0 {
+			ts.allowedBy = "allow.services: " + ep.service
+		}
+	}
+
+	rec := spanRec{id: s.SpanID, parent: s.ParentID, ep: ep}
+	if s.blocked() {
+		rec.flags |= flagBlocked
+	}
+	if s.Data != DataNone {
+		rec.flags |= flagData
+	}
+	var primary string
+	mismatch := false
+	// norm[i] is s.Tenants[i] normalised, "" when it is no tenant; values are
+	// normalised (and rejections counted) once, here.
+	norm := sh.norm[:0]
+	for i := range s.Tenants {
+		rt := &s.Tenants[i]
+		t, ok := "", false
+		if int(rt.KeyIndex) < len(d.keys) {
+			t, ok = sh.normalize(rt.Value)
+		} else {
+			d.stats.rejected.Add(1)
+		}
+		if ok {
+			if _, isShared := d.shared[t]; isShared {
+				ok = false
+			}
+		}
+		if !ok {
+			norm = append(norm, "")
+			continue
+		}
+		norm = append(norm, t)
+		if primary == "" {
+			primary = t
+			rec.key = rt.KeyIndex
+			if rt.Resource {
+				rec.flags |= flagResourceTenant
+			}
+		} else if t != primary {
+			mismatch = true
+		}
+	}
+	if primary == "" {
+		d.stats.noTenant.Add(1)
+		ep.svc.withoutTenant++
+		if _, aware := d.aware[ep.service]; aware {
+			sh.missingTenant(ts, s, ep, now)
+		}
+	} else {
+		idx := indexOf(ts.tenants, primary)
+		if idx < 0 && len(ts.tenants) < maxTenantsPerTrace {
+			ts.tenants = append(ts.tenants, primary)
+			idx = len(ts.tenants) - 1
+		}
+		if idx >= 0 {
+			rec.tenant = uint8(idx + 1)
+		}
+	}
+	if mismatch {
+		sh.recordMismatch(ts, s, ep, norm)
+		rec.flags |= flagEvidence
+	}
+	clear(norm)
+	sh.norm = norm
+	if len(s.Identifiers) > 0 && sh.checkKeys(ts, s, ep, primary) {
+		rec.flags |= flagEvidence
+	}
+	if s.Query != "" && d.sql != nil {
+		sh.checkQuery(ts, s, ep, now)
+	}
+	if len(ts.spans) < d.cfg.MaxSpansPerTrace {
+		ts.spans = append(ts.spans, rec)
+	} else {
+		d.stats.overCap.Add(1)
+	}
+}
+
+// recordMismatch describes a mismatching span; norm holds its values as
+// ingest normalised them ("" for no tenant).
+func (sh *shard) recordMismatch(ts *traceState, s *Span, ep *endpoint, norm []string) {
+	if len(ts.mismatches) >= sh.d.cfg.MaxEvidenceSpans {
+		return
+	}
+	for i := range ts.mismatches {
+		if ts.mismatches[i].SpanID == s.SpanID {
+			return // the same span delivered again
+		}
+	}
+	m := Mismatch{SpanID: s.SpanID, Service: ep.service, Name: ep.name}
+	for i, t := range norm {
+		if t == "" {
+			continue
+		}
+		rt := &s.Tenants[i]
+		m.Values = append(m.Values, TenantSource{Key: sh.d.keys[rt.KeyIndex], Tenant: t, Resource: rt.Resource})
+	}
+	ts.mismatches = append(ts.mismatches, m)
+}
+
+// checkKeys applies the identifier bindings: a key bound to another tenant
+// than the span's, or a global key, is recorded. It reports whether the
+// span is evidence.
+func (sh *shard) checkKeys(ts *traceState, s *Span, ep *endpoint, spanTenant string) bool {
+	found := false
+	for _, id := range s.Identifiers {
+		if int(id.Binding) >= len(sh.d.bindings) {
+			continue
+		}
+		b := &sh.d.bindings[id.Binding]
+		use := KeyUse{SpanID: s.SpanID, Service: ep.service, Name: ep.name, Attribute: b.attribute, SpanTenant: spanTenant}
+		if _, global := b.global[id.Value]; global {
+			use.Global = true
+		} else if owner, ok := b.tenants[id.Value]; ok && spanTenant != "" && owner != spanTenant {
+			use.KeyTenant = owner
+		} else {
+			continue
+		}
+		found = true
+		if len(ts.keys) >= sh.d.cfg.MaxEvidenceSpans || hasKeyUse(ts.keys, s.SpanID, b.attribute) {
+			continue
+		}
+		use.Identifier = strings.Clone(id.Value)
+		ts.keys = append(ts.keys, use)
+	}
+	return found
+}
+
+func hasKeyUse(keys []KeyUse, span SpanID, attr string) bool {
+	for i := range keys {
+		if keys[i].SpanID == span && keys[i].Attribute == attr {
+			return true
+		}
+	}
+	return false
+}
+
+// normalize turns a raw value into an interned tenant. Ints and integral
+// doubles are rendered in decimal so that 42, 42.0 and "42" agree.
+func (sh *shard) normalize(v Value) (string, bool) {
+	switch v.Kind {
+	case KindString:
+		s := strings.TrimSpace(v.Str)
+		if s == "" {
+			return "", false
+		}
+		if len(s) > MaxTenantLength {
+			sh.d.stats.rejected.Add(1)
+			return "", false
+		}
+		return sh.strs.intern(s), true
+	case KindInt:
+		sh.scratch = strconv.AppendInt(sh.scratch[:0], v.Int, 10)
+		return sh.strs.internBytes(sh.scratch), true
+	case KindDouble:
+		f := v.Double
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			sh.d.stats.rejected.Add(1)
+			return "", false
+		}
+		// Every integral double in int64's range converts exactly, so it
+		// renders as the int of the same value would.
+		if f == math.Trunc(f) && f >= math.MinInt64 && f < -math.MinInt64 {
+			sh.scratch = strconv.AppendInt(sh.scratch[:0], int64(f), 10)
+		} else {
+			sh.scratch = strconv.AppendFloat(sh.scratch[:0], f, 'g', -1, 64)
+		}
+		return sh.strs.internBytes(sh.scratch), true
+	default:
+		sh.d.stats.rejected.Add(1)
+		return "", false
+	}
+}
+
+// linkEnd describes the producer end of a span link, from the trace in
+// memory or, for a closed trace with a single tenant, its tombstone.
+func (sh *shard) linkEnd(l Link) (EdgeEnd, bool) {
+	if ts, ok := sh.traces[l.TraceID]; ok {
+		for i := range ts.spans {
+			r := &ts.spans[i]
+			if r.id == l.SpanID {
+				t := ts.tenantOf(r)
+				return EdgeEnd{TraceID: l.TraceID, SpanID: r.id, Service: r.ep.service, Name: r.ep.name, Tenant: t}, t != ""
+			}
+		}
+		return EdgeEnd{}, false
+	}
+	if tb, ok := sh.tombs[l.TraceID]; ok && tb.more == nil {
+		return EdgeEnd{TraceID: l.TraceID, SpanID: l.SpanID, Tenant: tb.tenant}, true
+	}
+	return EdgeEnd{}, false
+}
+
+// addLink records a resolved link on the consumer span's trace. The
+// producer's tenant joins the trace's tenants: the flow touched it.
+func (sh *shard) addLink(pl pendingLink, from EdgeEnd) {
+	ts, ok := sh.traces[pl.trace]
+	if !ok {
+		return
+	}
+	for i := range ts.spans {
+		if ts.spans[i].id != pl.span {
+			continue
+		}
+		for _, le := range ts.links {
+			if le.to == int32(i) && le.from.TraceID == from.TraceID && le.from.SpanID == from.SpanID {
+				return // a redelivered consumer span
+			}
+		}
+		if len(ts.links) >= sh.d.cfg.MaxEvidenceSpans {
+			return
+		}
+		from.Service, from.Name = sh.strs.intern(from.Service), sh.strs.intern(from.Name)
+		from.Tenant = sh.strs.intern(from.Tenant)
+		ts.links = append(ts.links, linkEdge{from: from, to: int32(i), blocked: ts.spans[i].flags&flagBlocked != 0})
+		if !contains(ts.tenants, from.Tenant) && len(ts.tenants) < maxTenantsPerTrace {
+			ts.tenants = append(ts.tenants, from.Tenant)
+		}
+		ts.dirty = true
+		return
+	}
+}
+
+func (sh *shard) alloc() *traceState {
+	if n := len(sh.free); n > 0 {
+		ts := sh.free[n-1]
+		sh.free = sh.free[:n-1]
+		return ts
+	}
+	return &traceState{}
+}
+
+// release recycles a trace's state; slices keep their capacity unless they
+// grew large, so one huge trace does not pin memory forever.
+func (sh *shard) release(ts *traceState) {
+	delete(sh.traces, ts.id)
+	sh.unlink(ts)
+	sh.d.stats.active.Add(-1)
+	if len(sh.free) >= 1024 {
+		return
+	}
+	spans := ts.spans[:0]
+	if cap(spans) > 64 {
+		spans = nil
+	}
+	clear(ts.tenants)
+	clear(ts.services)
+	*ts = traceState{tenants: ts.tenants[:0], services: ts.services[:0], spans: spans}
+	sh.free = append(sh.free, ts)
+}
+
+func (sh *shard) evictOldest(now time.Time) {
+	ts := sh.head
+	if ts == nil {
+		return
+	}
+	sh.d.stats.evicted.Add(1)
+	sh.close(ts, now)
+}
+
+// expire closes traces idle past the window (all of them when force is set).
+func (sh *shard) expire(now time.Time, force bool) {
+	cutoff := now.Add(-sh.d.cfg.IdleWindow)
+	for ts := sh.head; ts != nil; ts = sh.head {
+		if !force && ts.lastSeen.After(cutoff) {
+			break
+		}
+		sh.d.stats.expired.Add(1)
+		sh.close(ts, now)
+	}
+	sh.expireTombs(now)
+}
+
+// close evaluates a trace a last time and emits the closing version of its
+// findings, then leaves a tombstone and frees its state.
+func (sh *shard) close(ts *traceState, now time.Time) {
+	if ts.dirty {
+		sh.evaluate(ts, now)
+	}
+	var last map[Rule]*Finding
+	for _, f := range ts.findings {
+		if f == nil {
+			continue
+		}
+		if f.status == StatusOpen {
+			f.status = StatusClosed
+			sh.emit(ts, f, now)
+		}
+		if f.last != nil {
+			if last == nil {
+				last = map[Rule]*Finding{}
+			}
+			last[f.rule] = f.last
+		}
+	}
+	sh.bury(ts, last, now)
+	sh.release(ts)
+}
+
+// bury leaves a tombstone for a closed trace with tenants.
+func (sh *shard) bury(ts *traceState, last map[Rule]*Finding, now time.Time) {
+	if sh.d.cfg.LateWindow <= 0 || len(ts.tenants) == 0 {
+		return
+	}
+	if prior := ts.prior; prior != nil {
+		for r, f := range prior.findings {
+			if _, ok := last[r]; !ok {
+				if last == nil {
+					last = map[Rule]*Finding{}
+				}
+				last[r] = f
+			}
+		}
+	}
+	tb := tomb{at: now.UnixNano()}
+	if len(ts.tenants) == 1 && last == nil {
+		tb.tenant = ts.tenants[0]
+	} else {
+		tb.more = &tombstone{tenants: append([]string(nil), ts.tenants...), findings: last}
+	}
+	if _, exists := sh.tombs[ts.id]; !exists {
+		sh.tombQ = append(sh.tombQ, ts.id)
+	}
+	sh.tombs[ts.id] = tb
+	// Bounded like the traces themselves.
+	for len(sh.tombs) > sh.limit && len(sh.tombQ) > 0 {
+		delete(sh.tombs, sh.tombQ[0])
+		sh.tombQ = sh.tombQ[1:]
+	}
+}
+
+func (sh *shard) expireTombs(now time.Time) {
+	for len(sh.tombQ) > 0 {
+		id := sh.tombQ[0]
+		t, ok := sh.tombs[id]
+		if ok && now.UnixNano()-t.at < int64(sh.d.cfg.LateWindow) {
+			return
+		}
+		if ok {
+			delete(sh.tombs, id)
+		}
+		sh.tombQ = sh.tombQ[1:]
+	}
+}
+
+// lastSeenForEvidence is the latest span end when spans carry times, so
+// that replays of old traces are dated by the traces, not by the replay.
+func (ts *traceState) lastSeenForEvidence() time.Time {
+	if ts.lastEnd.IsZero() || ts.lastEnd.Before(ts.firstSeen) {
+		return ts.lastSeen
+	}
+	return ts.lastEnd
+}
+
+func (ts *traceState) tenantOf(r *spanRec) string {
+	if r.tenant == 0 {
+		return ""
+	}
+	return ts.tenants[r.tenant-1]
+}
+
+func contains(xs []string, s string) bool { return indexOf(xs, s) >= 0 }
+
+func indexOf(xs []string, s string) int {
+	for i, x := range xs {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
