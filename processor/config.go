@@ -15,6 +15,25 @@ type Config struct {
 	// trusted first; span attributes are searched before resource
 	// attributes. Default: [tenant.id, tenant_id].
 	TenantAttributes []string `mapstructure:"tenant_attributes"`
+	// TenantDerivations find tenants inside other attributes with a regular
+	// expression whose named group `tenant` captures it, e.g. url.path
+	// `^/t/(?P<tenant>[^/]+)/`. They rank after tenant_attributes. Default: none.
+	TenantDerivations []DerivationConfig `mapstructure:"tenant_derivations"`
+	// Bindings map identifiers to tenants, e.g. the key id that verified a
+	// token (auth.jwt.kid): a span whose key belongs to another tenant, or
+	// is global, is a foreign_signing_key finding. Default: none.
+	Bindings []BindingConfig `mapstructure:"bindings"`
+	// UnscopedQuery finds the missing WHERE: database statements on
+	// tenant-scoped tables without a predicate on the tenant column.
+	// Default: off (no tables).
+	UnscopedQuery UnscopedQueryConfig `mapstructure:"unscoped_query"`
+	// Coverage reports tenant-aware services whose spans carry no tenant.
+	// Default: off (no services).
+	Coverage CoverageConfig `mapstructure:"coverage"`
+	// LateWindow keeps a closed trace's tenants (and its findings) this
+	// long, so a late span from another tenant is still caught and joined
+	// to the right finding. Default: 10m.
+	LateWindow time.Duration `mapstructure:"late_window"`
 	// Allow lists the exceptions. Default: none.
 	Allow AllowConfig `mapstructure:"allow"`
 	// IdleWindow is how long a trace is remembered after its last span.
@@ -49,12 +68,53 @@ type AllowConfig struct {
 	Services []string `mapstructure:"services"`
 	// SharedTenants are values that never count as a tenant, such as "system".
 	SharedTenants []string `mapstructure:"shared_tenants"`
+	// Conditions are OTTL conditions in the span context; a span that
+	// matches one exempts its trace, e.g.
+	// `resource.attributes["service.name"] == "admin-console" and IsMatch(span.name, "^GET /support/")`.
+	Conditions []string `mapstructure:"conditions"`
+}
+
+// DerivationConfig extracts a tenant from an attribute.
+type DerivationConfig struct {
+	Attribute string `mapstructure:"attribute"`
+	Regex     string `mapstructure:"regex"`
+}
+
+// BindingConfig maps the values of one attribute to tenants.
+type BindingConfig struct {
+	Attribute string            `mapstructure:"attribute"`
+	Tenants   map[string]string `mapstructure:"tenants"`
+	// Global lists identifiers that belong to no tenant (a shared key).
+	Global []string `mapstructure:"global"`
+}
+
+// UnscopedQueryConfig configures the unscoped_query rule.
+type UnscopedQueryConfig struct {
+	// Tables are the tenant-scoped tables (schema-qualified or not).
+	Tables []string `mapstructure:"tables"`
+	// TenantColumn is their tenant column. Default: tenant_id.
+	TenantColumn string `mapstructure:"tenant_column"`
+	// Window reports one finding per service, span name and tables per
+	// window. Default: 10m.
+	Window time.Duration `mapstructure:"window"`
+}
+
+// CoverageConfig configures the missing_tenant rule.
+type CoverageConfig struct {
+	// TenantAwareServices must put a tenant on every span.
+	TenantAwareServices []string `mapstructure:"tenant_aware_services"`
+	// Window reports one finding per service and span name per window.
+	// Default: 10m.
+	Window time.Duration `mapstructure:"window"`
 }
 
 // Validate names the first bad field.
 func (c *Config) Validate() error {
 	dc := c.detectorConfig(nil)
 	err := dc.Validate()
+	if _, perr := parseAllowConditions(c.Allow.Conditions, nopTelemetry()); perr != nil {
+		err = errors.Join(err, perr)
+	}
 	if c.QueueSize <= 0 {
 		err = errors.Join(err, fmt.Errorf("queue_size: must be positive, got %d", c.QueueSize))
 	}
@@ -62,7 +122,7 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) detectorConfig(now func() time.Time) detector.Config {
-	return detector.Config{
+	dc := detector.Config{
 		TenantKeys:       c.TenantAttributes,
 		AllowServices:    c.Allow.Services,
 		SharedTenants:    c.Allow.SharedTenants,
@@ -71,7 +131,21 @@ func (c *Config) detectorConfig(now func() time.Time) detector.Config {
 		MaxSpansPerTrace: c.MaxSpansPerTrace,
 		MaxEvidenceSpans: c.MaxEvidenceSpans,
 		Now:              now,
+
+		ScopedTables:        c.UnscopedQuery.Tables,
+		TenantColumn:        c.UnscopedQuery.TenantColumn,
+		UnscopedWindow:      c.UnscopedQuery.Window,
+		TenantAwareServices: c.Coverage.TenantAwareServices,
+		CoverageWindow:      c.Coverage.Window,
+		LateWindow:          c.LateWindow,
 	}
+	for _, d := range c.TenantDerivations {
+		dc.Derivations = append(dc.Derivations, detector.Derivation{Attribute: d.Attribute, Pattern: d.Regex})
+	}
+	for _, b := range c.Bindings {
+		dc.Bindings = append(dc.Bindings, detector.Binding{Attribute: b.Attribute, Tenants: b.Tenants, Global: b.Global})
+	}
+	return dc
 }
 
 // DetectorConfig is the rule configuration this processor config implies;

@@ -14,6 +14,7 @@ func toEvidence(f *detector.Finding, instance string) store.Evidence {
 		Severity:      string(f.Severity),
 		Status:        string(f.Status),
 		AllowedBy:     f.AllowedBy,
+		Reason:        f.Reason,
 		TraceID:       f.TraceID.String(),
 		Tenants:       f.Tenants,
 		Services:      f.Services,
@@ -27,7 +28,7 @@ func toEvidence(f *detector.Finding, instance string) store.Evidence {
 	}
 	for _, e := range f.Edges {
 		ev.CrossingEdges = append(ev.CrossingEdges, store.CrossingEdge{
-			From: edgeEnd(e.From), To: edgeEnd(e.To), Hops: e.Hops,
+			From: edgeEnd(e.From), To: edgeEnd(e.To), Hops: e.Hops, Link: e.Link, Outcome: e.Outcome,
 		})
 	}
 	for _, m := range f.Mismatches {
@@ -37,8 +38,16 @@ func toEvidence(f *detector.Finding, instance string) store.Evidence {
 		}
 		ev.Mismatches = append(ev.Mismatches, sm)
 	}
+	for _, k := range f.Keys {
+		ev.Keys = append(ev.Keys, store.KeyUse{SpanID: k.SpanID.String(), Service: k.Service, Span: k.Name, Attribute: k.Attribute,
+			Identifier: k.Identifier, KeyTenant: k.KeyTenant, SpanTenant: k.SpanTenant, Global: k.Global})
+	}
+	for _, q := range f.Queries {
+		ev.Queries = append(ev.Queries, store.Query{SpanID: q.SpanID.String(), Service: q.Service, Span: q.Name, Tables: q.Tables})
+	}
 	for _, s := range f.Spans {
-		sp := store.Span{SpanID: s.SpanID.String(), Service: s.Service, Name: s.Name, Tenant: s.Tenant, TenantKey: s.TenantKey}
+		sp := store.Span{SpanID: s.SpanID.String(), Service: s.Service, Name: s.Name, Tenant: s.Tenant, TenantKey: s.TenantKey,
+			Outcome: s.Outcome, Data: s.Data}
 		if !s.ParentID.IsEmpty() {
 			sp.ParentID = s.ParentID.String()
 		}
@@ -48,5 +57,9 @@ func toEvidence(f *detector.Finding, instance string) store.Evidence {
 }
 
 func edgeEnd(e detector.EdgeEnd) store.EdgeEnd {
-	return store.EdgeEnd{SpanID: e.SpanID.String(), Service: e.Service, Span: e.Name, Tenant: e.Tenant}
+	end := store.EdgeEnd{SpanID: e.SpanID.String(), Service: e.Service, Span: e.Name, Tenant: e.Tenant}
+	if !e.TraceID.IsEmpty() {
+		end.TraceID = e.TraceID.String()
+	}
+	return end
 }

@@ -32,6 +32,9 @@ func createDefaultConfig() component.Config {
 		MaxTraces:        detector.DefaultMaxTraces,
 		MaxSpansPerTrace: detector.DefaultMaxSpansPerTrace,
 		MaxEvidenceSpans: detector.DefaultMaxEvidenceSpans,
+		LateWindow:       detector.DefaultRuleWindow,
+		UnscopedQuery:    UnscopedQueryConfig{TenantColumn: detector.DefaultTenantColumn, Window: detector.DefaultRuleWindow},
+		Coverage:         CoverageConfig{Window: detector.DefaultRuleWindow},
 		QueueSize:        10_000,
 		Instance:         instance,
 		Store: config.Store{

@@ -52,18 +52,17 @@ type tenantguard struct {
 
 func newTenantguard(set processor.Settings, cfg *Config) (*tenantguard, error) {
 	p := &tenantguard{
-		id:      set.ID.String(),
-		cfg:     cfg,
-		logger:  set.Logger,
-		extract: NewExtractor(cfg.TenantAttributes),
-		queue:   newEvidenceQueue(cfg.QueueSize),
-		stop:    make(chan struct{}),
+		id:     set.ID.String(),
+		cfg:    cfg,
+		logger: set.Logger,
+		queue:  newEvidenceQueue(cfg.QueueSize),
+		stop:   make(chan struct{}),
 	}
-	det, err := detector.New(cfg.detectorConfig(nil), p.onFinding)
+	det, ex, err := newDetector(cfg, nil, p.onFinding, set.TelemetrySettings)
 	if err != nil {
 		return nil, err
 	}
-	p.det = det
+	p.det, p.extract = det, ex
 	path := cfg.Store.Journal.Path
 	p.openStore = func() (store.Store, error) { return openJournal(path) }
 	if cfg.Alerts.Log.Enabled {
@@ -305,4 +304,27 @@ func (p *tenantguard) pendingAlerts() []pendingAlerts {
 		return nil
 	}
 	return []pendingAlerts{{"slack", p.slack.Pending()}}
+}
+
+// NewDetector builds the detector and span reader a processor config
+// implies, for offline use (scans, tests): CI and production judge alike.
+// now may be nil (time.Now).
+func NewDetector(cfg *Config, now func() time.Time, sink detector.Sink) (*detector.Detector, *Extractor, error) {
+	return newDetector(cfg, now, sink, nopTelemetry())
+}
+
+func newDetector(cfg *Config, now func() time.Time, sink detector.Sink, set component.TelemetrySettings) (*detector.Detector, *Extractor, error) {
+	det, err := detector.New(cfg.detectorConfig(now), sink)
+	if err != nil {
+		return nil, nil, err
+	}
+	ex := NewExtractor(det)
+	allow, err := parseAllowConditions(cfg.Allow.Conditions, set)
+	if err != nil {
+		return nil, nil, err
+	}
+	if allow != nil {
+		ex.allow = allow.match
+	}
+	return det, ex, nil
 }

@@ -62,7 +62,7 @@ func leakingTrace(trace byte) ptrace.Traces {
 	return request(
 		spanSpec{trace, 1, 0, "gateway", "GET /inventory", map[string]any{"tenant.id": "acme"}},
 		spanSpec{trace, 2, 1, "inventory-svc", "GET /stock", nil},
-		spanSpec{trace, 3, 2, "inventory-svc", "SELECT stock", map[string]any{"tenant.id": "globex"}},
+		spanSpec{trace, 3, 2, "inventory-svc", "SELECT stock", map[string]any{"tenant.id": "globex", "db.system.name": "postgresql"}},
 	)
 }
 

@@ -155,7 +155,7 @@ func runScenario(t *testing.T, cfg *Config, reqs []ptrace.Traces) *scenarioRun {
 	}
 	run := &scenarioRun{}
 	var mu sync.Mutex
-	d, err := detector.New(dc, func(f detector.Finding) {
+	d, ex, err := NewDetector(cfg, dc.Now, func(f detector.Finding) {
 		mu.Lock()
 		run.all = append(run.all, f)
 		mu.Unlock()
@@ -163,7 +163,6 @@ func runScenario(t *testing.T, cfg *Config, reqs []ptrace.Traces) *scenarioRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex := NewExtractor(cfg.TenantAttributes)
 	for i, td := range reqs {
 		b := d.NewBatch()
 		if n := ex.Feed(b, td); n != 0 {
@@ -224,6 +223,8 @@ type goldenFinding struct {
 	Services      []string             `json:"services"`
 	CrossingEdges []store.CrossingEdge `json:"crossing_edges"`
 	Mismatches    []store.Mismatch     `json:"mismatches"`
+	Keys          []store.KeyUse       `json:"keys,omitempty"`
+	Queries       []store.Query        `json:"queries,omitempty"`
 	SpanCount     int                  `json:"span_count"`
 }
 
@@ -249,7 +250,7 @@ func reduceFindings(fs []detector.Finding) []goldenFinding {
 		g := goldenFinding{
 			LeakID: ev.LeakID, Rule: ev.Rule, Severity: ev.Severity, Status: ev.Status, TraceID: ev.TraceID,
 			Tenants: ev.Tenants, Services: ev.Services, CrossingEdges: ev.CrossingEdges, Mismatches: ev.Mismatches,
-			SpanCount: ev.SpanCount,
+			Keys: ev.Keys, Queries: ev.Queries, SpanCount: ev.SpanCount,
 		}
 		g.normalize()
 		out = append(out, g)
@@ -381,6 +382,8 @@ var scenarioFacts = map[string]func(t *testing.T, run *scenarioRun){
 
 	"shared_inventory": func(t *testing.T, run *scenarioRun) {
 		f := expectOne(t, run, detector.RuleCrossTenantTrace, "286f490d54c344f98350b1d0feeae75b", "acme", "globex")
+		// SELECT stock is a database span reading globex's rows.
+		expectSeverity(t, f, detector.SeverityCritical)
 		if len(f.Edges) == 0 {
 			t.Fatal("no crossing edge")
 		}
@@ -437,6 +440,8 @@ var scenarioFacts = map[string]func(t *testing.T, run *scenarioRun){
 		// Trace 3517a0b1… (acme through acme's silo) is clean; only the globex
 		// request served by reports-acme is a crossing.
 		f := expectOne(t, run, detector.RuleCrossTenantTrace, "cc26e216d9e3d75c4bd45b01c5801dcc", "acme", "globex")
+		// The silo answered, but no span of it touched stored data: high.
+		expectSeverity(t, f, detector.SeverityHigh)
 		if len(f.Edges) != 1 {
 			t.Fatalf("want one crossing edge, got %+v", f.Edges)
 		}
@@ -526,14 +531,19 @@ func expectOne(t *testing.T, run *scenarioRun, rule detector.Rule, trace string,
 	if f.Status != detector.StatusClosed {
 		t.Errorf("status after flush = %s, want closed", f.Status)
 	}
-	wantSev := map[detector.Rule]detector.Severity{
-		detector.RuleCrossTenantTrace: detector.SeverityCritical,
-		detector.RuleTenantMismatch:   detector.SeverityHigh,
-	}[rule]
-	if f.Severity != wantSev {
-		t.Errorf("severity = %s, want %s", f.Severity, wantSev)
+	// A crossing into the foreign tenant's stored data is critical, other
+	// served crossings high; the scenarios say which they expect.
+	if f.Severity != detector.SeverityCritical && f.Severity != detector.SeverityHigh {
+		t.Errorf("severity = %s, want critical or high for a served %s", f.Severity, rule)
 	}
 	return f
+}
+
+func expectSeverity(t *testing.T, f detector.Finding, want detector.Severity) {
+	t.Helper()
+	if f.Severity != want {
+		t.Errorf("severity = %s (%s), want %s", f.Severity, f.Reason, want)
+	}
 }
 
 type edgeWant struct{ spanID, service, name, tenant string }

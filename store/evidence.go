@@ -17,12 +17,16 @@ type Evidence struct {
 	Severity  string `json:"severity"`
 	Status    string `json:"status"`
 	AllowedBy string `json:"allowed_by,omitempty"`
+	// Reason explains the severity or the status in a sentence.
+	Reason string `json:"reason,omitempty"`
 	// TraceID is lowercase hex.
 	TraceID       string         `json:"trace_id"`
 	Tenants       []string       `json:"tenants"`
 	Services      []string       `json:"services"`
 	CrossingEdges []CrossingEdge `json:"crossing_edges"`
 	Mismatches    []Mismatch     `json:"mismatches,omitempty"`
+	Keys          []KeyUse       `json:"keys,omitempty"`
+	Queries       []Query        `json:"queries,omitempty"`
 	Spans         []Span         `json:"spans"`
 	SpanCount     int            `json:"span_count"`
 	FirstSeen     time.Time      `json:"first_seen"`
@@ -32,20 +36,25 @@ type Evidence struct {
 	Collector string `json:"collector,omitempty"`
 }
 
-// EdgeEnd is one side of a crossing edge.
+// EdgeEnd is one side of a crossing edge. TraceID is set on the far side
+// of a span link, which lives in another trace.
 type EdgeEnd struct {
+	TraceID string `json:"trace_id,omitempty"`
 	SpanID  string `json:"span_id"`
 	Service string `json:"service"`
 	Span    string `json:"span"`
 	Tenant  string `json:"tenant"`
 }
 
-// CrossingEdge is a parent→child step where the tenant changes; Hops counts
-// spans without a tenant between the two ends.
+// CrossingEdge is a parent→child step (or a producer→consumer span link)
+// where the tenant changes; Hops counts spans without a tenant between the
+// two ends; Outcome is succeeded or blocked.
 type CrossingEdge struct {
-	From EdgeEnd `json:"from"`
-	To   EdgeEnd `json:"to"`
-	Hops int     `json:"hops"`
+	From    EdgeEnd `json:"from"`
+	To      EdgeEnd `json:"to"`
+	Hops    int     `json:"hops"`
+	Link    bool    `json:"link,omitempty"`
+	Outcome string  `json:"outcome,omitempty"`
 }
 
 // Span is an evidence span.
@@ -56,6 +65,30 @@ type Span struct {
 	Name      string `json:"name"`
 	Tenant    string `json:"tenant,omitempty"`
 	TenantKey string `json:"tenant_key,omitempty"`
+	Outcome   string `json:"outcome,omitempty"`
+	Data      bool   `json:"data,omitempty"`
+}
+
+// KeyUse is a span whose token was verified with another tenant's key (or
+// a global one).
+type KeyUse struct {
+	SpanID     string `json:"span_id"`
+	Service    string `json:"service"`
+	Span       string `json:"span"`
+	Attribute  string `json:"attribute"`
+	Identifier string `json:"identifier"`
+	KeyTenant  string `json:"key_tenant,omitempty"`
+	SpanTenant string `json:"span_tenant,omitempty"`
+	Global     bool   `json:"global,omitempty"`
+}
+
+// Query is an unscoped statement, by shape: the tables it reached without
+// a tenant predicate. The statement itself is never stored.
+type Query struct {
+	SpanID  string   `json:"span_id"`
+	Service string   `json:"service"`
+	Span    string   `json:"span"`
+	Tables  []string `json:"tables"`
 }
 
 // TenantSource is one of a span's disagreeing tenant values.
