@@ -34,7 +34,20 @@ type Detector struct {
 	batchPool sync.Pool
 	stats     counters
 	windows   windowLimiter
+	waiting   waitingLinks
 }
+
+// waitingLinks holds span links whose producer trace has not arrived yet
+// (a consumer's request can overtake the producer's), keyed by producer
+// trace, until it arrives or an idle window passes.
+type waitingLinks struct {
+	mu sync.Mutex
+	n  atomic.Int64
+	by map[TraceID][]pendingLink
+}
+
+// maxWaitingLinks bounds the links kept waiting for their producer.
+const maxWaitingLinks = 10_000
 
 // Derivator is a compiled tenant derivation. Callers that read attributes
 // (the processor's extractor, scans) apply it and pass the result as a
@@ -164,6 +177,7 @@ type pendingLink struct {
 	trace  TraceID // the consumer's trace
 	span   SpanID  // the consumer span
 	target Link    // the producer span
+	at     time.Time
 }
 
 // NewBatch returns a batch from a pool; Close returns it. The batch reads
@@ -187,7 +201,7 @@ func (b *Batch) Add(s *Span) {
 	}
 	for _, l := range s.Links {
 		if !l.TraceID.IsEmpty() && len(b.links) < maxLinksPerBatch {
-			b.links = append(b.links, pendingLink{trace: s.TraceID, span: s.SpanID, target: l})
+			b.links = append(b.links, pendingLink{trace: s.TraceID, span: s.SpanID, target: l, at: b.now})
 		}
 	}
 }
@@ -202,7 +216,15 @@ func (b *Batch) Close() {
 	d := b.d
 	now := b.now
 	for _, pl := range b.links {
-		d.resolveLink(pl)
+		d.resolveLink(pl, true, now)
+	}
+	if d.waiting.n.Load() > 0 {
+		// Producers that consumers were waiting for may be in this batch.
+		for _, id := range b.touched {
+			for _, pl := range d.waiting.take(id) {
+				d.resolveLink(pl, false, now)
+			}
+		}
 	}
 	for _, id := range b.touched {
 		sh := d.shardOf(id)
@@ -220,18 +242,26 @@ func (b *Batch) Close() {
 // resolveLink reads the producer span's tenant from its trace (or the
 // closed trace's tombstone) and records the link on the consumer span's
 // trace. The two shards are locked one after the other, never together.
-func (d *Detector) resolveLink(pl pendingLink) {
+func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time) {
 	src := d.shardOf(pl.target.TraceID)
 	src.mu.Lock()
 	from, ok := src.linkEnd(pl.target)
+	_, known := src.traces[pl.target.TraceID]
 	src.mu.Unlock()
 	if !ok {
+		if mayWait && !known && d.waiting.add(pl) {
+			return
+		}
 		d.stats.linksUnresolved.Add(1)
 		return
 	}
 	dst := d.shardOf(pl.trace)
 	dst.mu.Lock()
-	dst.addLink(pl, from)
+	// The consumer's trace may not be in this batch (its producer arrived
+	// late): judge it now.
+	if ts := dst.addLink(pl, from); ts != nil && ts.dirty {
+		dst.evaluate(ts, now)
+	}
 	dst.mu.Unlock()
 }
 
@@ -245,6 +275,7 @@ func (d *Detector) Sweep() {
 		sh.mu.Unlock()
 	}
 	d.windows.sweep(now, max(d.cfg.UnscopedWindow, d.cfg.CoverageWindow))
+	d.stats.linksUnresolved.Add(uint64(d.waiting.expire(now.Add(-d.cfg.IdleWindow))))
 }
 
 // Flush closes every trace in memory, as on shutdown, so that no open
@@ -347,19 +378,22 @@ type windowKey struct {
 // until the next sweep, rather than growing without end.
 const maxWindowKeys = 10_000
 
-// allow reports whether a finding for k may go out now, and the window
-// start it belongs to.
+// allow reports whether a finding for k may go out now, and the window it
+// belongs to. Windows are aligned on the clock (now truncated to the window
+// size), so every collector, a restart and a replay name the same window,
+// and so the same finding, alike.
 func (w *windowLimiter) allow(k windowKey, now time.Time, window time.Duration) (time.Time, bool) {
+	start := now.Truncate(window)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if at, ok := w.seen[k]; ok && now.Sub(at) < window {
-		return at, false
+	if at, ok := w.seen[k]; ok && at.Equal(start) {
+		return start, false
 	}
-	if len(w.seen) >= maxWindowKeys {
+	if _, ok := w.seen[k]; !ok && len(w.seen) >= maxWindowKeys {
 		return time.Time{}, false
 	}
-	w.seen[k] = now
-	return now, true
+	w.seen[k] = start
+	return start, true
 }
 
 func (w *windowLimiter) sweep(now time.Time, window time.Duration) {
@@ -370,4 +404,57 @@ func (w *windowLimiter) sweep(now time.Time, window time.Duration) {
 			delete(w.seen, k)
 		}
 	}
+}
+
+func (w *waitingLinks) add(pl pendingLink) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n.Load() >= maxWaitingLinks {
+		return false
+	}
+	if w.by == nil {
+		w.by = map[TraceID][]pendingLink{}
+	}
+	w.by[pl.target.TraceID] = append(w.by[pl.target.TraceID], pl)
+	w.n.Add(1)
+	return true
+}
+
+func (w *waitingLinks) take(producer TraceID) []pendingLink {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	pls, ok := w.by[producer]
+	if !ok {
+		return nil
+	}
+	delete(w.by, producer)
+	w.n.Add(-int64(len(pls)))
+	return pls
+}
+
+// expire drops links waiting since before cutoff and says how many.
+func (w *waitingLinks) expire(cutoff time.Time) int {
+	if w.n.Load() == 0 {
+		return 0
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	dropped := 0
+	for id, pls := range w.by {
+		kept := pls[:0]
+		for _, pl := range pls {
+			if pl.at.Before(cutoff) {
+				dropped++
+				continue
+			}
+			kept = append(kept, pl)
+		}
+		if len(kept) == 0 {
+			delete(w.by, id)
+		} else {
+			w.by[id] = kept
+		}
+	}
+	w.n.Add(-int64(dropped))
+	return dropped
 }

@@ -262,7 +262,10 @@ func (sh *shard) crossSeverity(ts *traceState, out *Finding) (Severity, string) 
 		}
 	}
 	if len(out.Edges) == 0 {
-		return SeverityHigh, "the trace carries several tenants; the crossing edge is not known yet"
+		if out.Status == StatusOpen {
+			return SeverityHigh, "the trace carries several tenants; the crossing edge is not known yet"
+		}
+		return SeverityHigh, "the trace carries several tenants in branches with no tenant-carrying common ancestor"
 	}
 	return SeverityHigh, "the crossing succeeded; no data-bearing span of the foreign tenant seen"
 }
@@ -338,7 +341,9 @@ func mergePrior(out, prev *Finding, maxEvidence int) {
 	if prev.FirstSeen.Before(out.FirstSeen) {
 		out.FirstSeen = prev.FirstSeen
 	}
-	if rankOf(prev.Severity) > rankOf(out.Severity) {
+	// The earlier version saw spans the late one cannot (they are gone):
+	// its judgement stands unless the late spans make it worse.
+	if rankOf(prev.Severity) >= rankOf(out.Severity) {
 		out.Severity, out.Reason = prev.Severity, prev.Reason
 	}
 	if prev.ArrivedAt.Before(out.ArrivedAt) {

@@ -302,3 +302,32 @@ func TestAllowedBySpanExemptsTheTrace(t *testing.T) {
 		t.Fatalf("an allow condition exempts the trace: %s", describe(h.rec.all()))
 	}
 }
+
+// A consumer's request can overtake its producer's: the link waits.
+func TestSpanLinkWaitsForItsProducer(t *testing.T) {
+	h := newHarness(t, nil)
+	producer, consumer := tid(40), tid(41)
+	c := span(consumer, 1, 0, "fulfilment", "process order", ten("globex"))
+	c.Links = []detector.Link{{TraceID: producer, SpanID: sid(1)}}
+	h.batch(c)
+	if h.rec.len() != 0 {
+		t.Fatalf("nothing to say before the producer arrives: %s", describe(h.rec.all()))
+	}
+	h.batch(span(producer, 1, 0, "checkout", "publish order", ten("acme")))
+	f := h.rec.last(t, consumer, cross)
+	if len(f.Edges) != 1 || !f.Edges[0].Link || f.Edges[0].From.Tenant != "acme" {
+		t.Fatalf("late producer: %+v", f.Edges)
+	}
+	if st := h.d.Stats(); st.LinksUnresolved != 0 {
+		t.Errorf("LinksUnresolved %d", st.LinksUnresolved)
+	}
+	// A link whose producer never comes is counted after an idle window.
+	lost := span(tid(42), 1, 0, "fulfilment", "process order", ten("globex"))
+	lost.Links = []detector.Link{{TraceID: tid(43), SpanID: sid(1)}}
+	h.batch(lost)
+	h.clock.Advance(2 * h.cfg.IdleWindow)
+	h.d.Sweep()
+	if st := h.d.Stats(); st.LinksUnresolved != 1 {
+		t.Errorf("LinksUnresolved %d, want 1", st.LinksUnresolved)
+	}
+}

@@ -416,10 +416,10 @@ func (sh *shard) linkEnd(l Link) (EdgeEnd, bool) {
 
 // addLink records a resolved link on the consumer span's trace. The
 // producer's tenant joins the trace's tenants: the flow touched it.
-func (sh *shard) addLink(pl pendingLink, from EdgeEnd) {
+func (sh *shard) addLink(pl pendingLink, from EdgeEnd) *traceState {
 	ts, ok := sh.traces[pl.trace]
 	if !ok {
-		return
+		return nil
 	}
 	for i := range ts.spans {
 		if ts.spans[i].id != pl.span {
@@ -427,11 +427,11 @@ func (sh *shard) addLink(pl pendingLink, from EdgeEnd) {
 		}
 		for _, le := range ts.links {
 			if le.to == int32(i) && le.from.TraceID == from.TraceID && le.from.SpanID == from.SpanID {
-				return // a redelivered consumer span
+				return ts // a redelivered consumer span
 			}
 		}
 		if len(ts.links) >= sh.d.cfg.MaxEvidenceSpans {
-			return
+			return ts
 		}
 		from.Service, from.Name = sh.strs.intern(from.Service), sh.strs.intern(from.Name)
 		from.Tenant = sh.strs.intern(from.Tenant)
@@ -440,8 +440,9 @@ func (sh *shard) addLink(pl pendingLink, from EdgeEnd) {
 			ts.tenants = append(ts.tenants, from.Tenant)
 		}
 		ts.dirty = true
-		return
+		return ts
 	}
+	return ts
 }
 
 func (sh *shard) alloc() *traceState {

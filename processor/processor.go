@@ -308,13 +308,17 @@ func (p *tenantguard) pendingAlerts() []pendingAlerts {
 
 // NewDetector builds the detector and span reader a processor config
 // implies, for offline use (scans, tests): CI and production judge alike.
-// now may be nil (time.Now).
-func NewDetector(cfg *Config, now func() time.Time, sink detector.Sink) (*detector.Detector, *Extractor, error) {
-	return newDetector(cfg, now, sink, nopTelemetry())
+// adjust, if not nil, may change what is not a rule (the clock, shards).
+func NewDetector(cfg *Config, sink detector.Sink, adjust func(*detector.Config)) (*detector.Detector, *Extractor, error) {
+	return newDetector(cfg, adjust, sink, nopTelemetry())
 }
 
-func newDetector(cfg *Config, now func() time.Time, sink detector.Sink, set component.TelemetrySettings) (*detector.Detector, *Extractor, error) {
-	det, err := detector.New(cfg.detectorConfig(now), sink)
+func newDetector(cfg *Config, adjust func(*detector.Config), sink detector.Sink, set component.TelemetrySettings) (*detector.Detector, *Extractor, error) {
+	dc := cfg.detectorConfig(nil)
+	if adjust != nil {
+		adjust(&dc)
+	}
+	det, err := detector.New(dc, sink)
 	if err != nil {
 		return nil, nil, err
 	}
