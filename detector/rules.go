@@ -2,6 +2,7 @@ package detector
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -459,7 +460,7 @@ func (sh *shard) crossingEdges(ts *traceState) []edgeRef {
 // once per service and span name per coverage window.
 func (sh *shard) missingTenant(ts *traceState, s *Span, ep *endpoint, now time.Time) {
 	d := sh.d
-	window, ok := d.windows.allow(windowKey{RuleMissingTenant, ep.service, ep.name}, now, d.cfg.CoverageWindow)
+	window, ok := d.windows.allow(windowKey{RuleMissingTenant, ep.service, ep.name}, spanTime(s, now), d.cfg.CoverageWindow)
 	if !ok {
 		d.stats.suppressed.Add(1)
 		return
@@ -478,7 +479,7 @@ func (sh *shard) checkQuery(ts *traceState, s *Span, ep *endpoint, now time.Time
 		return
 	}
 	joined := strings.Join(tables, ",")
-	window, ok := d.windows.allow(windowKey{RuleUnscopedQuery, ep.service, ep.name + "\x00" + joined}, now, d.cfg.UnscopedWindow)
+	window, ok := d.windows.allow(windowKey{RuleUnscopedQuery, ep.service, ep.name + "\x00" + joined}, spanTime(s, now), d.cfg.UnscopedWindow)
 	if !ok {
 		d.stats.suppressed.Add(1)
 		return
@@ -521,4 +522,16 @@ func sortedCopy(xs []string) []string {
 	out := append([]string(nil), xs...)
 	slices.Sort(out)
 	return out
+}
+
+// spanTime dates a per-service finding's window by when the span ran, so a
+// replay of old traces (a scan, a restarted collector) names the same
+// windows, and so the same findings, as the live run did.
+func spanTime(s *Span, now time.Time) time.Time {
+	if s.StartUnixNano > 0 && s.StartUnixNano <= math.MaxInt64 {
+		if t := time.Unix(0, int64(s.StartUnixNano)); t.Before(now) {
+			return t
+		}
+	}
+	return now
 }

@@ -358,41 +358,74 @@ func hasKeyUse(keys []KeyUse, span SpanID, attr string) bool {
 	return false
 }
 
-// normalize turns a raw value into an interned tenant. Ints and integral
-// doubles are rendered in decimal so that 42, 42.0 and "42" agree.
+// normalize turns a raw value into an interned tenant, counting values
+// that cannot be tenants.
 func (sh *shard) normalize(v Value) (string, bool) {
+	str, num, res := appendTenant(sh.scratch[:0], v)
+	switch res {
+	case tenantOK:
+		if num != nil {
+			sh.scratch = num
+			return sh.strs.internBytes(num), true
+		}
+		return sh.strs.intern(str), true
+	case tenantRejected:
+		sh.d.stats.rejected.Add(1)
+	}
+	return "", false
+}
+
+type tenantResult uint8
+
+const (
+	tenantOK       tenantResult = iota
+	tenantEmpty                 // no tenant, nothing wrong
+	tenantRejected              // a value that cannot be a tenant
+)
+
+// appendTenant normalises a raw value: strings are trimmed (and returned
+// as a substring, no copy), numbers are rendered in decimal into dst so
+// that 42, 42.0 and "42" agree.
+func appendTenant(dst []byte, v Value) (string, []byte, tenantResult) {
 	switch v.Kind {
 	case KindString:
 		s := strings.TrimSpace(v.Str)
 		if s == "" {
-			return "", false
+			return "", nil, tenantEmpty
 		}
 		if len(s) > MaxTenantLength {
-			sh.d.stats.rejected.Add(1)
-			return "", false
+			return "", nil, tenantRejected
 		}
-		return sh.strs.intern(s), true
+		return s, nil, tenantOK
 	case KindInt:
-		sh.scratch = strconv.AppendInt(sh.scratch[:0], v.Int, 10)
-		return sh.strs.internBytes(sh.scratch), true
+		return "", strconv.AppendInt(dst, v.Int, 10), tenantOK
 	case KindDouble:
 		f := v.Double
 		if math.IsNaN(f) || math.IsInf(f, 0) {
-			sh.d.stats.rejected.Add(1)
-			return "", false
+			return "", nil, tenantRejected
 		}
 		// Every integral double in int64's range converts exactly, so it
 		// renders as the int of the same value would.
 		if f == math.Trunc(f) && f >= math.MinInt64 && f < -math.MinInt64 {
-			sh.scratch = strconv.AppendInt(sh.scratch[:0], int64(f), 10)
-		} else {
-			sh.scratch = strconv.AppendFloat(sh.scratch[:0], f, 'g', -1, 64)
+			return "", strconv.AppendInt(dst, int64(f), 10), tenantOK
 		}
-		return sh.strs.internBytes(sh.scratch), true
+		return "", strconv.AppendFloat(dst, f, 'g', -1, 64), tenantOK
 	default:
-		sh.d.stats.rejected.Add(1)
+		return "", nil, tenantRejected
+	}
+}
+
+// NormalizeTenant is the tenant a raw value names, as the detector sees it
+// (for tools that compare tenants with findings, such as detector/redteam).
+func NormalizeTenant(v Value) (string, bool) {
+	str, num, res := appendTenant(nil, v)
+	if res != tenantOK {
 		return "", false
 	}
+	if num != nil {
+		return string(num), true
+	}
+	return str, true
 }
 
 // linkEnd describes the producer end of a span link, from the trace in

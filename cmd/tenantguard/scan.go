@@ -362,19 +362,18 @@ type scanner struct {
 func newScanner(cfg *tenantguardprocessor.Config, errOut io.Writer) (*scanner, error) {
 	s := &scanner{
 		cfg:      cfg,
-		ex:       tenantguardprocessor.NewExtractor(cfg.TenantAttributes),
 		errOut:   errOut,
 		findings: map[string]*scanFinding{},
 	}
-	dc := cfg.DetectorConfig()
-	// One shard: scan is sequential, and a single LRU makes eviction (and
-	// so the result on inputs larger than max_traces) the same on every run.
-	dc.Shards = 1
-	d, err := detector.New(dc, s.sink)
+	// The processor's own constructor: the same rules, derivations and
+	// allow conditions as in production. One shard: scan is sequential, and
+	// a single LRU makes eviction (and so the result on inputs larger than
+	// max_traces) the same on every run.
+	d, ex, err := tenantguardprocessor.NewDetector(cfg, s.sink, func(dc *detector.Config) { dc.Shards = 1 })
 	if err != nil {
 		return nil, err
 	}
-	s.d = d
+	s.d, s.ex = d, ex
 	return s, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
@@ -225,20 +226,38 @@ func (g *Guard) observe(s sdktrace.ReadOnlySpan) {
 
 	rec := spanRecord{id: span.SpanID, parent: span.ParentID, service: span.Service, name: span.Name, grpcStatus: -1}
 	for _, rt := range span.Tenants {
-		if t, ok := normalizeTenant(rt.Value); ok {
+		if t, ok := detector.NormalizeTenant(rt.Value); ok {
 			rec.tenants = append(rec.tenants, tenantValue{key: g.keys[rt.KeyIndex], tenant: t, resource: rt.Resource})
 		}
 	}
+	span.GRPCStatus = -1
+	span.StatusError = s.Status().Code == codes.Error
 	for _, kv := range attrs {
 		switch kv.Key {
 		case "http.response.status_code", "http.status_code":
 			if c, ok := intValue(kv.Value); ok {
 				rec.httpStatus = c
+				span.HTTPStatus = int32(c)
 			}
 		case "rpc.grpc.status_code":
 			if c, ok := intValue(kv.Value); ok {
 				rec.grpcStatus = c
+				span.GRPCStatus = int32(c)
 			}
+		case "db.system.name", "db.system":
+			span.Data = detector.DataDatabase
+			if sys := strings.ToLower(kv.Value.AsString()); sys == "redis" || sys == "memcached" || sys == "valkey" {
+				span.Data = detector.DataCache
+			}
+		case "messaging.system":
+			span.Data = detector.DataMessaging
+		case "aws.s3.bucket":
+			span.Data = detector.DataObjectStorage
+		}
+	}
+	for _, l := range s.Links() {
+		if l.SpanContext.TraceID().IsValid() {
+			span.Links = append(span.Links, detector.Link{TraceID: detector.TraceID(l.SpanContext.TraceID()), SpanID: detector.SpanID(l.SpanContext.SpanID())})
 		}
 	}
 
@@ -321,33 +340,6 @@ func appendRaw(dst []detector.RawTenant, key uint8, resource bool, v attribute.V
 		add(detector.Value{})
 	}
 	return dst
-}
-
-// normalizeTenant renders a raw value as the detector does, so that the
-// tenants AssertBlocked compares are the tenants findings name: strings
-// trimmed, ints in decimal, integral doubles as the int of the same value;
-// empty, over-long, NaN, infinite and untyped values are no tenant.
-func normalizeTenant(v detector.Value) (string, bool) {
-	switch v.Kind {
-	case detector.KindString:
-		s := strings.TrimSpace(v.Str)
-		if s == "" || len(s) > detector.MaxTenantLength {
-			return "", false
-		}
-		return s, true
-	case detector.KindInt:
-		return strconv.FormatInt(v.Int, 10), true
-	case detector.KindDouble:
-		f := v.Double
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return "", false
-		}
-		if f == math.Trunc(f) && f >= math.MinInt64 && f < -math.MinInt64 {
-			return strconv.FormatInt(int64(f), 10), true
-		}
-		return strconv.FormatFloat(f, 'g', -1, 64), true
-	}
-	return "", false
 }
 
 // Findings returns the latest version of every finding so far, those

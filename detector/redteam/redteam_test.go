@@ -121,7 +121,7 @@ func TestNormalizationMatchesDetector(t *testing.T) {
 			var want []string
 			raw := appendRaw(nil, 0, false, tc.val.Value)
 			for _, r := range raw {
-				if s, ok := normalizeTenant(r.Value); ok {
+				if s, ok := detector.NormalizeTenant(r.Value); ok {
 					want = append(want, s)
 				}
 			}
@@ -305,7 +305,7 @@ func TestAssertBlocked(t *testing.T) {
 				"answered 200",
 				"gateway `child 0` (span ",
 				"carries tenant globex under tenant.id",
-				"critical cross_tenant_trace: trace ",
+				"high cross_tenant_trace: trace ",
 			}},
 		},
 		{
@@ -412,7 +412,7 @@ func TestAssertNoLeaks(t *testing.T) {
 		request(tr, "b", []attribute.KeyValue{tenant("acme"), attribute.String("x-tenant", "initech")})
 		g.AssertNoLeaks(rec)
 		got := rec.take()
-		for _, s := range []string{"2 tenant isolation findings in 3 spans", "critical cross_tenant_trace: trace ",
+		for _, s := range []string{"2 tenant isolation findings in 3 spans", "high cross_tenant_trace: trace ",
 			"into tenant globex (svc `child 0`)", "high tenant_mismatch: trace ", "(tenant.id=acme, x-tenant=initech)"} {
 			if !strings.Contains(got, s) {
 				t.Errorf("must say %q; said:\n%s", s, got)
