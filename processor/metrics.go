@@ -50,6 +50,8 @@ var (
 		"Findings not yet durably stored (journal) or not yet shipped (clickhouse).", []string{"processor", "store"}, nil)
 	descLastSuccess = prometheus.NewDesc(namespace+"_store_last_success_timestamp_seconds",
 		"When the store last accepted a write, in unix seconds.", []string{"processor", "store"}, nil)
+	descDeadLetters = prometheus.NewDesc(namespace+"_store_dead_letters_total",
+		"Records a store refused for good and moved to its dead-letter file.", []string{"processor", "store"}, nil)
 	descAlertPending = prometheus.NewDesc(namespace+"_alert_pending",
 		"Alerts waiting for delivery.", []string{"processor", "notifier"}, nil)
 
@@ -68,10 +70,6 @@ var (
 		Namespace: namespace, Name: "store_writes_total",
 		Help: "Batches written to an evidence store, by result (ok, error).",
 	}, []string{"processor", "store", "result"})
-	storeDeadLetters = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Name: "store_dead_letters_total",
-		Help: "Records a store refused for good and moved to its dead-letter file.",
-	}, []string{"processor", "store"})
 	alertDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "alert_deliveries_total",
 		Help: "Alert delivery attempts, by notifier and result (delivered, retried, failed, grouped, skipped).",
@@ -90,7 +88,7 @@ func registry() *prometheus.Registry {
 	// Called with telemetry locked.
 	if telemetry.reg == nil {
 		telemetry.reg = prometheus.NewRegistry()
-		telemetry.reg.MustRegister(stateCollector{}, findingsTotal, detectionLatency, storeWrites, storeDeadLetters, alertDeliveries)
+		telemetry.reg.MustRegister(stateCollector{}, findingsTotal, detectionLatency, storeWrites, alertDeliveries)
 	}
 	return telemetry.reg
 }
@@ -174,7 +172,7 @@ type stateCollector struct{}
 func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSpans, descSpansInvalid, descServiceSpans, descSpansWithoutTenant, descSpansLate,
 		descTenantsRejected, descTraces, descTracesExpired, descTracesEvicted, descQueueLength, descQueueCapacity,
-		descDropped, descBacklog, descLastSuccess, descAlertPending} {
+		descDropped, descBacklog, descLastSuccess, descDeadLetters, descAlertPending} {
 		ch <- d
 	}
 }
@@ -221,6 +219,7 @@ func (stateCollector) Collect(ch chan<- prometheus.Metric) {
 				last = float64(b.lastSuccess.UnixNano()) / 1e9
 			}
 			gauge(descLastSuccess, last, id, b.store)
+			counter(descDeadLetters, float64(b.deadLetters), id, b.store)
 		}
 		for _, n := range p.pendingAlerts() {
 			gauge(descAlertPending, float64(n.pending), id, n.notifier)

@@ -37,6 +37,7 @@ type tenantguard struct {
 
 	// openStore is how the worker gets its store; tests swap it to inject faults.
 	openStore func() (store.Store, error)
+	journal   atomic.Pointer[sharedJournal] // for status: the ClickHouse shipper's backlog
 
 	invalidSpans   atomic.Uint64
 	queueFull      atomic.Uint64
@@ -64,7 +65,14 @@ func newTenantguard(set processor.Settings, cfg *Config) (*tenantguard, error) {
 	}
 	p.det, p.extract = det, ex
 	path := cfg.Store.Journal.Path
-	p.openStore = func() (store.Store, error) { return openJournal(path) }
+	p.openStore = func() (store.Store, error) {
+		sj, err := openJournal(path, cfg.Store.ClickHouse, set.Logger)
+		if err != nil {
+			return nil, err
+		}
+		p.journal.Store(sj)
+		return sj, nil
+	}
 	if cfg.Alerts.Log.Enabled {
 		p.notifiers = append(p.notifiers, alerts.NewLogNotifier(set.Logger))
 	}
@@ -169,11 +177,18 @@ func (p *tenantguard) evidenceLoop() {
 	)
 	defer func() {
 		if st != nil {
-			if err := releaseStore(st); err != nil {
+			if err := releaseStore(st, p.logger); err != nil {
 				p.logger.Error("closing evidence store", zap.Error(err))
 			}
 		}
 	}()
+	// Open the store now, not at the first finding: with ClickHouse on, its
+	// shipper must also ship what a previous run left in the journal.
+	if s, err := p.openStore(); err == nil {
+		st = s
+	} else {
+		p.logger.Warn("evidence store not available yet; findings wait in memory and opening is retried", zap.Error(err))
+	}
 	stopping, finalTries := false, 0
 	for {
 		if !stopping && backoff == 0 {
@@ -288,11 +303,19 @@ type backlog struct {
 	store       string
 	records     int64
 	lastSuccess time.Time
+	deadLetters uint64
 }
 
 // backlogs reports the stores behind the journal (ClickHouse) and how far
 // behind they are.
-func (p *tenantguard) backlogs() []backlog { return nil }
+func (p *tenantguard) backlogs() []backlog {
+	sj := p.journal.Load()
+	if sj == nil || sj.shipper == nil {
+		return nil
+	}
+	st := sj.shipper.Status()
+	return []backlog{{store: "clickhouse", records: st.Backlog, lastSuccess: st.LastSuccessAt, deadLetters: st.DeadLetters}}
+}
 
 type pendingAlerts struct {
 	notifier string
