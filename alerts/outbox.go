@@ -196,7 +196,7 @@ func (st *outboxState) load(path string, groupWindow time.Duration, now time.Tim
 		case "done":
 			delete(byseq, r.Seq)
 			delete(st.posting, r.Seq)
-			if r.TS != "" && r.LeakID != "" && r.Result == "delivered" {
+			if r.LeakID != "" && r.Result == "delivered" && (r.TS != "" || r.Channel == webhookChannel) {
 				st.threads[r.LeakID] = thread{Channel: r.Channel, TS: r.TS, At: r.At, Tenants: r.Tenants, Edges: r.Edges}
 			}
 			if r.Sig != "" && r.Alert != nil && now.Sub(r.At) < groupWindow {

@@ -26,6 +26,10 @@ const (
 	ResultSkipped   = "skipped"   // not worth a message (below min_severity, no change, no thread in webhook mode)
 )
 
+// webhookChannel stands for the channel of a message sent by webhook,
+// which Slack does not name.
+const webhookChannel = "webhook"
+
 // slackMetadataType marks our messages so that, after a crash between
 // posting and recording, the notifier can find what it already posted.
 const slackMetadataType = "tenantguard_finding"
@@ -321,10 +325,14 @@ func (n *SlackNotifier) deliverWebhook(ctx context.Context, a *alert) (string, t
 	if err := slack.PostWebhookCustomHTTPContext(ctx, string(n.cfg.WebhookURL), n.http, msg); err != nil {
 		return n.classifyErr(err)
 	}
+	now := n.now()
 	n.mu.Lock()
-	n.groups[sig] = &group{thread: thread{At: n.now()}, Count: 1, Root: a}
+	n.groups[sig] = &group{thread: thread{At: now}, Count: 1, Root: a}
+	// Remembered like a bot message (with no thread to reply in), so a
+	// restart does not announce the same finding again.
+	n.threads[a.LeakID] = thread{Channel: webhookChannel, At: now, Tenants: len(a.Tenants), Edges: len(a.Edges) + a.MoreEdges}
 	n.mu.Unlock()
-	return n.finish(a, ResultDelivered, "", "", sig)
+	return n.finish(a, ResultDelivered, webhookChannel, "", sig)
 }
 
 func (n *SlackNotifier) deliverBot(ctx context.Context, a *alert) (string, time.Duration, error) {

@@ -459,3 +459,26 @@ func pseudonym(cfg config.Slack, t string) string {
 	n := &SlackNotifier{cfg: cfg}
 	return n.tenant(t)
 }
+
+// Webhooks cannot thread, but a restart must still not announce a finding
+// that was already announced.
+func TestSlackWebhookRestartDoesNotRepeat(t *testing.T) {
+	srv := newSlackServer(t)
+	cfg := config.DefaultSlack()
+	cfg.WebhookURL = configopaque.String(srv.URL + "/webhook")
+	cfg.OutboxPath = filepath.Join(t.TempDir(), "outbox.jsonl")
+	ev := leak("leak1", "4bf92f3577b34da6a3ce929d0e0e4736", "acme", "globex")
+	n, res := startSlack(t, cfg)
+	notify(t, n, ev)
+	waitFor(t, "delivery", func() bool { return res.count(ResultDelivered) == 1 })
+	closeSlack(t, n)
+
+	n2, res2 := startSlack(t, cfg)
+	again := *ev
+	again.Version = 7 // the detector, restarted, reports the finding anew
+	notify(t, n2, &again)
+	closeSlack(t, n2)
+	if _, _, hooks := srv.snapshot(); len(hooks) != 1 || res2.count(ResultDelivered) != 0 {
+		t.Fatalf("restart re-announced the finding: %d webhook messages", len(hooks))
+	}
+}

@@ -23,7 +23,9 @@ type ClickHouse struct {
 	Username string `mapstructure:"username"`
 	// Password; use ${env:CLICKHOUSE_PASSWORD}. Never logged.
 	Password configopaque.String `mapstructure:"password"`
-	// TLS for the connection; `insecure: true` (the default) means plain TCP.
+	// TLS for the connection. Default: TLS with certificate verification
+	// against the system roots (evidence is sensitive); `insecure: true`
+	// means plain TCP, for a server on the same host or a test.
 	TLS configtls.ClientConfig `mapstructure:"tls"`
 	// DialTimeout bounds connecting. Default: 5s.
 	DialTimeout time.Duration `mapstructure:"dial_timeout"`
@@ -56,7 +58,7 @@ func DefaultClickHouse() ClickHouse {
 	return ClickHouse{
 		Database:     "tenantguard",
 		Username:     "default",
-		TLS:          configtls.ClientConfig{Insecure: true},
+		TLS:          configtls.ClientConfig{},
 		DialTimeout:  5 * time.Second,
 		ReadTimeout:  30 * time.Second,
 		Compression:  "lz4",
