@@ -116,9 +116,16 @@ func New(cfg Config, sink Sink) (*Detector, error) {
 	if n == 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
-	perShard := (cfg.MaxTraces + n - 1) / n
-	for range n {
-		d.shards = append(d.shards, newShard(d, perShard))
+	// The shards' limits add up to MaxTraces exactly (rounding each up
+	// would hold up to n-1 more, and MaxTraces+n-1 can overflow), and every
+	// shard holds at least one trace.
+	n = min(n, cfg.MaxTraces)
+	for i := range n {
+		limit := cfg.MaxTraces / n
+		if i < cfg.MaxTraces%n {
+			limit++
+		}
+		d.shards = append(d.shards, newShard(d, limit))
 	}
 	d.batchPool.New = func() any { return &Batch{d: d} }
 	return d, nil

@@ -193,14 +193,15 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 		}
 		if f.rule == RuleCrossTenantTrace {
 			// A crossing without a known edge still needs one span per tenant.
-			for ti := range ts.tenants {
-				for i := range ts.spans {
-					if int(ts.spans[i].tenant) == ti+1 {
-						if !ev.hasTenant(ts.tenants[ti]) {
-							ev.add(sh.evidence(ts, &ts.spans[i]))
-						}
-						break
-					}
+			var first [maxTenantsPerTrace + 1]int32 // 1-based tenant → its first span + 1
+			for i := range ts.spans {
+				if t := ts.spans[i].tenant; t != 0 && first[t] == 0 {
+					first[t] = int32(i) + 1
+				}
+			}
+			for ti := 0; ti < len(ts.tenants) && len(ev.spans) < ev.max; ti++ {
+				if i := first[ti+1]; i != 0 && !ev.hasTenant(ts.tenants[ti]) {
+					ev.add(sh.evidence(ts, &ts.spans[i-1]))
 				}
 			}
 		}
@@ -210,10 +211,21 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 		}
 	case RuleTenantMismatch:
 		// The forged tenant is a tenant the trace reached for: list it, so
-		// that a search by either tenant finds the attempt.
+		// that a search by either tenant finds the attempt. A span can name
+		// many (a header array): the finding lists at most
+		// maxTenantsPerTrace, the trace's own first.
+		seen := make(map[string]struct{}, len(out.Tenants))
+		for _, t := range out.Tenants {
+			seen[t] = struct{}{}
+		}
+	values:
 		for _, m := range ts.mismatches {
 			for _, v := range m.Values {
-				if !contains(out.Tenants, v.Tenant) {
+				if len(out.Tenants) >= maxTenantsPerTrace {
+					break values
+				}
+				if _, ok := seen[v.Tenant]; !ok {
+					seen[v.Tenant] = struct{}{}
 					out.Tenants = append(out.Tenants, v.Tenant)
 				}
 			}
@@ -223,8 +235,8 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 		out.Severity, out.Reason = sh.offenderSeverity(ts, SeverityHigh, "the disagreeing request was served")
 	case RuleForeignSigningKey:
 		for _, k := range ts.keys {
-			if k.KeyTenant != "" && !contains(out.Tenants, k.KeyTenant) {
-				out.Tenants = append(out.Tenants, k.KeyTenant)
+			if k.KeyTenant != "" {
+				out.Tenants = addTenant(out.Tenants, k.KeyTenant)
 			}
 		}
 		slices.Sort(out.Tenants)
@@ -254,12 +266,22 @@ func (sh *shard) crossSeverity(ts *traceState, out *Finding) (Severity, string) 
 	if out.Rule == RuleBlockedAttempt {
 		return SeverityLow, "the crossing was refused: isolation held"
 	}
-	for _, e := range out.Edges {
-		for i := range ts.spans {
-			r := &ts.spans[i]
-			if r.flags&flagData != 0 && r.flags&flagBlocked == 0 && ts.tenantOf(r) == e.To.Tenant {
-				return SeverityCritical, fmt.Sprintf("%s `%s` read or wrote %s's data", r.ep.service, r.ep.name, e.To.Tenant)
+	// The first data-bearing span each tenant reached, in one pass.
+	var data map[string]*spanRec
+	for i := range ts.spans {
+		r := &ts.spans[i]
+		if r.flags&flagData != 0 && r.flags&flagBlocked == 0 && r.tenant != 0 {
+			if data == nil {
+				data = map[string]*spanRec{}
 			}
+			if t := ts.tenantOf(r); data[t] == nil {
+				data[t] = r
+			}
+		}
+	}
+	for _, e := range out.Edges {
+		if r := data[e.To.Tenant]; r != nil {
+			return SeverityCritical, fmt.Sprintf("%s `%s` read or wrote %s's data", r.ep.service, r.ep.name, e.To.Tenant)
 		}
 	}
 	if len(out.Edges) == 0 {
@@ -307,9 +329,7 @@ func (sh *shard) edge(ts *traceState, e edgeRef, ev *evidenceSet) CrossingEdge {
 // built from late spans, so the late version is never poorer.
 func mergePrior(out, prev *Finding, maxEvidence int) {
 	for _, t := range prev.Tenants {
-		if !contains(out.Tenants, t) {
-			out.Tenants = append(out.Tenants, t)
-		}
+		out.Tenants = addTenant(out.Tenants, t)
 	}
 	slices.Sort(out.Tenants)
 	for _, s := range prev.Services {
@@ -350,6 +370,15 @@ func mergePrior(out, prev *Finding, maxEvidence int) {
 	if prev.ArrivedAt.Before(out.ArrivedAt) {
 		out.ArrivedAt = prev.ArrivedAt
 	}
+}
+
+// addTenant adds t to a finding's tenants unless it is listed already or
+// the list holds maxTenantsPerTrace.
+func addTenant(tenants []string, t string) []string {
+	if len(tenants) >= maxTenantsPerTrace || contains(tenants, t) {
+		return tenants
+	}
+	return append(tenants, t)
 }
 
 func rankOf(s Severity) int {
@@ -423,6 +452,14 @@ func (sh *shard) crossingEdges(ts *traceState) []edgeRef {
 			idx[ts.spans[i].id] = int32(i)
 		}
 	}
+	// Each span's nearest tenant-carrying ancestor is found once and
+	// remembered, so the walks cost O(spans) together however deep the
+	// tenantless chains are; a parent loop without a tenant has none.
+	anc := sh.anc[:0]
+	for range ts.spans {
+		anc = append(anc, ancestor{span: ancUnknown})
+	}
+	sh.anc = anc
 	var edges []edgeRef
 	for i := range ts.spans {
 		c := &ts.spans[i]
@@ -431,21 +468,16 @@ func (sh *shard) crossingEdges(ts *traceState) []edgeRef {
 			// exporter retry): no edge of its own.
 			continue
 		}
-		hops := 0
 		p, ok := idx[c.parent]
-		for ok && ts.spans[p].tenant == 0 && hops < len(ts.spans) {
-			if ts.spans[p].parent.IsEmpty() {
-				ok = false
-				break
-			}
-			hops++
-			p, ok = idx[ts.spans[p].parent]
-		}
-		if !ok || hops >= len(ts.spans) {
+		if !ok {
 			continue
 		}
-		if ts.spans[p].tenant != c.tenant {
-			edges = append(edges, edgeRef{from: p, to: int32(i), hops: hops, blocked: c.flags&flagBlocked != 0})
+		a := sh.nearestTenant(ts, p)
+		if a.span < 0 {
+			continue
+		}
+		if ts.spans[a.span].tenant != c.tenant {
+			edges = append(edges, edgeRef{from: a.span, to: int32(i), hops: int(a.hops), blocked: c.flags&flagBlocked != 0})
 		}
 	}
 	for li, le := range ts.links {
@@ -454,6 +486,57 @@ func (sh *shard) crossingEdges(ts *traceState) []edgeRef {
 		}
 	}
 	return edges
+}
+
+// ancestor is a span's nearest tenant-carrying ancestor-or-self (an index
+// into traceState.spans, or ancNone) and the tenantless spans between.
+type ancestor struct {
+	span, hops int32
+}
+
+const (
+	ancNone    = -1 // a root, a missing parent or a loop before any tenant
+	ancUnknown = -2
+	ancWalking = -3
+)
+
+// nearestTenant resolves sh.anc[j]: j itself when it has a tenant, else
+// its parent's answer one hop further. It walks up until a known answer,
+// then fills in every span it passed.
+func (sh *shard) nearestTenant(ts *traceState, j int32) ancestor {
+	anc, path := sh.anc, sh.path[:0]
+	var res ancestor
+	for {
+		if a := anc[j]; a.span != ancUnknown {
+			res = a
+			if a.span == ancWalking {
+				res = ancestor{span: ancNone} // back on this walk: a loop
+			}
+			break
+		}
+		r := &ts.spans[j]
+		if r.tenant != 0 {
+			res = ancestor{span: j}
+			anc[j] = res
+			break
+		}
+		anc[j].span = ancWalking
+		path = append(path, j)
+		p, ok := sh.index[r.parent]
+		if r.parent.IsEmpty() || !ok {
+			res = ancestor{span: ancNone}
+			break
+		}
+		j = p
+	}
+	for k := len(path) - 1; k >= 0; k-- {
+		if res.span >= 0 {
+			res.hops++
+		}
+		anc[path[k]] = res
+	}
+	sh.path = path
+	return res
 }
 
 // missingTenant reports a tenant-aware service's span without a tenant,

@@ -92,6 +92,8 @@ type shard struct {
 	scratch  []byte
 	norm     []string
 	index    map[SpanID]int32
+	anc      []ancestor // crossingEdges' memo, reused
+	path     []int32    // crossingEdges' walk, reused
 	lastVers uint64
 	svcs     map[string]*serviceCounts
 	tombs    map[TraceID]tomb

@@ -133,7 +133,7 @@ processors:
         trace_url_template: http://jaeger.local:16686/trace/{trace_id}
         runbook_url: https://runbooks.example.com/tenant-leak
         outbox_path: %[7]s
-
+%[8]s
 exporters:
   debug:
     verbosity: basic
@@ -154,14 +154,49 @@ service:
       exporters: [debug, otlp_http/sink]
 `
 
+// collectorOption changes the config startCollector writes.
+type collectorOption func(*collectorSettings)
+
+type collectorSettings struct {
+	processorYAML []string
+}
+
+// withProcessorYAML adds settings to processors.tenantguard: YAML written as
+// if at the top level (`unscoped_query: {tables: [stock]}`), indented here.
+// Keys the base config already sets (idle_window, instance, store, metrics,
+// alerts) must not be repeated.
+func withProcessorYAML(yaml string) collectorOption {
+	return func(s *collectorSettings) { s.processorYAML = append(s.processorYAML, yaml) }
+}
+
+// processorBlock renders the extra processor settings at tenantguard's indent.
+func (s *collectorSettings) processorBlock() string {
+	var b strings.Builder
+	for _, y := range s.processorYAML {
+		for _, line := range strings.Split(strings.TrimRight(y, "\n"), "\n") {
+			if strings.TrimSpace(line) == "" {
+				b.WriteString("\n")
+				continue
+			}
+			b.WriteString("    " + line + "\n")
+		}
+	}
+	return b.String()
+}
+
 // startCollector runs the built binary with a fresh config: OTLP gRPC and
 // HTTP on free loopback ports, the tenantguard processor (default tenant
-// attributes, idle_window 2s) journaling into t.TempDir(), and two exporters,
-// debug and otlphttp to an in-test sink. It returns once the HTTP receiver
-// answers (receivers start after the rest of the pipeline) and stops the
-// collector with SIGTERM at cleanup.
-func startCollector(t *testing.T) *collector {
+// attributes, idle_window 2s, plus whatever withProcessorYAML adds)
+// journaling into t.TempDir(), and two exporters, debug and otlphttp to an
+// in-test sink. It returns once the HTTP receiver answers (receivers start
+// after the rest of the pipeline) and stops the collector with SIGTERM at
+// cleanup.
+func startCollector(t *testing.T, opts ...collectorOption) *collector {
 	t.Helper()
+	var settings collectorSettings
+	for _, o := range opts {
+		o(&settings)
+	}
 	bin := tenantguardBinary(t)
 	sink := newOTLPSink(t)
 	hooks := newSlackHooks(t)
@@ -181,7 +216,8 @@ func startCollector(t *testing.T) *collector {
 			slack:    hooks,
 		}
 		cfg := fmt.Sprintf(collectorConfig, c.grpcAddr, c.httpAddr, c.instance,
-			strconv.Quote(c.journal), sink.srv.URL, c.metrics, strconv.Quote(filepath.Join(dir, "data", "slack-outbox.jsonl")))
+			strconv.Quote(c.journal), sink.srv.URL, c.metrics, strconv.Quote(filepath.Join(dir, "data", "slack-outbox.jsonl")),
+			settings.processorBlock())
 		if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}

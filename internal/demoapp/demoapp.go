@@ -32,9 +32,22 @@ const (
 	SpanStock     = "GET /stock"
 	SpanSelect    = "SELECT stock"
 	AttrTenant    = "tenant.id"
+	AttrURLPath   = "url.path"
 	HeaderTenant  = "X-Tenant-Id"
 	HeaderTraceID = "X-Trace-Id"
 	scopeName     = "github.com/tenantguard/tenantguard/internal/demoapp"
+)
+
+// The tenant-scoped routes: the tenant whose data is asked for is in the
+// URL path. Server spans are named "{method} {http.route}", as HTTP
+// instrumentation names them; their url.path is the path as requested
+// (e.g. /t/globex/stock), so the path tenant is visible only to a
+// derivation on url.path.
+const (
+	RouteTenantInventory = "/t/{tenant}/inventory"
+	RouteTenantStock     = "/t/{tenant}/stock"
+	SpanTenantGateway    = "GET " + RouteTenantInventory
+	SpanTenantStock      = "GET " + RouteTenantStock
 )
 
 // The tenants and a few of their items.
@@ -98,7 +111,9 @@ type Options struct {
 	Gateway   trace.TracerProvider
 	Inventory trace.TracerProvider
 	// Forgetful makes inventory-svc skip its tenant filter: it reads the
-	// requested item whoever owns it. That is the leak.
+	// requested item whoever owns it (its statement has no tenant_id
+	// predicate), and on /t/{tenant}/stock it serves any path tenant, not
+	// just the caller's. That is the leak.
 	Forgetful bool
 }
 
@@ -127,9 +142,15 @@ func (s *Shop) Client() *Client {
 	return &Client{BaseURL: s.Gateway.URL, HTTP: s.Gateway.Client()}
 }
 
-// NewGatewayHandler serves GET /inventory?item=ID. It trusts only the bearer
-// token for the tenant (any incoming X-Tenant-Id is ignored) and passes the
-// verified tenant to inventory-svc at inventoryURL in X-Tenant-Id.
+// NewGatewayHandler serves GET /inventory?item=ID and
+// GET /t/{tenant}/inventory?item=ID. It trusts only the bearer token for
+// the caller's tenant (any incoming X-Tenant-Id is ignored) and passes the
+// verified tenant to inventory-svc at inventoryURL in X-Tenant-Id. On the
+// tenant-scoped route it forwards the path tenant as it came
+// (/t/{tenant}/stock): it authenticates, inventory-svc authorises, so a
+// token for one tenant against another tenant's URL (an IDOR attempt)
+// reaches inventory-svc, and the gateway answers what inventory-svc
+// answered (403 when it refused).
 func NewGatewayHandler(tp trace.TracerProvider, inventoryURL string, client *http.Client) http.Handler {
 	if client == nil {
 		client = http.DefaultClient
@@ -137,6 +158,7 @@ func NewGatewayHandler(tp trace.TracerProvider, inventoryURL string, client *htt
 	g := &gateway{tracer: tracerOf(tp), inventory: strings.TrimRight(inventoryURL, "/"), client: client}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /inventory", g.serveInventory)
+	mux.HandleFunc("GET "+RouteTenantInventory, g.serveTenantInventory)
 	return mux
 }
 
@@ -162,9 +184,40 @@ func (g *gateway) serveInventory(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusBadRequest, errorBody("item is required"))
 		return
 	}
+	g.forward(ctx, span, reply, tenant, "/stock?item="+url.QueryEscape(item))
+}
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		g.inventory+"/stock?item="+url.QueryEscape(item), nil)
+// serveTenantInventory serves GET /t/{tenant}/inventory?item=ID. The span's
+// tenant.id is the token's tenant; the path tenant is only in url.path.
+func (g *gateway) serveTenantInventory(w http.ResponseWriter, r *http.Request) {
+	ctx, span, reply := serverSpan(g.tracer, w, r, SpanTenantGateway, RouteTenantInventory)
+	defer span.End()
+	w.Header().Set(HeaderTraceID, span.SpanContext().TraceID().String())
+
+	tenant, ok := bearerTenant(r.Header.Get("Authorization"))
+	if !ok {
+		reply(http.StatusUnauthorized, errorBody("missing or invalid bearer token"))
+		return
+	}
+	span.SetAttributes(attribute.String(AttrTenant, tenant))
+	owner := r.PathValue("tenant")
+	if !validTenant(owner) {
+		reply(http.StatusNotFound, errorBody("no such tenant"))
+		return
+	}
+	item := r.URL.Query().Get("item")
+	if item == "" {
+		reply(http.StatusBadRequest, errorBody("item is required"))
+		return
+	}
+	g.forward(ctx, span, reply, tenant, "/t/"+owner+"/stock?item="+url.QueryEscape(item))
+}
+
+// forward asks inventory-svc for path (with its query) on behalf of the
+// verified tenant and replies with what it answered: the item on 200, 403
+// and 404 as they came, 502 for anything else.
+func (g *gateway) forward(ctx context.Context, span trace.Span, reply func(int, any), tenant, path string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.inventory+path, nil)
 	if err != nil {
 		span.RecordError(err)
 		reply(http.StatusInternalServerError, errorBody("building inventory request"))
@@ -194,6 +247,8 @@ func (g *gateway) serveInventory(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		reply(http.StatusOK, it)
+	case http.StatusForbidden:
+		reply(http.StatusForbidden, errorBody("forbidden"))
 	case http.StatusNotFound:
 		reply(http.StatusNotFound, errorBody("no such item"))
 	default:
@@ -228,11 +283,16 @@ func validTenant(t string) bool {
 }
 
 // NewInventoryHandler serves GET /stock?item=ID for the tenant named in
-// X-Tenant-Id. Unless forgetful, it only reads that tenant's rows.
+// X-Tenant-Id, and GET /t/{tenant}/stock?item=ID, where the path names the
+// tenant whose stock is read. Unless forgetful, it only reads the caller's
+// rows, and refuses a path tenant other than the caller's (X-Tenant-Id)
+// with 403 before reading anything. Forgetful, it does neither: it serves
+// whatever path it is asked and reads the item whoever owns it.
 func NewInventoryHandler(tp trace.TracerProvider, forgetful bool) http.Handler {
 	inv := &inventory{tracer: tracerOf(tp), forgetful: forgetful, rows: Catalog()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stock", inv.serveStock)
+	mux.HandleFunc("GET "+RouteTenantStock, inv.serveTenantStock)
 	return mux
 }
 
@@ -259,9 +319,39 @@ func (inv *inventory) serveStock(w http.ResponseWriter, r *http.Request) {
 	reply(http.StatusOK, found)
 }
 
-// selectStock is the "database" call. Its span's tenant.id is the tenant
-// whose rows were read: the owner of the row returned, or the requesting
-// tenant when nothing was returned (no other tenant's row was touched).
+// serveTenantStock serves GET /t/{tenant}/stock. Its span carries no
+// tenant.id (like GET /stock); the path tenant is in url.path. A refusal is
+// a 4xx, so the span status stays unset, as OpenTelemetry's HTTP
+// conventions have it for server spans.
+func (inv *inventory) serveTenantStock(w http.ResponseWriter, r *http.Request) {
+	ctx, span, reply := serverSpan(inv.tracer, w, r, SpanTenantStock, RouteTenantStock)
+	defer span.End()
+	caller := r.Header.Get(HeaderTenant)
+	if !validTenant(caller) {
+		reply(http.StatusBadRequest, errorBody("X-Tenant-Id is required"))
+		return
+	}
+	owner := r.PathValue("tenant")
+	if !validTenant(owner) {
+		reply(http.StatusNotFound, errorBody("no such tenant"))
+		return
+	}
+	if !inv.forgetful && owner != caller {
+		reply(http.StatusForbidden, errorBody(fmt.Sprintf("tenant %s may not read tenant %s's stock", caller, owner)))
+		return
+	}
+	found, ok := inv.selectStock(ctx, owner, r.URL.Query().Get("item"))
+	if !ok {
+		reply(http.StatusNotFound, errorBody("no such item"))
+		return
+	}
+	reply(http.StatusOK, found)
+}
+
+// selectStock is the "database" call, scoped to tenant unless forgetful.
+// Its span's tenant.id is the tenant whose rows were read: the owner of the
+// row returned, or the tenant the request was scoped to when nothing was
+// returned (no other tenant's row was touched).
 func (inv *inventory) selectStock(ctx context.Context, tenant, item string) (Item, bool) {
 	query := QueryFiltered
 	if inv.forgetful {
@@ -322,12 +412,23 @@ type Response struct {
 // empty). A span context in ctx is propagated as W3C traceparent, so the
 // caller decides the trace id.
 func (c *Client) Inventory(ctx context.Context, tenant, item string) (*Response, error) {
+	return c.get(ctx, tenant, "/inventory?item="+url.QueryEscape(item))
+}
+
+// TenantInventory asks GET /t/{owner}/inventory?item=ID with tenant's
+// token: owner other than tenant is an IDOR attempt. The gateway answers
+// 403 when inventory-svc refuses it, 200 with owner's row when a forgetful
+// inventory-svc serves it. Otherwise as Inventory.
+func (c *Client) TenantInventory(ctx context.Context, tenant, owner, item string) (*Response, error) {
+	return c.get(ctx, tenant, "/t/"+url.PathEscape(owner)+"/inventory?item="+url.QueryEscape(item))
+}
+
+func (c *Client) get(ctx context.Context, tenant, pathAndQuery string) (*Response, error) {
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		strings.TrimRight(c.BaseURL, "/")+"/inventory?item="+url.QueryEscape(item), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.BaseURL, "/")+pathAndQuery, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -395,7 +496,7 @@ func serverSpan(tracer trace.Tracer, w http.ResponseWriter, r *http.Request, nam
 		trace.WithAttributes(
 			attribute.String("http.request.method", r.Method),
 			attribute.String("http.route", route),
-			attribute.String("url.path", r.URL.Path),
+			attribute.String(AttrURLPath, r.URL.Path),
 		))
 	reply := func(code int, body any) {
 		span.SetAttributes(attribute.Int("http.response.status_code", code))

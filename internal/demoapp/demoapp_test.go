@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -207,5 +208,135 @@ func TestGatewayRejectsBadTokensAndIgnoresTenantHeader(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("acme with a forged X-Tenant-Id: globex's item answered %d, want 404", resp.StatusCode)
+	}
+}
+
+// statusOf returns a span's http.response.status_code (0 when unset).
+func statusOf(s tracetest.SpanStub) int64 {
+	v, _ := attr(s, "http.response.status_code")
+	return v.AsInt64()
+}
+
+func TestTenantRouteOwnItem(t *testing.T) {
+	r := newRig(t, false)
+	resp, err := r.shop.Client().TenantInventory(context.Background(), demoapp.TenantAcme, demoapp.TenantAcme, demoapp.ItemAcmeAnvil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Item == nil || resp.Item.ID != demoapp.ItemAcmeAnvil {
+		t.Fatalf("got %d %+v, want 200 with acme's anvil", resp.StatusCode, resp.Item)
+	}
+	spans := r.spans(t)
+	gw, stock, sel := spans[demoapp.SpanTenantGateway], spans[demoapp.SpanTenantStock], spans[demoapp.SpanSelect]
+	if len(spans) != 3 || gw.Name == "" || stock.Name == "" || sel.Name == "" {
+		t.Fatalf("spans: %v", spans)
+	}
+	if stock.Parent.SpanID() != gw.SpanContext.SpanID() || sel.Parent.SpanID() != stock.SpanContext.SpanID() {
+		t.Errorf("want gateway → stock → SELECT")
+	}
+	for _, c := range []struct {
+		s           tracetest.SpanStub
+		route, path string
+	}{
+		{gw, demoapp.RouteTenantInventory, "/t/acme/inventory"},
+		{stock, demoapp.RouteTenantStock, "/t/acme/stock"},
+	} {
+		if v, _ := attr(c.s, "http.route"); v.AsString() != c.route {
+			t.Errorf("%s: http.route %q, want %q", c.s.Name, v.AsString(), c.route)
+		}
+		if v, _ := attr(c.s, demoapp.AttrURLPath); v.AsString() != c.path {
+			t.Errorf("%s: url.path %q, want %q", c.s.Name, v.AsString(), c.path)
+		}
+		if statusOf(c.s) != http.StatusOK {
+			t.Errorf("%s: status code %d, want 200", c.s.Name, statusOf(c.s))
+		}
+	}
+	if v, _ := attr(gw, demoapp.AttrTenant); v.AsString() != demoapp.TenantAcme {
+		t.Errorf("gateway tenant.id = %q, want acme", v.AsString())
+	}
+	if _, ok := attr(stock, demoapp.AttrTenant); ok {
+		t.Errorf("%s must carry no tenant.id (the path tenant is only in url.path)", demoapp.SpanTenantStock)
+	}
+	if v, _ := attr(sel, "db.query.text"); v.AsString() != demoapp.QueryFiltered {
+		t.Errorf("db.query.text = %q, want the filtered query", v.AsString())
+	}
+	if v, _ := attr(sel, demoapp.AttrTenant); v.AsString() != demoapp.TenantAcme {
+		t.Errorf("SELECT tenant.id = %q, want acme", v.AsString())
+	}
+}
+
+// An acme token against globex's URL (IDOR): inventory-svc refuses with 403
+// before reading anything, the gateway passes the 403 on, and both server
+// spans record it with the span status unset (4xx on a server span).
+func TestTenantRouteForeignTenantIsForbidden(t *testing.T) {
+	r := newRig(t, false)
+	resp, err := r.shop.Client().TenantInventory(context.Background(), demoapp.TenantAcme, demoapp.TenantGlobex, demoapp.ItemGlobexWidget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusForbidden || resp.Item != nil {
+		t.Fatalf("got %d %+v, want 403", resp.StatusCode, resp.Item)
+	}
+	spans := r.spans(t)
+	gw, stock := spans[demoapp.SpanTenantGateway], spans[demoapp.SpanTenantStock]
+	if len(spans) != 2 || gw.Name == "" || stock.Name == "" {
+		t.Fatalf("spans: %v; want the two server spans and no SELECT", spans)
+	}
+	if v, _ := attr(gw, demoapp.AttrTenant); v.AsString() != demoapp.TenantAcme {
+		t.Errorf("gateway tenant.id = %q, want the token's acme", v.AsString())
+	}
+	if v, _ := attr(gw, demoapp.AttrURLPath); v.AsString() != "/t/globex/inventory" {
+		t.Errorf("gateway url.path = %q", v.AsString())
+	}
+	if v, _ := attr(stock, demoapp.AttrURLPath); v.AsString() != "/t/globex/stock" {
+		t.Errorf("stock url.path = %q", v.AsString())
+	}
+	for _, s := range []tracetest.SpanStub{gw, stock} {
+		if statusOf(s) != http.StatusForbidden {
+			t.Errorf("%s: status code %d, want 403", s.Name, statusOf(s))
+		}
+		if s.Status.Code != codes.Unset {
+			t.Errorf("%s: span status %v, want unset for a 4xx server response", s.Name, s.Status.Code)
+		}
+	}
+}
+
+func TestTenantRouteForgetfulServesForeignTenant(t *testing.T) {
+	r := newRig(t, true)
+	resp, err := r.shop.Client().TenantInventory(context.Background(), demoapp.TenantAcme, demoapp.TenantGlobex, demoapp.ItemGlobexWidget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Item == nil || resp.Item.Tenant != demoapp.TenantGlobex {
+		t.Fatalf("got %d %+v, want 200 with globex's widget (the leak)", resp.StatusCode, resp.Item)
+	}
+	sel := r.spans(t)[demoapp.SpanSelect]
+	if v, _ := attr(sel, demoapp.AttrTenant); v.AsString() != demoapp.TenantGlobex {
+		t.Errorf("SELECT tenant.id = %q, want the owner globex", v.AsString())
+	}
+	if v, _ := attr(sel, "db.query.text"); v.AsString() != demoapp.QueryForgetful {
+		t.Errorf("db.query.text = %q, want the query without a tenant predicate", v.AsString())
+	}
+}
+
+func TestTenantRouteRejectsBadRequests(t *testing.T) {
+	r := newRig(t, false)
+	ctx, client := context.Background(), r.shop.Client()
+	for _, c := range []struct {
+		tenant, owner, item string
+		status              int
+	}{
+		{"", demoapp.TenantAcme, demoapp.ItemAcmeAnvil, http.StatusUnauthorized},
+		{demoapp.TenantAcme, "ACME!", demoapp.ItemAcmeAnvil, http.StatusNotFound},
+		{demoapp.TenantAcme, demoapp.TenantAcme, "", http.StatusBadRequest},
+		{demoapp.TenantAcme, demoapp.TenantAcme, demoapp.ItemGlobexWidget, http.StatusNotFound},
+	} {
+		resp, err := client.TenantInventory(ctx, c.tenant, c.owner, c.item)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != c.status {
+			t.Errorf("token %q, path tenant %q, item %q: status %d, want %d", c.tenant, c.owner, c.item, resp.StatusCode, c.status)
+		}
 	}
 }

@@ -145,3 +145,42 @@ func (r *recordingTB) take() string {
 	r.msgs = nil
 	return out
 }
+
+// TestRedTeamTenantURLIsBlocked: acme's token on globex's URL
+// (/t/globex/inventory), an IDOR attempt. The filtering inventory-svc
+// refuses it with 403 and the gateway passes that on; the forgetful one
+// serves globex's row, which the Guard catches at the SELECT.
+//
+// The Guard judges with its default tenant keys: it reads no derivations
+// (not even from redteam.DetectorConfig), so the path tenant on url.path is
+// invisible to it here; the end-to-end test covers the derivation through
+// the collector.
+func TestRedTeamTenantURLIsBlocked(t *testing.T) {
+	g := redteam.New(t)
+	client := startGuardedShop(t, g, false).Client()
+	resp, err := client.TenantInventory(context.Background(), demoapp.TenantAcme, demoapp.TenantGlobex, demoapp.ItemGlobexWidget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("acme's token on /t/globex/inventory: status %d, want 403", resp.StatusCode)
+	}
+	g.AssertBlocked(t, resp.TraceID, demoapp.TenantGlobex)
+	g.AssertNoLeaks(t)
+
+	rec := &recordingTB{TB: t}
+	leaky := redteam.New(rec)
+	client = startGuardedShop(t, leaky, true).Client()
+	resp, err = client.TenantInventory(context.Background(), demoapp.TenantAcme, demoapp.TenantGlobex, demoapp.ItemGlobexWidget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Item == nil || resp.Item.Tenant != demoapp.TenantGlobex {
+		t.Fatalf("forgetful inventory on /t/globex/: status %d, item %+v; want globex's row (the leak)", resp.StatusCode, resp.Item)
+	}
+	leaky.AssertBlocked(rec, resp.TraceID, demoapp.TenantGlobex)
+	if got := rec.take(); !strings.Contains(got, "gateway `"+demoapp.SpanTenantGateway+"` answered 200") ||
+		!strings.Contains(got, "into tenant globex (inventory-svc `SELECT stock`)") {
+		t.Errorf("AssertBlocked on the served IDOR must name the 200 and the SELECT of globex's rows; it reported:\n%s", got)
+	}
+}
