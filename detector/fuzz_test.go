@@ -203,9 +203,15 @@ func FuzzDerivation(f *testing.F) {
 			if nerr == nil {
 				t.Fatalf("Validate refused %q (%v) but New accepted it", pattern, verr)
 			}
-			for _, line := range strings.Split(verr.Error(), "\n") {
-				if !strings.HasPrefix(line, "tenant_derivations[0].regex: ") && !strings.HasPrefix(line, "tenant_derivations[0].attribute: ") {
-					t.Fatalf("error for pattern %q does not name tenant_derivations[0]: %q", pattern, verr)
+			// Validate joins one error per problem (a message may quote a
+			// pattern with newlines in it).
+			leaves := []error{verr}
+			if j, ok := verr.(interface{ Unwrap() []error }); ok {
+				leaves = j.Unwrap()
+			}
+			for _, e := range leaves {
+				if !strings.HasPrefix(e.Error(), "tenant_derivations[0].regex: ") {
+					t.Fatalf("error for pattern %q does not begin with tenant_derivations[0].regex: %q", pattern, e)
 				}
 			}
 			return
@@ -355,5 +361,29 @@ func TestFuzzValueCorpora(t *testing.T) {
 	}
 	if _, err := parseFuzzValues(bytes.TrimSpace([]byte("go test fuzz v1\nint64(1)\n")), []string{"string"}); err == nil {
 		t.Error("an int64 read as a string")
+	}
+}
+
+// TestMaxTracesIsExact: the traces held never exceed MaxTraces, whatever
+// the shard count (found by FuzzOTLPProtobuf: each shard's limit was
+// rounded up, and MaxTraces near MaxInt overflowed to one trace a shard).
+func TestMaxTracesIsExact(t *testing.T) {
+	for _, shards := range []int{1, 3, 4, 7} {
+		for _, maxTraces := range []int{1, 2, 5, 8, math.MaxInt} {
+			t.Run(fmt.Sprintf("%d shards, max_traces %d", shards, maxTraces), func(t *testing.T) {
+				h := newHarness(t, func(c *detector.Config) { c.Shards, c.MaxTraces = shards, maxTraces })
+				const traces = 40
+				for n := range traces {
+					h.batch(span(tid(n+1), 1, 0, "svc", "op", ten("acme")))
+					if st := h.d.Stats(); st.TracesActive > int64(maxTraces) {
+						t.Fatalf("after %d traces: %d in memory, max_traces %d", n+1, st.TracesActive, maxTraces)
+					}
+				}
+				st := h.d.Stats()
+				if want := int64(min(maxTraces, traces)); st.TracesActive != want {
+					t.Errorf("%d traces in memory, want %d (no eviction below the cap)", st.TracesActive, want)
+				}
+			})
+		}
 	}
 }

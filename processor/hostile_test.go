@@ -606,6 +606,25 @@ func TestHostileHugeAttributeValues(t *testing.T) {
 			t.Errorf("journal record %s is %d KiB: a 1 MB value leaked into evidence", ev.LeakID, len(b)>>10)
 		}
 	}
+
+	// 1 MB service and span names are no tenants: judged and forwarded
+	// like any other. (Evidence keeps names whole, so they do reach the
+	// journal: logged here, not bounded.)
+	names := hRequest(
+		hSpan{trace: hTrace(2), id: hID(1), service: "gateway", name: "GET /", attrs: hTenant("acme")},
+		hSpan{trace: hTrace(2), id: hID(2), parent: hID(1), service: "svc-" + mb, name: "op-" + mb, attrs: hTenant("globex")},
+	)
+	run = runHostile(t, cfg, names)
+	f = run.mustLatest(t, hTrace(2), detector.RuleCrossTenantTrace)
+	if !slices.Equal(f.Tenants, []string{"acme", "globex"}) || len(f.Edges) != 1 {
+		t.Errorf("1 MB names: tenants %q, %d edges; want acme, globex and one edge", f.Tenants, len(f.Edges))
+	}
+	largest := 0
+	for _, ev := range run.evidence {
+		b, _ := json.Marshal(ev)
+		largest = max(largest, len(b))
+	}
+	t.Logf("1 MB service and span names: largest journal record %d KiB", largest>>10)
 }
 
 // TestHostileNonUTF8: tenant values, service and span names that are not
@@ -810,4 +829,43 @@ func hostileSeedRequests() []ptrace.Traces {
 	}
 	out = append(out, links)
 	return out
+}
+
+// BenchmarkHostileSpanOnDeepTrace is the cost of one more one-span request
+// on a trace a client shaped to be expensive to judge: 500 tenantless spans
+// in a parent ring (or a chain) with 499 tenant spans hanging off it. Every
+// request that touches a trace re-judges it, so this is the span path's
+// cost per request; finding the tenant ancestors is linear in the spans
+// kept (it was quadratic: ~70 ms a request for the ring).
+func BenchmarkHostileSpanOnDeepTrace(b *testing.B) {
+	for _, shape := range []string{"ring", "chain"} {
+		b.Run(shape, func(b *testing.B) {
+			cfg := createDefaultConfig().(*Config)
+			d, ex, err := NewDetector(cfg, nil, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tr := hTrace(1)
+			spans := []hSpan{{trace: tr, id: hID(999), service: "gateway", name: "root", attrs: hTenant("root")}}
+			for i := uint64(0); i < 500; i++ {
+				parent := hID(1000 + (i+1)%500) // ring
+				if shape == "chain" {
+					parent = hID(999 + i)
+				}
+				spans = append(spans, hSpan{trace: tr, id: hID(1000 + i), parent: parent, service: "proxy", name: "hop"})
+			}
+			for i := uint64(0); i < 499; i++ {
+				spans = append(spans, hSpan{trace: tr, id: hID(1 + i), parent: hID(1000 + i%500), service: "svc", name: "op", attrs: hTenant(fmt.Sprint("t", i%2))})
+			}
+			hostileFeed(d, ex, hRequest(spans...))
+			reqs := make([]ptrace.Traces, b.N)
+			for i := range reqs {
+				reqs[i] = hRequest(hSpan{trace: tr, id: hID(100_000 + uint64(i)), parent: hID(1000), service: "svc", name: "op", attrs: hTenant("t1")})
+			}
+			b.ResetTimer()
+			for i := range reqs {
+				hostileFeed(d, ex, reqs[i])
+			}
+		})
+	}
 }
