@@ -70,9 +70,6 @@ func FuzzOTLPProtobuf(f *testing.F) {
 	}
 	cfg := fzOTLPConfig(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if dir := os.Getenv("FZ_TRACE_DIR"); dir != "" { // TEMPORARY
-			_ = os.WriteFile(filepath.Join(dir, fmt.Sprint(os.Getpid())), data, 0o644)
-		}
 		var u ptrace.ProtoUnmarshaler
 		td, err := u.UnmarshalTraces(data)
 		if err != nil {
