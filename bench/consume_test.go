@@ -1,0 +1,120 @@
+package bench
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tenantguard/tenantguard/bench/benchkit"
+)
+
+// BenchmarkTenantguard: the processor alone, across the traffic parameters
+// (leak rate, interleaving, one-span traces, bare spans) and with
+// each optional rule on separately, then all together, on the reference load.
+//
+//	go test -run '^$' -bench '^BenchmarkTenantguard$' -benchtime 1000x -count 6
+func BenchmarkTenantguard(b *testing.B) {
+	type variant struct {
+		rules string
+		cfg   map[string]any
+		shape benchkit.Shape
+	}
+	var variants []variant
+	def := benchkit.DefaultShape()
+	for _, leak := range []float64{0, 0.01} {
+		for _, il := range []int{1, 2} {
+			s := def
+			s.LeakRate, s.Interleave = leak, il
+			variants = append(variants, variant{"default", nil, s})
+		}
+	}
+	s := def
+	s.SpansPerTrace, s.TracesPerRequest = 1, 1000
+	variants = append(variants, variant{"default", nil, s})
+	s = def
+	s.Bare = true
+	variants = append(variants, variant{"default", nil, s})
+	for _, r := range optionalRules {
+		variants = append(variants, variant{r.name, r.cfg, def})
+	}
+	variants = append(variants, variant{"all", allOptional(), def})
+
+	for _, v := range variants {
+		b.Run(fmt.Sprintf("rules=%s/%s", v.rules, v.shape), func(b *testing.B) {
+			h := newTenantguard(b, tgOpts{rules: v.cfg})
+			benchkit.RunThroughput(b, h, benchkit.NewRing(v.shape), benchkit.WarmFor(v.shape, 100_000))
+		})
+	}
+}
+
+// BenchmarkCompare: tenantguard (default rules) on the reference load; the
+// same benchmark in bench/peers runs tail_sampling and groupbytrace on the
+// same load. Compare with benchstat -col /proc (see run.sh).
+func BenchmarkCompare(b *testing.B) {
+	for _, bare := range []bool{false, true} {
+		shape := benchkit.DefaultShape()
+		shape.Bare = bare
+		b.Run(benchkit.Name(benchkit.Tenantguard, shape), func(b *testing.B) {
+			h := newTenantguard(b, tgOpts{})
+			benchkit.RunThroughput(b, h, benchkit.NewRing(shape), benchkit.WarmFor(shape, 100_000))
+		})
+	}
+}
+
+// BenchmarkParallel: concurrent ConsumeTraces into one tenantguard (a
+// collector calls it from every receiver goroutine at once). Run with
+// -cpu 1,2: the detector takes one shard per GOMAXPROCS. Each goroutine
+// renews its own ring's trace ids inline (BenchmarkRenew is that cost).
+func BenchmarkParallel(b *testing.B) {
+	shape := benchkit.DefaultShape()
+	b.Run(benchkit.Name(benchkit.Tenantguard, shape), func(b *testing.B) {
+		h := newTenantguard(b, tgOpts{})
+		workers := runtime.GOMAXPROCS(0)
+		rings := make([]*benchkit.Ring, workers)
+		for i := range rings {
+			s := shape
+			s.Worker = uint16(i + 1)
+			rings[i] = benchkit.NewRing(s)
+		}
+		warm := benchkit.NewRing(shape) // worker 0: its ids never come back
+		for i := range benchkit.WarmFor(shape, 100_000) {
+			if i > 0 && i%len(warm.Requests) == 0 {
+				warm.Renew()
+			}
+			h.Consume(b, warm.Requests[i%len(warm.Requests)])
+		}
+		var claimed atomic.Int32
+		var m benchkit.Meter
+		runtime.GC()
+		b.ReportAllocs()
+		b.ResetTimer()
+		m.Start()
+		b.RunParallel(func(pb *testing.PB) {
+			r := rings[int(claimed.Add(1)-1)%workers]
+			n := len(r.Requests)
+			i := 0
+			for pb.Next() {
+				if i > 0 && i%n == 0 {
+					r.Renew()
+				}
+				h.Consume(b, r.Requests[i%n])
+				i++
+			}
+		})
+		b.StopTimer()
+		m.Stop()
+		benchkit.ReportPerSpan(b, &m, b.N*shape.SpansPerRequest())
+	})
+}
+
+// BenchmarkRenew is what renewing the trace ids of a ring costs per span
+// (BenchmarkParallel pays it inline; the others outside the timer).
+func BenchmarkRenew(b *testing.B) {
+	ring := benchkit.NewRing(benchkit.DefaultShape())
+	b.ReportAllocs()
+	for b.Loop() {
+		ring.Renew()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*ring.Spans()), "ns/span")
+}

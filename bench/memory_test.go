@@ -1,0 +1,160 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tenantguard/tenantguard/bench/benchkit"
+)
+
+// BenchmarkLiveHeap: tenantguard's live heap per in-flight trace and per
+// buffered span (benchkit.LiveHeapBench); bench/peers has the same
+// benchmark for the peers.
+//
+//	go test -run '^$' -bench '^BenchmarkLiveHeap$' -benchtime 1x -count 6
+func BenchmarkLiveHeap(b *testing.B) {
+	for _, bare := range []bool{false, true} {
+		shape := benchkit.DefaultShape()
+		shape.Bare = bare
+		b.Run(benchkit.Name(benchkit.Tenantguard, shape), func(b *testing.B) {
+			benchkit.LiveHeapBench(b, shape, liveHeapTraces, func(b *testing.B) *benchkit.Harness {
+				return newTenantguard(b, tgOpts{idle: benchkit.HeldWait, maxTraces: 2 * liveHeapTraces})
+			})
+		})
+	}
+}
+
+// liveHeapTraces is how many traces are held while the heap is measured.
+const liveHeapTraces = 20_000
+
+// budgetRun feeds a stream of unique trace ids (one span each: the most
+// state per span an attacker can force) at full speed into a tenantguard
+// with the given max_traces, sampling the live heap as it goes.
+type budgetResult struct {
+	fed, evicted, inMemory int64
+	base, peak, mid, end   uint64
+}
+
+func budgetRun(tb testing.TB, maxTraces, rounds int) budgetResult {
+	shape := benchkit.Shape{SpansPerTrace: 1, TracesPerRequest: 1000, Tenants: 1000, Interleave: 1, Requests: 16}
+	addr := freeAddr(tb)
+	h := newTenantguard(tb, tgOpts{maxTraces: maxTraces, metrics: addr, name: "budget"})
+	ring := benchkit.NewRing(shape)
+	var r budgetResult
+	r.base = benchkit.LiveHeap()
+	requests := rounds * maxTraces / shape.TracesPerRequest
+	sampleEvery := max(requests/20, 1)
+	for i := range requests {
+		if i > 0 && i%len(ring.Requests) == 0 {
+			ring.Renew()
+		}
+		h.Consume(tb, ring.Requests[i%len(ring.Requests)])
+		if (i+1)%sampleEvery == 0 {
+			live := benchkit.LiveHeap()
+			r.peak = max(r.peak, live)
+			if i+1 <= requests/2 {
+				r.mid = live
+			}
+			r.end = live
+		}
+	}
+	r.fed = int64(requests * shape.TracesPerRequest)
+	m := scrape(tb, addr)
+	r.evicted = int64(m["tenantguard_traces_evicted_total"])
+	r.inMemory = int64(m["tenantguard_traces_in_memory"])
+	return r
+}
+
+// BenchmarkMemoryBudget: the adversarial stream, for two max_traces.
+//
+//	go test -run '^$' -bench '^BenchmarkMemoryBudget$' -benchtime 1x -count 3
+func BenchmarkMemoryBudget(b *testing.B) {
+	for _, maxTraces := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("max_traces=%d", maxTraces), func(b *testing.B) {
+			var r budgetResult
+			for range b.N {
+				r = budgetRun(b, maxTraces, 20)
+			}
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(float64(r.peak-r.base)/(1<<20), "peak-live-MiB")
+			b.ReportMetric(float64(r.peak-r.base)/float64(maxTraces), "live-B/trace")
+			b.ReportMetric(float64(r.evicted), "evicted")
+			b.ReportMetric(float64(r.inMemory), "in-memory")
+		})
+	}
+}
+
+// TestMemoryBudget checks the budget holds under the adversarial stream:
+// never more than max_traces in memory, every trace beyond it evicted and
+// counted, and the live heap flat once the state is full (no growth between
+// the middle and the end of the run) and within the stated bound.
+func TestMemoryBudget(t *testing.T) {
+	const maxTraces = 20_000
+	r := budgetRun(t, maxTraces, 10)
+	t.Logf("fed %d traces: %d evicted, %d in memory; live heap over base: peak %d B (%.0f B/trace), mid %d B, end %d B",
+		r.fed, r.evicted, r.inMemory, r.peak-r.base, float64(r.peak-r.base)/maxTraces, r.mid-r.base, r.end-r.base)
+	if r.inMemory > maxTraces {
+		t.Errorf("%d traces in memory, max_traces is %d", r.inMemory, maxTraces)
+	}
+	if r.evicted < r.fed-maxTraces {
+		t.Errorf("%d evictions counted, want at least %d (fed %d, max_traces %d)", r.evicted, r.fed-maxTraces, r.fed, maxTraces)
+	}
+	if grow := int64(r.end) - int64(r.mid); grow > int64(r.mid-r.base)/10+1<<20 {
+		t.Errorf("live heap grew by %d B between the middle and the end of the run: state is not bounded", grow)
+	}
+	// The stated bound (BENCHMARKS.md): 2 KiB per trace of max_traces for
+	// one-span traces, about 2.5x the 750 B measured today.
+	if limit := uint64(maxTraces) * 2048; r.peak-r.base > limit {
+		t.Errorf("peak live heap %d B over base, budget %d B", r.peak-r.base, limit)
+	}
+}
+
+func freeAddr(tb testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// scrape reads tenantguard's /metrics (public: the Prometheus endpoint),
+// summing series by metric name.
+func scrape(tb testing.TB, addr string) map[string]float64 {
+	var resp *http.Response
+	var err error
+	for range 50 {
+		resp, err = http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		tb.Fatalf("scraping tenantguard metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, "{")
+		if i := strings.LastIndexByte(line, ' '); i > 0 {
+			v, err := strconv.ParseFloat(line[i+1:], 64)
+			if err == nil {
+				_ = rest
+				out[strings.TrimSpace(strings.Fields(name)[0])] += v
+			}
+		}
+	}
+	return out
+}

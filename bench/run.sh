@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Runs every benchmark of BENCHMARKS.md and writes the raw outputs to
+# results/*.txt and benchstat summaries to results/*.stat. About 25 minutes
+# on the 2-core development machine under other engineers' load (less on a
+# quiet one). COUNT (default 6) sets the repetitions. Arguments pick
+# sections (./run.sh 3 4 runs live heap and latency); none runs them all.
+set -euo pipefail
+cd "$(dirname "$0")"
+COUNT=${COUNT:-6}
+out=results
+mkdir -p "$out"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+benchstat() { go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da "$@"; }
+tg() { "$tmp/tg.test" -test.run '^$' "$@"; }
+peers() { (cd peers && "$tmp/peers.test" -test.run '^$' "$@"); }
+
+want() { [ $# -eq 0 ] || [[ " $SECTIONS " == *" $1 "* ]]; }
+SECTIONS="${*:-1 2 3 4 5 6 7}"
+
+echo "== build"
+go test -c -o "$tmp/tg.test" .
+(cd peers && go test -c -o "$tmp/peers.test" .)
+benchstat -h >/dev/null 2>&1 || true # fetch benchstat once
+
+if want 1; then
+echo "== 1. compare: tenantguard, tail_sampling, groupbytrace on the same load, runs interleaved"
+for _ in $(seq "$COUNT"); do
+  tg -test.bench '^BenchmarkCompare$' -test.benchtime 2000x -test.count 1
+  peers -test.bench '^BenchmarkCompare$' -test.benchtime 300x -test.count 1
+done | grep --line-buffered -v '^pkg:' | tee "$out/compare.txt"
+fi
+
+if want 2; then
+echo "== 2. tenantguard: traffic parameters and optional rules"
+tg -test.bench '^BenchmarkTenantguard$' -test.benchtime 1000x -test.count "$COUNT" | tee "$out/tenantguard.txt"
+fi
+
+if want 3; then
+echo "== 3. live heap per in-flight trace"
+{
+  tg -test.bench '^BenchmarkLiveHeap$' -test.benchtime 1x -test.count "$COUNT"
+  # The peers' heap is deterministic (spread under 1%) and slow to fill.
+  peers -test.bench '^BenchmarkLiveHeap$' -test.benchtime 1x -test.count 3
+} | grep --line-buffered -v '^pkg:' | tee "$out/liveheap.txt"
+fi
+
+if want 4; then
+echo "== 4. detection latency"
+{
+  tg -test.bench '^BenchmarkDetectionLatency$' -test.benchtime 20x -test.count "$COUNT"
+  peers -test.bench '^BenchmarkDetectionLatency$' -test.benchtime 3x -test.count 3
+} | grep --line-buffered -v '^pkg:' | tee "$out/latency.txt"
+fi
+
+if want 5; then
+echo "== 5. concurrency: GOMAXPROCS 1 and 2"
+tg -test.bench '^BenchmarkParallel$|^BenchmarkRenew$' -test.benchtime 2000x -test.count "$COUNT" -test.cpu 1,2 | tee "$out/parallel.txt"
+fi
+
+if want 6; then
+echo "== 6. memory budget under unique trace ids"
+tg -test.bench '^BenchmarkMemoryBudget$' -test.benchtime 1x -test.count 3 | tee "$out/budget.txt"
+fi
+
+if want 7; then
+  echo "== 7. whole collector, with and without tenantguard"
+  go run ./load -spans 1000000 -rate 50000 -reps 3 | tee "$out/load.txt"
+fi
+
+echo "== summaries"
+stat() { if [ -s "$out/$1.txt" ]; then benchstat "${@:2}" "$out/$1.txt" > "$out/$1.stat"; fi; }
+stat compare -col /proc
+stat tenantguard
+stat liveheap -col /proc
+stat latency
+stat parallel
+stat budget
+stat load -col /collector
+ls -l "$out"
