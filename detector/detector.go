@@ -174,6 +174,12 @@ func (d *Detector) shardOf(id TraceID) *shard {
 // so that spans which arrive together (a root span with an allow-listed
 // service and its children, say) are judged together.
 type Batch struct {
+	// Annotate, when set, sees every finding version this batch raises
+	// before the sink does, while the caller still holds the request: it
+	// may fill the evidence spans' Detail. It runs with a shard locked and
+	// must not call back into the detector. Close clears it.
+	Annotate func(*Finding)
+
 	d       *Detector
 	now     time.Time
 	touched []TraceID
@@ -201,7 +207,9 @@ func (b *Batch) Add(s *Span) {
 	d.stats.spans.Add(1)
 	sh := d.shardOf(s.TraceID)
 	sh.mu.Lock()
+	sh.annotate = b.Annotate
 	sh.ingest(s, b.now)
+	sh.annotate = nil
 	sh.mu.Unlock()
 	if n := len(b.touched); n == 0 || b.touched[n-1] != s.TraceID {
 		b.touched = append(b.touched, s.TraceID)
@@ -237,12 +245,15 @@ func (b *Batch) Close() {
 		sh := d.shardOf(id)
 		sh.mu.Lock()
 		if ts, ok := sh.traces[id]; ok && ts.dirty {
+			sh.annotate = b.Annotate
 			sh.evaluate(ts, now)
+			sh.annotate = nil
 		}
 		sh.mu.Unlock()
 	}
 	b.touched = b.touched[:0]
 	b.links = b.links[:0]
+	b.Annotate = nil
 	d.batchPool.Put(b)
 }
 

@@ -140,6 +140,21 @@ type EvidenceSpan struct {
 	TenantKey string
 	Outcome   string // succeeded or blocked
 	Data      bool   // the span read or wrote stored data
+	// Detail is what the caller read from the span itself while it still
+	// held it (Batch.Annotate); nil when the span came in an earlier request.
+	Detail *SpanDetail
+}
+
+// SpanDetail is the rest of an evidence span as its request carried it:
+// kind, timing, status and attributes, already redacted by the caller. The
+// detector never reads it; it only carries it into the finding's later
+// versions, which are built after the request is gone.
+type SpanDetail struct {
+	Kind          string
+	StartUnixNano uint64
+	EndUnixNano   uint64
+	Status        string
+	Attributes    map[string]string
 }
 
 // TenantSource is one tenant value of a span and the key it came from.

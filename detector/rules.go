@@ -145,6 +145,12 @@ func (sh *shard) send(f *finding, out Finding, now time.Time) {
 	sh.lastVers = v
 	out.Version = v
 	out.New = !f.emitted
+	if f.last != nil {
+		carryDetails(&out, f.last)
+	}
+	if sh.annotate != nil {
+		sh.annotate(&out)
+	}
 	f.lastVersion, f.emitted, f.shape = v, true, shapeOf(&out)
 	last := out
 	f.last = &last
@@ -596,9 +602,29 @@ func (sh *shard) sendStandalone(out Finding) {
 	}
 	sh.lastVers = v
 	out.Version = v
+	if sh.annotate != nil {
+		sh.annotate(&out)
+	}
 	sh.d.stats.findings.Add(1)
 	sh.d.stats.byRule[indexOfRule(out.Rule)].Add(1)
 	sh.d.sink(out)
+}
+
+// carryDetails gives the evidence spans of a new version the details an
+// earlier version captured: a version built after its request is gone
+// (closing, late spans, a sweep) keeps what was read from the spans.
+func carryDetails(out, prev *Finding) {
+	for i := range out.Spans {
+		if out.Spans[i].Detail != nil {
+			continue
+		}
+		for j := range prev.Spans {
+			if prev.Spans[j].SpanID == out.Spans[i].SpanID && prev.Spans[j].Detail != nil {
+				out.Spans[i].Detail = prev.Spans[j].Detail
+				break
+			}
+		}
+	}
 }
 
 func sortedCopy(xs []string) []string {

@@ -98,6 +98,8 @@ type shard struct {
 	svcs     map[string]*serviceCounts
 	tombs    map[TraceID]tomb
 	tombQ    []TraceID // oldest first
+	// annotate is the Batch.Annotate of the batch holding the lock, if any.
+	annotate func(*Finding)
 }
 
 // maxServicesTracked caps per-service coverage counters per shard; services

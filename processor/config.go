@@ -47,6 +47,9 @@ type Config struct {
 	// MaxEvidenceSpans caps the evidence spans stored with one finding.
 	// Default: 64.
 	MaxEvidenceSpans int `mapstructure:"max_evidence_spans"`
+	// EvidenceAttributes says what of each evidence span's own attributes
+	// is stored: clear-listed values as they are, others as keyed digests.
+	EvidenceAttributes config.EvidenceAttributes `mapstructure:"evidence_attributes"`
 	// QueueSize caps the findings waiting for the store and notifiers.
 	// Versions of the same finding coalesce, so this counts findings, not
 	// versions. Default: 10000.
@@ -118,7 +121,7 @@ func (c *Config) Validate() error {
 	if c.QueueSize <= 0 {
 		err = errors.Join(err, fmt.Errorf("queue_size: must be positive, got %d", c.QueueSize))
 	}
-	return errors.Join(err, c.Store.Validate(), c.Alerts.Slack.Validate())
+	return errors.Join(err, c.EvidenceAttributes.Validate(), c.Store.Validate(), c.Alerts.Slack.Validate())
 }
 
 func (c *Config) detectorConfig(now func() time.Time) detector.Config {

@@ -56,7 +56,9 @@ func TestLoadConfig(t *testing.T) {
 		full.IdleWindow != want.IdleWindow || full.MaxTraces != want.MaxTraces ||
 		full.MaxSpansPerTrace != want.MaxSpansPerTrace || full.MaxEvidenceSpans != want.MaxEvidenceSpans ||
 		full.QueueSize != want.QueueSize || full.Instance != want.Instance ||
-		full.Store.Journal.Path != "/var/lib/tenantguard/leaks.jsonl" || full.Alerts.Log.Enabled {
+		full.Store.Journal.Path != "/var/lib/tenantguard/leaks.jsonl" || full.Alerts.Log.Enabled ||
+		!full.EvidenceAttributes.Enabled || strings.Join(full.EvidenceAttributes.Clear, ",") != "http.route" ||
+		string(full.EvidenceAttributes.HMACKey) != "0123456789abcdef0123456789abcdef" || full.EvidenceAttributes.MaxPerSpan != 8 {
 		t.Errorf("full config decoded as %+v", full)
 	}
 }
@@ -68,12 +70,17 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		"bad_queue":     "queue_size",
 		"empty_journal": "store.journal.path",
 		"duplicate_key": "tenant_attributes[1]",
+		// names the field and the problem, never the key
+		"short_evidence_key": "evidence_attributes.hmac_key: 8 bytes is too short",
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := loadConfig(t, component.MustNewIDWithName("tenantguard", name))
 			err := confmap.Validate(cfg)
 			if err == nil || !strings.Contains(err.Error(), field) {
 				t.Fatalf("want an error naming %s, got %v", field, err)
+			}
+			if strings.Contains(err.Error(), "tooshort") {
+				t.Fatalf("the error shows the key: %v", err)
 			}
 		})
 	}

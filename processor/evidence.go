@@ -1,6 +1,9 @@
 package processor
 
 import (
+	"math"
+	"time"
+
 	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
 )
@@ -50,6 +53,15 @@ func toEvidence(f *detector.Finding, instance string) store.Evidence {
 			Outcome: s.Outcome, Data: s.Data}
 		if !s.ParentID.IsEmpty() {
 			sp.ParentID = s.ParentID.String()
+		}
+		if d := s.Detail; d != nil {
+			sp.Kind, sp.Status, sp.Attributes = d.Kind, d.Status, d.Attributes
+			if d.StartUnixNano > 0 && d.StartUnixNano <= math.MaxInt64 {
+				sp.StartTime = time.Unix(0, int64(d.StartUnixNano)).UTC()
+			}
+			if d.EndUnixNano > d.StartUnixNano {
+				sp.DurationNs = d.EndUnixNano - d.StartUnixNano
+			}
 		}
 		ev.Spans = append(ev.Spans, sp)
 	}

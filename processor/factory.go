@@ -27,16 +27,17 @@ func NewFactory() processor.Factory {
 func createDefaultConfig() component.Config {
 	instance, _ := os.Hostname()
 	return &Config{
-		TenantAttributes: detector.DefaultTenantKeys(),
-		IdleWindow:       detector.DefaultIdleWindow,
-		MaxTraces:        detector.DefaultMaxTraces,
-		MaxSpansPerTrace: detector.DefaultMaxSpansPerTrace,
-		MaxEvidenceSpans: detector.DefaultMaxEvidenceSpans,
-		LateWindow:       detector.DefaultRuleWindow,
-		UnscopedQuery:    UnscopedQueryConfig{TenantColumn: detector.DefaultTenantColumn, Window: detector.DefaultRuleWindow},
-		Coverage:         CoverageConfig{Window: detector.DefaultRuleWindow},
-		QueueSize:        10_000,
-		Instance:         instance,
+		TenantAttributes:   detector.DefaultTenantKeys(),
+		IdleWindow:         detector.DefaultIdleWindow,
+		MaxTraces:          detector.DefaultMaxTraces,
+		MaxSpansPerTrace:   detector.DefaultMaxSpansPerTrace,
+		MaxEvidenceSpans:   detector.DefaultMaxEvidenceSpans,
+		LateWindow:         detector.DefaultRuleWindow,
+		UnscopedQuery:      UnscopedQueryConfig{TenantColumn: detector.DefaultTenantColumn, Window: detector.DefaultRuleWindow},
+		Coverage:           CoverageConfig{Window: detector.DefaultRuleWindow},
+		EvidenceAttributes: config.DefaultEvidenceAttributes(),
+		QueueSize:          10_000,
+		Instance:           instance,
 		Store: config.Store{
 			Journal:    config.Journal{Path: config.DefaultJournalPath},
 			ClickHouse: config.DefaultClickHouse(),

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tenantguard/tenantguard/alerts"
+	"github.com/tenantguard/tenantguard/config"
 	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
 )
@@ -31,6 +32,7 @@ type tenantguard struct {
 	logger    *zap.Logger
 	det       *detector.Detector
 	extract   *Extractor
+	redactor  *evidenceRedactor // nil: evidence spans keep no details
 	queue     *evidenceQueue
 	notifiers []alerts.Notifier
 	slack     *alerts.SlackNotifier
@@ -64,6 +66,7 @@ func newTenantguard(set processor.Settings, cfg *Config) (*tenantguard, error) {
 		return nil, err
 	}
 	p.det, p.extract = det, ex
+	p.redactor = newEvidenceRedactor(cfg.EvidenceAttributes, cfg.TenantAttributes)
 	path := cfg.Store.Journal.Path
 	p.openStore = func() (store.Store, error) {
 		sj, err := openJournal(path, cfg.Store.ClickHouse, set.Logger)
@@ -96,6 +99,10 @@ func (p *tenantguard) onFinding(f detector.Finding) {
 // the request untouched; processorhelper passes it downstream.
 func (p *tenantguard) processTraces(_ context.Context, td ptrace.Traces) (ptrace.Traces, error) {
 	b := p.det.NewBatch()
+	if p.redactor != nil {
+		q := &requestEvidence{r: p.redactor, td: td}
+		b.Annotate = q.annotate
+	}
 	if n := p.extract.Feed(b, td); n > 0 {
 		p.invalidSpans.Add(uint64(n))
 	}
@@ -104,6 +111,10 @@ func (p *tenantguard) processTraces(_ context.Context, td ptrace.Traces) (ptrace
 }
 
 func (p *tenantguard) start(_ context.Context, _ component.Host) error {
+	if p.redactor != nil && p.redactor.key == nil {
+		p.logger.Warn("evidence_attributes.hmac_key is not set: evidence keeps attribute values outside the clear list as " +
+			config.RedactedValue + "; set it (e.g. ${env:TENANTGUARD_EVIDENCE_HMAC_KEY}) to store keyed digests analysts can correlate")
+	}
 	p.startSlack()
 	registerTelemetry(p)
 	p.done.Add(2)

@@ -67,6 +67,14 @@ type Span struct {
 	TenantKey string `json:"tenant_key,omitempty"`
 	Outcome   string `json:"outcome,omitempty"`
 	Data      bool   `json:"data,omitempty"`
+	// The span's own details, when the request that raised or updated the
+	// finding carried it: kind, start, duration, status, and attributes
+	// with every value outside the clear list as a keyed digest.
+	Kind       string            `json:"kind,omitempty"`
+	StartTime  time.Time         `json:"start_time,omitzero"`
+	DurationNs uint64            `json:"duration_ns,omitempty"`
+	Status     string            `json:"status,omitempty"`
+	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
 // KeyUse is a span whose token was verified with another tenant's key (or

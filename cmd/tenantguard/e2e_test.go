@@ -26,6 +26,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tenantguard/tenantguard/internal/demoapp"
+	"github.com/tenantguard/tenantguard/processor"
 	"github.com/tenantguard/tenantguard/store"
 )
 
@@ -316,6 +317,7 @@ func testForgetfulInventory(t *testing.T, gatewayFirst bool) {
 	if len(all) != 1 {
 		t.Errorf("journal holds %d findings, want exactly the one cross_tenant_trace finding: %+v", len(all), all)
 	}
+	checkEvidenceDetails(t, f, gatewayFirst, gw.SpanID, sel.SpanID)
 
 	// What an analyst sees.
 	lines := c.leaks(t)
@@ -770,4 +772,49 @@ func testDetectionDepth(t *testing.T) {
 	c.assertDebugSpans(t, len(sent))
 	t.Logf("findings journaled %s after start, all assertions done in %s",
 		detected.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+}
+
+// checkEvidenceDetails: the evidence spans that came in the request that
+// raised the finding carry their kind and attributes, tenant and operation
+// values in clear and every other value as a digest under the collector's
+// key; the query text itself is nowhere.
+func checkEvidenceDetails(t *testing.T, f store.Evidence, gatewayFirst bool, gwID, selID string) {
+	t.Helper()
+	var gwSpan, selSpan store.Span
+	for _, s := range f.Spans {
+		switch s.SpanID {
+		case gwID:
+			gwSpan = s
+		case selID:
+			selSpan = s
+		}
+	}
+	if gatewayFirst {
+		// The select span raised the finding.
+		want := map[string]string{
+			"tenant.id":          demoapp.TenantGlobex,
+			"db.system.name":     "postgresql",
+			"db.collection.name": "stock",
+			"db.operation.name":  "SELECT",
+			"db.namespace":       processor.Digest([]byte(e2eEvidenceKey), "shop"),
+			"db.query.text":      processor.Digest([]byte(e2eEvidenceKey), demoapp.QueryForgetful),
+		}
+		for k, v := range want {
+			if selSpan.Attributes[k] != v {
+				t.Errorf("evidence span %s attribute %s = %q, want %q", demoapp.SpanSelect, k, selSpan.Attributes[k], v)
+			}
+		}
+		if selSpan.Kind != "client" || selSpan.StartTime.IsZero() || selSpan.DurationNs == 0 {
+			t.Errorf("evidence span %s details: kind %q start %s duration %d", demoapp.SpanSelect, selSpan.Kind, selSpan.StartTime, selSpan.DurationNs)
+		}
+		return
+	}
+	// The gateway span raised the finding: its path is a digest, its route in clear.
+	if gwSpan.Attributes["http.route"] == "" || gwSpan.Kind != "server" ||
+		!strings.HasPrefix(gwSpan.Attributes[demoapp.AttrURLPath], "hmac-sha256:") {
+		t.Errorf("evidence span %s details: kind %q attributes %v", demoapp.SpanGateway, gwSpan.Kind, gwSpan.Attributes)
+	}
+	if b, _ := json.Marshal(f); strings.Contains(string(b), demoapp.QueryForgetful) {
+		t.Error("the stored finding holds the query text")
+	}
 }

@@ -109,6 +109,9 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// e2eEvidenceKey keys the evidence digests of every test collector.
+const e2eEvidenceKey = "e2e-evidence-key-0123456789abcdef"
+
 const collectorConfig = `receivers:
   otlp:
     protocols:
@@ -126,6 +129,8 @@ processors:
         path: %[4]s
     metrics:
       endpoint: %[6]s
+    evidence_attributes:
+      hmac_key: ${env:TG_E2E_EVIDENCE_KEY}
     alerts:
       slack:
         # The secret comes from the environment, as in production.
@@ -236,7 +241,8 @@ func startCollector(t *testing.T, opts ...collectorOption) *collector {
 func (c *collector) start(workDir string) error {
 	c.cmd = exec.Command(c.bin, "--config", c.cfgPath)
 	c.cmd.Dir = workDir
-	c.cmd.Env = append(os.Environ(), "TG_E2E_SLACK_WEBHOOK="+c.slack.srv.URL+"/services/T0/B0/secret")
+	c.cmd.Env = append(os.Environ(), "TG_E2E_SLACK_WEBHOOK="+c.slack.srv.URL+"/services/T0/B0/secret",
+		"TG_E2E_EVIDENCE_KEY="+e2eEvidenceKey)
 	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
 	begin := time.Now()
 	if err := c.cmd.Start(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -428,6 +429,9 @@ func writeFinding(out io.Writer, f *shownFinding) error {
 		if err := writeSpans("EVIDENCE SPANS", ev.Spans); err != nil {
 			return err
 		}
+		if err := writeSpanDetails(out, ev.Spans); err != nil {
+			return err
+		}
 	}
 	var earlier []store.Span
 	for _, s := range f.history {
@@ -439,6 +443,37 @@ func writeFinding(out io.Writer, f *shownFinding) error {
 		return writeSpans("SPANS ONLY EARLIER VERSIONS RECORDED", earlier)
 	}
 	return nil
+}
+
+// writeSpanDetails lists what the evidence spans carried, one attribute a
+// line: values outside the clear list are digests (hmac-sha256:…) or
+// [redacted], as stored.
+func writeSpanDetails(out io.Writer, spans []store.Span) error {
+	var any bool
+	for _, s := range spans {
+		any = any || s.Kind != "" || len(s.Attributes) > 0
+	}
+	if !any {
+		return nil
+	}
+	fmt.Fprintln(out, "\nEVIDENCE SPAN DETAILS")
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SPAN ID\tKIND\tSTATUS\tDURATION\tATTRIBUTE\tVALUE")
+	for _, s := range spans {
+		if s.Kind == "" && len(s.Attributes) == 0 {
+			continue
+		}
+		row := fmt.Sprintf("%s\t%s\t%s\t%s", s.SpanID, dash(s.Kind), dash(s.Status), time.Duration(s.DurationNs))
+		keys := slices.Sorted(maps.Keys(s.Attributes))
+		if len(keys) == 0 {
+			fmt.Fprintf(tw, "%s\t-\t-\n", row)
+		}
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", row, k, s.Attributes[k])
+			row = "\t\t\t"
+		}
+	}
+	return tw.Flush()
 }
 
 func dash(s string) string {

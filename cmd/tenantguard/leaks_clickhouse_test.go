@@ -25,7 +25,9 @@ func leakFixture() []store.Evidence {
 	now := time.Now().UTC().Truncate(time.Second)
 	trace := "4bf92f3577b34da6a3ce929d0e0e4736"
 	gw := store.Span{SpanID: "a000000000000001", Service: "gateway", Name: "GET /inventory", Tenant: "acme", TenantKey: "tenant.id"}
-	inv := store.Span{SpanID: "a000000000000003", ParentID: "a000000000000002", Service: "inventory-svc", Name: "SELECT stock", Tenant: "globex", TenantKey: "tenant.id"}
+	inv := store.Span{SpanID: "a000000000000003", ParentID: "a000000000000002", Service: "inventory-svc", Name: "SELECT stock", Tenant: "globex", TenantKey: "tenant.id",
+		Kind: "client", Status: "ok", DurationNs: 1_500_000,
+		Attributes: map[string]string{"db.system.name": "postgresql", "db.query.text": "hmac-sha256:5d41402abc4b2a76b9719d911017c592"}}
 	cache := store.Span{SpanID: "a000000000000009", ParentID: "a000000000000001", Service: "cache", Name: "GET", Tenant: "acme", TenantKey: "tenant.id"}
 	edge := store.CrossingEdge{
 		From: store.EdgeEnd{SpanID: gw.SpanID, Service: "gateway", Span: "GET /inventory", Tenant: "acme"},
@@ -124,6 +126,8 @@ func TestLeaksShowOverJournal(t *testing.T) {
 		"CROSSING EDGES", "EVIDENCE SPANS", "a000000000000003",
 		"SPANS ONLY EARLIER VERSIONS RECORDED", "a000000000000009",
 		"(2s after the first span)",
+		"EVIDENCE SPAN DETAILS", "a000000000000003  client  ok      1.5ms     db.query.text   hmac-sha256:5d41402abc4b2a76b9719d911017c592",
+		"db.system.name  postgresql",
 	} {
 		if !strings.Contains(r.out, want) {
 			t.Errorf("show lacks %q:\n%s", want, r.out)

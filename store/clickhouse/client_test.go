@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"reflect"
 	"slices"
@@ -79,7 +80,7 @@ func TestWriteStoresWhatTheReadersGetBack(t *testing.T) {
 		t.Errorf("insert:\n got %s\nwant %s", fc.inserts[0].sql, want)
 	}
 	if want := "INSERT INTO tenant_leak_spans (leak_id, version, trace_id, evidence_index, span_id, parent_span_id, service, " +
-		"span_name, tenant, tenant_key, first_seen, last_seen)"; fc.inserts[1].sql != want {
+		"span_name, kind, tenant, tenant_key, start_time, duration_ns, status_code, attributes, first_seen, last_seen)"; fc.inserts[1].sql != want {
 		t.Errorf("insert:\n got %s\nwant %s", fc.inserts[1].sql, want)
 	}
 	got := scanLeaks(t, fc.inserted["tenant_leaks"][0])
@@ -94,12 +95,14 @@ func TestWriteStoresWhatTheReadersGetBack(t *testing.T) {
 	var n int
 	for rows.Next() {
 		var (
-			leakID, traceID, spanID, parent, service, name, tenant, key string
-			version                                                     uint64
-			index                                                       uint16
-			first, last                                                 time.Time
+			leakID, traceID, spanID, parent, service, name, kind, tenant, key, status string
+			version, duration                                                         uint64
+			index                                                                     uint16
+			start, first, last                                                        time.Time
+			attrs                                                                     map[string]string
 		)
-		if err := rows.Scan(&leakID, &version, &traceID, &index, &spanID, &parent, &service, &name, &tenant, &key, &first, &last); err != nil {
+		if err := rows.Scan(&leakID, &version, &traceID, &index, &spanID, &parent, &service, &name, &kind, &tenant, &key,
+			&start, &duration, &status, &attrs, &first, &last); err != nil {
 			t.Fatal(err)
 		}
 		ev := batch[n/2]
@@ -108,6 +111,10 @@ func TestWriteStoresWhatTheReadersGetBack(t *testing.T) {
 			parent != want.ParentID || service != want.Service || name != want.Name || tenant != want.Tenant || key != want.TenantKey ||
 			!first.Equal(ev.FirstSeen) || !last.Equal(ev.LastSeen) {
 			t.Errorf("span row %d: %s %d %s %d %s %s %s %s %s %s", n, leakID, version, traceID, index, spanID, parent, service, name, tenant, key)
+		}
+		if kind != want.Kind || !decodeTime(start).Equal(want.StartTime) || duration != want.DurationNs || status != want.Status ||
+			!maps.Equal(attrs, want.Attributes) {
+			t.Errorf("span row %d details: %s %s %d %s %v, want %+v", n, kind, start, duration, status, attrs, want)
 		}
 		n++
 	}
@@ -241,8 +248,17 @@ func spanResultCols() [][2]string {
 
 // spanResultRow is a row of the finding_spans query for span i of ev.
 func spanResultRow(ev store.Evidence, i int) []any {
-	s := ev.Spans[i]
-	return []any{ev.LeakID, ev.Version, uint16(i), s.SpanID, s.ParentID, s.Service, s.Name, s.Tenant, s.TenantKey}
+	return spanRowOf(ev.LeakID, ev.Version, i, ev.Spans[i])
+}
+
+// spanRowOf is a row of the finding_spans query.
+func spanRowOf(leakID string, version uint64, i int, s store.Span) []any {
+	attrs := s.Attributes
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	return []any{leakID, version, uint16(i), s.SpanID, s.ParentID, s.Service, s.Name, s.Kind, s.Tenant, s.TenantKey,
+		spanStart(s.StartTime), s.DurationNs, s.Status, attrs}
 }
 
 func TestListRunsTheQueryFileAndRebuildsEvidence(t *testing.T) {
@@ -265,7 +281,7 @@ func TestListRunsTheQueryFileAndRebuildsEvidence(t *testing.T) {
 			return resultBlock(t, spanResultCols(),
 				spanResultRow(newer, 0), spanResultRow(newer, 1),
 				// a span only an earlier version of "newer" recorded
-				[]any{newer.LeakID, uint64(3), uint16(0), oldSpan.SpanID, "", oldSpan.Service, oldSpan.Name, oldSpan.Tenant, ""},
+				spanRowOf(newer.LeakID, 3, 0, oldSpan),
 				spanResultRow(older, 1), spanResultRow(older, 0)), nil
 		}
 		return nil, fmt.Errorf("unexpected query %s", sql)
@@ -329,7 +345,7 @@ func TestShowAndTrace(t *testing.T) {
 			return resultBlock(t, leakResultCols(), r), nil
 		case query(qSpans).SQL:
 			return resultBlock(t, spanResultCols(), spanResultRow(ev, 0), spanResultRow(ev, 1),
-				[]any{ev.LeakID, uint64(1), uint16(5), "c000000000000001", "", "old-svc", "old span", "acme", ""}), nil
+				spanRowOf(ev.LeakID, 1, 5, store.Span{SpanID: "c000000000000001", Service: "old-svc", Name: "old span", Tenant: "acme"})), nil
 		}
 		return nil, fmt.Errorf("unexpected query %s", sql)
 	}

@@ -247,7 +247,9 @@ func finding(i int, version uint64) store.Evidence {
 		}},
 		Spans: []store.Span{
 			{SpanID: "a000000000000001", Service: "gateway", Name: "GET /inventory", Tenant: "acme", TenantKey: "tenant.id"},
-			{SpanID: "a000000000000003", ParentID: "a000000000000002", Service: "inventory-svc", Name: "SELECT stock", Tenant: "globex", TenantKey: "tenant.id"},
+			{SpanID: "a000000000000003", ParentID: "a000000000000002", Service: "inventory-svc", Name: "SELECT stock", Tenant: "globex", TenantKey: "tenant.id",
+				Kind: "client", StartTime: t0.Add(time.Duration(i)*time.Minute + time.Second), DurationNs: 1_250_000, Status: "ok",
+				Attributes: map[string]string{"db.system.name": "postgresql", "db.query.text": "hmac-sha256:" + strings.Repeat("ab", 32)}},
 		},
 		SpanCount:  3 + int(version),
 		FirstSeen:  t0.Add(time.Duration(i) * time.Minute),

@@ -69,7 +69,8 @@ ORDER BY rule, leak_id
 -- does at query time what merges do eventually. The spans of a finding's
 -- latest version are the rows whose version equals it.
 SELECT
-    leak_id, version, evidence_index, span_id, parent_span_id, service, span_name, tenant, tenant_key
+    leak_id, version, evidence_index, span_id, parent_span_id, service, span_name, kind, tenant, tenant_key,
+    start_time, duration_ns, status_code, attributes
 FROM tenant_leak_spans
 WHERE leak_id IN {leak_ids:Array(String)}
 ORDER BY leak_id, span_id, version DESC

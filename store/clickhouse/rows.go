@@ -63,13 +63,16 @@ var spanColumns = []columnDef{
 	{Name: "parent_span_id", Type: "String"},
 	{Name: "service", Type: "LowCardinality(String)"},
 	{Name: "span_name", Type: "String"},
-	{Name: "kind", Type: "LowCardinality(String)", Comment: "not recorded by the detector yet: empty", Defaulted: true},
+	// The comments of kind, start_time, duration_ns, status_code and
+	// attributes are those migration 2 created them with (released DDL
+	// never changes); migration 4 gives them their current ones.
+	{Name: "kind", Type: "LowCardinality(String)", Comment: "not recorded by the detector yet: empty"},
 	{Name: "tenant", Type: "LowCardinality(String)"},
 	{Name: "tenant_key", Type: "LowCardinality(String)", Comment: "attribute the tenant was read from"},
-	{Name: "start_time", Type: dateTime64, Comment: "not recorded by the detector yet: 1970-01-01", Defaulted: true},
-	{Name: "duration_ns", Type: "UInt64", Comment: "not recorded by the detector yet: 0", Defaulted: true},
-	{Name: "status_code", Type: "LowCardinality(String)", Comment: "not recorded by the detector yet: empty", Defaulted: true},
-	{Name: "attributes", Type: "Map(LowCardinality(String), String)", Comment: "redacted span attributes; not recorded by the detector yet: empty", Defaulted: true},
+	{Name: "start_time", Type: dateTime64, Comment: "not recorded by the detector yet: 1970-01-01"},
+	{Name: "duration_ns", Type: "UInt64", Comment: "not recorded by the detector yet: 0"},
+	{Name: "status_code", Type: "LowCardinality(String)", Comment: "not recorded by the detector yet: empty"},
+	{Name: "attributes", Type: "Map(LowCardinality(String), String)", Comment: "redacted span attributes; not recorded by the detector yet: empty"},
 	{Name: "first_seen", Type: dateTime64, Comment: "first_seen of the finding, for partitioning"},
 	{Name: "last_seen", Type: dateTime64, Comment: "last_seen of the finding, for retention"},
 }
@@ -77,7 +80,8 @@ var spanColumns = []columnDef{
 // spanReadColumns are the columns the readers select from tenant_leak_spans.
 var spanReadColumns = []string{
 	"leak_id", "version", "evidence_index", "span_id", "parent_span_id",
-	"service", "span_name", "tenant", "tenant_key",
+	"service", "span_name", "kind", "tenant", "tenant_key",
+	"start_time", "duration_ns", "status_code", "attributes",
 }
 
 // written returns the columns an INSERT names: all but the defaulted ones.
@@ -169,6 +173,23 @@ func encodeTime(ev *store.Evidence, field string, t time.Time) (time.Time, error
 	return t.UTC(), nil
 }
 
+// spanStart is an evidence span's start as stored: a start that the
+// column cannot hold (a hostile or broken clock) is stored as unknown
+// rather than failing the finding.
+func spanStart(t time.Time) time.Time {
+	if t.IsZero() || t.Before(minTime) || t.After(maxTime) {
+		return epoch
+	}
+	return t.UTC()
+}
+
+func nilIfEmpty(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
 func decodeTime(t time.Time) time.Time {
 	if t.Equal(epoch) {
 		return time.Time{}
@@ -258,9 +279,14 @@ func spanRows(ev *store.Evidence) [][]any {
 	last, _ := encodeTime(ev, "last_seen", ev.LastSeen)
 	rows := make([][]any, 0, len(ev.Spans))
 	for i, s := range ev.Spans {
+		attrs := s.Attributes
+		if attrs == nil {
+			attrs = map[string]string{}
+		}
 		rows = append(rows, []any{
 			ev.LeakID, ev.Version, ev.TraceID, uint16(i), s.SpanID, s.ParentID,
-			s.Service, s.Name, s.Tenant, s.TenantKey, first, last,
+			s.Service, s.Name, s.Kind, s.Tenant, s.TenantKey,
+			spanStart(s.StartTime), s.DurationNs, s.Status, attrs, first, last,
 		})
 	}
 	return rows
@@ -343,14 +369,19 @@ func nonNil(xs []string) []string {
 // spanScan holds the scan destinations of one row of the spans query, in
 // spanReadColumns order.
 type spanScan struct {
-	leakID                                             string
-	version                                            uint64
-	index                                              uint16
-	spanID, parentID, service, name, tenant, tenantKey string
+	leakID                                                   string
+	version                                                  uint64
+	index                                                    uint16
+	spanID, parentID, service, name, kind, tenant, tenantKey string
+	start                                                    time.Time
+	duration                                                 uint64
+	status                                                   string
+	attributes                                               map[string]string
 }
 
 func (s *spanScan) dest() []any {
-	return []any{&s.leakID, &s.version, &s.index, &s.spanID, &s.parentID, &s.service, &s.name, &s.tenant, &s.tenantKey}
+	return []any{&s.leakID, &s.version, &s.index, &s.spanID, &s.parentID, &s.service, &s.name, &s.kind,
+		&s.tenant, &s.tenantKey, &s.start, &s.duration, &s.status, &s.attributes}
 }
 
 // versionedSpan is an evidence span with the finding version that last
@@ -364,5 +395,6 @@ type versionedSpan struct {
 func (s *spanScan) versioned() versionedSpan {
 	return versionedSpan{Version: s.version, Index: int(s.index), Span: store.Span{
 		SpanID: s.spanID, ParentID: s.parentID, Service: s.service, Name: s.name, Tenant: s.tenant, TenantKey: s.tenantKey,
+		Kind: s.kind, StartTime: decodeTime(s.start), DurationNs: s.duration, Status: s.status, Attributes: nilIfEmpty(s.attributes),
 	}}
 }

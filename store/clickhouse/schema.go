@@ -126,6 +126,16 @@ FROM
     GROUP BY leak_id
 )`,
 	}},
+	// The evidence spans' own details are recorded from here on; the
+	// columns existed (filled with defaults) since migration 2.
+	{Version: 4, Name: "tenant_leak_spans details recorded", Statements: []string{
+		`ALTER TABLE {{table "tenant_leak_spans"}}{{onCluster}}
+    COMMENT COLUMN kind 'server, client, producer, consumer or internal; empty when the request that raised or updated the finding did not carry the span',
+    COMMENT COLUMN start_time 'span start; 1970-01-01 when not carried (see kind)',
+    COMMENT COLUMN duration_ns 'span duration; 0 when not carried (see kind)',
+    COMMENT COLUMN status_code 'ok, error or unset; empty when not carried (see kind)',
+    COMMENT COLUMN attributes 'span attributes: tenant and clear-listed values as sent, every other value as hmac-sha256:<hex> under the collector key, or [redacted] without one'`,
+	}},
 }
 
 // bootstrapStatements run before the migrations, every time: the database

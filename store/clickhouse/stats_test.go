@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -87,11 +88,11 @@ func TestSpanHistory(t *testing.T) {
 		{LeakID: "l", Version: 1, Spans: []store.Span{c, bOld}},
 	}
 	got := SpanHistory(versions)
-	if len(got) != 3 || got[0] != b || got[1] != a || got[2] != c {
+	if len(got) != 3 || !reflect.DeepEqual(got, []store.Span{b, a, c}) {
 		t.Fatalf("want the latest version's spans in order, then older ones: %+v", got)
 	}
 	rows := []versionedSpan{{3, 1, a}, {3, 0, b}, {1, 0, c}}
-	if got := latestSpans(rows, 3); len(got) != 2 || got[0] != b || got[1] != a {
+	if got := latestSpans(rows, 3); !reflect.DeepEqual(got, []store.Span{b, a}) {
 		t.Fatalf("latest spans: %+v", got)
 	}
 	if got := latestSpans(nil, 3); got == nil {

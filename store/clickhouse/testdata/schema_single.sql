@@ -113,3 +113,12 @@ FROM
     FROM `tenantguard`.tenant_leaks
     GROUP BY leak_id
 );
+
+-- migration 4: tenant_leak_spans details recorded
+
+ALTER TABLE `tenantguard`.tenant_leak_spans
+    COMMENT COLUMN kind 'server, client, producer, consumer or internal; empty when the request that raised or updated the finding did not carry the span',
+    COMMENT COLUMN start_time 'span start; 1970-01-01 when not carried (see kind)',
+    COMMENT COLUMN duration_ns 'span duration; 0 when not carried (see kind)',
+    COMMENT COLUMN status_code 'ok, error or unset; empty when not carried (see kind)',
+    COMMENT COLUMN attributes 'span attributes: tenant and clear-listed values as sent, every other value as hmac-sha256:<hex> under the collector key, or [redacted] without one';

@@ -1,0 +1,193 @@
+package processor
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
+	"strings"
+	"unicode/utf8"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/tenantguard/tenantguard/config"
+	"github.com/tenantguard/tenantguard/detector"
+)
+
+// Bounds on what one evidence span keeps: evidence lives in memory with its
+// finding until the trace's late window ends, so a hostile span must not
+// make it large.
+const (
+	maxEvidenceKeyBytes   = 128
+	maxEvidenceClearBytes = 256
+)
+
+// digestPrefix marks a stored value as a digest, naming the algorithm so
+// that a later change of algorithm cannot be confused with it.
+const digestPrefix = "hmac-sha256:"
+
+// evidenceRedactor turns an evidence span's attributes into what may be
+// stored: clear-listed and tenant values as they are (capped), every other
+// value as a keyed digest, or RedactedValue without a key.
+type evidenceRedactor struct {
+	clear map[string]struct{}
+	key   []byte
+	max   int
+}
+
+func newEvidenceRedactor(cfg config.EvidenceAttributes, tenantKeys []string) *evidenceRedactor {
+	if !cfg.Enabled {
+		return nil
+	}
+	r := &evidenceRedactor{clear: make(map[string]struct{}, len(cfg.Clear)+len(tenantKeys)), max: cfg.MaxPerSpan}
+	for _, k := range cfg.Clear {
+		r.clear[k] = struct{}{}
+	}
+	for _, k := range tenantKeys {
+		r.clear[k] = struct{}{}
+	}
+	if len(cfg.HMACKey) > 0 {
+		r.key = []byte(cfg.HMACKey)
+	}
+	return r
+}
+
+// Digest is the stored form of a value outside the clear list:
+// "hmac-sha256:" and the hex HMAC-SHA256 of the value under key.
+func Digest(key []byte, value string) string {
+	return digest(hmac.New(sha256.New, key), value)
+}
+
+func digest(mac hash.Hash, value string) string {
+	mac.Reset()
+	mac.Write([]byte(value))
+	var sum [sha256.Size]byte
+	return digestPrefix + hex.EncodeToString(mac.Sum(sum[:0]))
+}
+
+// attributes returns the stored form of attrs, at most r.max entries (in
+// the span's order: instrumentation puts the defining ones first).
+func (r *evidenceRedactor) attributes(attrs pcommon.Map) map[string]string {
+	if attrs.Len() == 0 || r.max == 0 {
+		return nil
+	}
+	var mac hash.Hash
+	if r.key != nil {
+		mac = hmac.New(sha256.New, r.key)
+	}
+	out := make(map[string]string, min(attrs.Len(), r.max))
+	attrs.Range(func(k string, v pcommon.Value) bool {
+		if len(out) >= r.max {
+			return false
+		}
+		key := capUTF8(k, maxEvidenceKeyBytes)
+		switch _, clear := r.clear[k]; {
+		case clear:
+			out[key] = capUTF8(v.AsString(), maxEvidenceClearBytes)
+		case mac != nil:
+			out[key] = digest(mac, v.AsString())
+		default:
+			out[key] = config.RedactedValue
+		}
+		return true
+	})
+	return out
+}
+
+// capUTF8 makes s valid UTF-8 and cuts it to at most n bytes on a rune
+// boundary, marking the cut.
+func capUTF8(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
+
+// requestEvidence annotates the findings one request raises with the
+// details of their evidence spans that this request carries. The index is
+// built on the first finding only: most requests raise none.
+type requestEvidence struct {
+	r     *evidenceRedactor
+	td    ptrace.Traces
+	index map[spanKey]ptrace.Span
+}
+
+type spanKey struct {
+	trace detector.TraceID
+	span  detector.SpanID
+}
+
+func (q *requestEvidence) annotate(f *detector.Finding) {
+	if q.index == nil {
+		q.index = q.buildIndex()
+	}
+	for i := range f.Spans {
+		es := &f.Spans[i]
+		if es.Detail != nil {
+			continue
+		}
+		sp, ok := q.index[spanKey{f.TraceID, es.SpanID}]
+		if !ok {
+			continue
+		}
+		es.Detail = &detector.SpanDetail{
+			Kind:          spanKind(sp.Kind()),
+			StartUnixNano: uint64(sp.StartTimestamp()),
+			EndUnixNano:   uint64(sp.EndTimestamp()),
+			Status:        spanStatus(sp.Status().Code()),
+			Attributes:    q.r.attributes(sp.Attributes()),
+		}
+	}
+}
+
+func (q *requestEvidence) buildIndex() map[spanKey]ptrace.Span {
+	index := map[spanKey]ptrace.Span{}
+	rss := q.td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		sss := rss.At(i).ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				sp := spans.At(k)
+				key := spanKey{detector.TraceID(sp.TraceID()), detector.SpanID(sp.SpanID())}
+				if _, dup := index[key]; !dup {
+					index[key] = sp
+				}
+			}
+		}
+	}
+	return index
+}
+
+func spanKind(k ptrace.SpanKind) string {
+	switch k {
+	case ptrace.SpanKindServer:
+		return "server"
+	case ptrace.SpanKindClient:
+		return "client"
+	case ptrace.SpanKindProducer:
+		return "producer"
+	case ptrace.SpanKindConsumer:
+		return "consumer"
+	case ptrace.SpanKindInternal:
+		return "internal"
+	}
+	return ""
+}
+
+func spanStatus(c ptrace.StatusCode) string {
+	switch c {
+	case ptrace.StatusCodeOk:
+		return "ok"
+	case ptrace.StatusCodeError:
+		return "error"
+	}
+	return "unset"
+}
