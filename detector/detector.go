@@ -184,6 +184,17 @@ type Batch struct {
 	now     time.Time
 	touched []TraceID
 	links   []pendingLink
+	held    *shard // locked by Add
+	spans   uint64 // counted once per batch: a global atomic per span showed in profiles
+}
+
+// release unlocks the shard Add kept locked.
+func (b *Batch) release() {
+	if sh := b.held; sh != nil {
+		sh.annotate = nil
+		b.held = nil
+		sh.mu.Unlock()
+	}
 }
 
 type pendingLink struct {
@@ -201,16 +212,21 @@ func (d *Detector) NewBatch() *Batch {
 	return b
 }
 
-// Add ingests one span. It never blocks on I/O.
+// Add ingests one span. It never blocks on I/O. It keeps the span's shard
+// locked until a span of another shard arrives or the batch closes: spans
+// of one trace come in runs, and a lock per span showed in profiles. So
+// between Add and Close the caller must not call into the detector.
 func (b *Batch) Add(s *Span) {
 	d := b.d
-	d.stats.spans.Add(1)
+	b.spans++
 	sh := d.shardOf(s.TraceID)
-	sh.mu.Lock()
-	sh.annotate = b.Annotate
+	if sh != b.held {
+		b.release()
+		sh.mu.Lock()
+		sh.annotate = b.Annotate
+		b.held = sh
+	}
 	sh.ingest(s, b.now)
-	sh.annotate = nil
-	sh.mu.Unlock()
 	if n := len(b.touched); n == 0 || b.touched[n-1] != s.TraceID {
 		b.touched = append(b.touched, s.TraceID)
 	}
@@ -228,8 +244,11 @@ const maxLinksPerBatch = 4096
 // every trace the batch touched, emits findings and returns the batch to
 // the pool.
 func (b *Batch) Close() {
+	b.release()
 	d := b.d
 	now := b.now
+	d.stats.spans.Add(b.spans)
+	b.spans = 0
 	for _, pl := range b.links {
 		d.resolveLink(pl, true, now)
 	}

@@ -124,8 +124,10 @@ func TestFlushClosesEverything(t *testing.T) {
 	}
 }
 
-// A batch still being filled when its trace expires: the sweep evaluates
-// the trace first, so the spans already added are not lost.
+// A batch still being filled when its trace expires: the sweep (on its own
+// goroutine, as in the processor) waits for the shard the batch holds or
+// evaluates the trace first; either way the spans already added are not
+// lost and the finding is reported open, then closed.
 func TestSweepEvaluatesUnclosedBatch(t *testing.T) {
 	h := newHarness(t, func(c *detector.Config) { c.IdleWindow = time.Second })
 	tr := tid(1)
@@ -134,8 +136,13 @@ func TestSweepEvaluatesUnclosedBatch(t *testing.T) {
 		b.Add(&s)
 	}
 	h.clock.Advance(time.Second)
-	h.d.Sweep()
+	swept := make(chan struct{})
+	go func() {
+		h.d.Sweep()
+		close(swept)
+	}()
 	b.Close()
+	<-swept
 	vs := h.rec.of(tr, cross)
 	if len(vs) != 2 || vs[0].Status != detector.StatusOpen || vs[1].Status != detector.StatusClosed {
 		t.Fatalf("want open then closed, got %s", describe(vs))
@@ -331,5 +338,30 @@ func TestMaxEvidenceSpans(t *testing.T) {
 	m := h.rec.last(t, tr, mismatch)
 	if len(m.Mismatches) != 4 || len(m.Spans) > 4 {
 		t.Errorf("mismatch: %d mismatches, %d evidence spans; want both capped at 4", len(m.Mismatches), len(m.Spans))
+	}
+}
+
+// The tombstone queue is a ring: ids come out in the order they went in
+// across growth and wrap-around.
+func TestIDRingIsFIFO(t *testing.T) {
+	var r detector.IDRingForTest
+	next, want := 0, 0
+	for round := range 50 {
+		for range round % 7 * 5 {
+			next++
+			r.Push(tid(next))
+		}
+		for range round % 5 * 4 {
+			if r.Len() == 0 {
+				break
+			}
+			want++
+			if got := r.Pop(); got != tid(want) {
+				t.Fatalf("round %d: popped %v, want %v", round, got, tid(want))
+			}
+		}
+	}
+	if r.Len() != next-want {
+		t.Fatalf("%d left, want %d", r.Len(), next-want)
 	}
 }

@@ -97,9 +97,13 @@ type shard struct {
 	lastVers uint64
 	svcs     map[string]*serviceCounts
 	tombs    map[TraceID]tomb
-	tombQ    []TraceID // oldest first
+	tombQ    idRing // the tombs' trace ids, oldest first
 	// annotate is the Batch.Annotate of the batch holding the lock, if any.
 	annotate func(*Finding)
+	// last is the trace the previous span went to: instrumentation exports
+	// a trace's spans from one service together, so the next span often
+	// belongs to it and needs no map lookup. release clears it.
+	last *traceState
 }
 
 // maxServicesTracked caps per-service coverage counters per shard; services
@@ -170,7 +174,10 @@ func (sh *shard) pushBack(ts *traceState) {
 
 func (sh *shard) ingest(s *Span, now time.Time) {
 	d := sh.d
-	ts, ok := sh.traces[s.TraceID]
+	ts, ok := sh.last, sh.last != nil && sh.last.id == s.TraceID
+	if !ok {
+		ts, ok = sh.traces[s.TraceID]
+	}
 	if !ok {
 		if len(sh.traces) >= sh.limit {
 			sh.evictOldest(now)
@@ -211,6 +218,7 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 		}
 	}
 	sh.pushBack(ts)
+	sh.last = ts
 	ts.lastSeen = now
 	ts.dirty = true
 	ts.spanCount++
@@ -494,6 +502,9 @@ func (sh *shard) alloc() *traceState {
 // release recycles a trace's state; slices keep their capacity unless they
 // grew large, so one huge trace does not pin memory forever.
 func (sh *shard) release(ts *traceState) {
+	if sh.last == ts {
+		sh.last = nil
+	}
 	delete(sh.traces, ts.id)
 	sh.unlink(ts)
 	sh.d.stats.active.Add(-1)
@@ -580,19 +591,18 @@ func (sh *shard) bury(ts *traceState, last map[Rule]*Finding, now time.Time) {
 		tb.more = &tombstone{tenants: append([]string(nil), ts.tenants...), findings: last}
 	}
 	if _, exists := sh.tombs[ts.id]; !exists {
-		sh.tombQ = append(sh.tombQ, ts.id)
+		sh.tombQ.push(ts.id)
 	}
 	sh.tombs[ts.id] = tb
 	// Bounded like the traces themselves.
-	for len(sh.tombs) > sh.limit && len(sh.tombQ) > 0 {
-		delete(sh.tombs, sh.tombQ[0])
-		sh.tombQ = sh.tombQ[1:]
+	for len(sh.tombs) > sh.limit && sh.tombQ.len() > 0 {
+		delete(sh.tombs, sh.tombQ.pop())
 	}
 }
 
 func (sh *shard) expireTombs(now time.Time) {
-	for len(sh.tombQ) > 0 {
-		id := sh.tombQ[0]
+	for sh.tombQ.len() > 0 {
+		id := sh.tombQ.front()
 		t, ok := sh.tombs[id]
 		if ok && now.UnixNano()-t.at < int64(sh.d.cfg.LateWindow) {
 			return
@@ -600,8 +610,41 @@ func (sh *shard) expireTombs(now time.Time) {
 		if ok {
 			delete(sh.tombs, id)
 		}
-		sh.tombQ = sh.tombQ[1:]
+		sh.tombQ.pop()
 	}
+}
+
+// idRing is a FIFO of trace ids. The tombstone queue gains one id and
+// loses one per closed trace at line rate; as a re-sliced slice it kept
+// reallocating and copying itself (most of the bytes allocated per span
+// on clean traffic). The ring grows by doubling and never shrinks: it is
+// bounded by the shard's trace limit.
+type idRing struct {
+	buf  []TraceID
+	head int
+	n    int
+}
+
+func (r *idRing) len() int { return r.n }
+
+func (r *idRing) push(id TraceID) {
+	if r.n == len(r.buf) {
+		grown := make([]TraceID, max(16, 2*len(r.buf)))
+		copied := copy(grown, r.buf[r.head:])
+		copy(grown[copied:], r.buf[:r.head])
+		r.buf, r.head = grown, 0
+	}
+	r.buf[(r.head+r.n)%len(r.buf)] = id
+	r.n++
+}
+
+func (r *idRing) front() TraceID { return r.buf[r.head] }
+
+func (r *idRing) pop() TraceID {
+	id := r.buf[r.head]
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+	return id
 }
 
 // lastSeenForEvidence is the latest span end when spans carry times, so

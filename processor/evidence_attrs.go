@@ -111,59 +111,50 @@ func capUTF8(s string, n int) string {
 }
 
 // requestEvidence annotates the findings one request raises with the
-// details of their evidence spans that this request carries. The index is
-// built on the first finding only: most requests raise none.
+// details of their evidence spans that this request carries. A request
+// raises few findings with a few evidence spans each, so each finding walks
+// the request once for its own spans: cheaper than indexing every span of
+// every request that raises one.
 type requestEvidence struct {
-	r     *evidenceRedactor
-	td    ptrace.Traces
-	index map[spanKey]ptrace.Span
-}
-
-type spanKey struct {
-	trace detector.TraceID
-	span  detector.SpanID
+	r  *evidenceRedactor
+	td ptrace.Traces
 }
 
 func (q *requestEvidence) annotate(f *detector.Finding) {
-	if q.index == nil {
-		q.index = q.buildIndex()
-	}
+	missing := 0
 	for i := range f.Spans {
-		es := &f.Spans[i]
-		if es.Detail != nil {
-			continue
-		}
-		sp, ok := q.index[spanKey{f.TraceID, es.SpanID}]
-		if !ok {
-			continue
-		}
-		es.Detail = &detector.SpanDetail{
-			Kind:          spanKind(sp.Kind()),
-			StartUnixNano: uint64(sp.StartTimestamp()),
-			EndUnixNano:   uint64(sp.EndTimestamp()),
-			Status:        spanStatus(sp.Status().Code()),
-			Attributes:    q.r.attributes(sp.Attributes()),
+		if f.Spans[i].Detail == nil {
+			missing++
 		}
 	}
-}
-
-func (q *requestEvidence) buildIndex() map[spanKey]ptrace.Span {
-	index := map[spanKey]ptrace.Span{}
 	rss := q.td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
+	for i := 0; i < rss.Len() && missing > 0; i++ {
 		sss := rss.At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
+		for j := 0; j < sss.Len() && missing > 0; j++ {
 			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
+			for k := 0; k < spans.Len() && missing > 0; k++ {
 				sp := spans.At(k)
-				key := spanKey{detector.TraceID(sp.TraceID()), detector.SpanID(sp.SpanID())}
-				if _, dup := index[key]; !dup {
-					index[key] = sp
+				if detector.TraceID(sp.TraceID()) != f.TraceID {
+					continue
+				}
+				id := detector.SpanID(sp.SpanID())
+				for n := range f.Spans {
+					es := &f.Spans[n]
+					if es.SpanID != id || es.Detail != nil {
+						continue
+					}
+					es.Detail = &detector.SpanDetail{
+						Kind:          spanKind(sp.Kind()),
+						StartUnixNano: uint64(sp.StartTimestamp()),
+						EndUnixNano:   uint64(sp.EndTimestamp()),
+						Status:        spanStatus(sp.Status().Code()),
+						Attributes:    q.r.attributes(sp.Attributes()),
+					}
+					missing--
 				}
 			}
 		}
 	}
-	return index
 }
 
 func spanKind(k ptrace.SpanKind) string {

@@ -24,6 +24,25 @@ type Extractor struct {
 	queries  bool
 	allow    func(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) string
 	pool     sync.Pool
+	// slots are every configured attribute the rules read, tenant keys
+	// first (in trust order), then derivations, then bindings: a span's
+	// attributes are read in one pass that fills the slots, instead of one
+	// linear Map.Get per configured key.
+	slots []slot
+}
+
+type slotKind uint8
+
+const (
+	slotTenant slotKind = iota
+	slotDerive
+	slotBinding
+)
+
+type slot struct {
+	key  string
+	kind slotKind
+	idx  int // into keys, derive or bindings
 }
 
 type scratch struct {
@@ -31,6 +50,10 @@ type scratch struct {
 	resource []detector.RawTenant
 	links    []detector.Link
 	ids      []detector.Identifier
+	vals     []pcommon.Value // per slot: the span's value, if has
+	has      []bool
+	resIDs   []pcommon.Value // per binding: the resource's value, if resHas
+	resHas   []bool
 }
 
 // NewExtractor reads what det's rules need.
@@ -41,7 +64,20 @@ func NewExtractor(det *detector.Detector) *Extractor {
 		bindings: det.BindingAttributes(),
 		queries:  det.WantsQueries(),
 	}
-	e.pool.New = func() any { return &scratch{} }
+	for i, k := range e.keys {
+		e.slots = append(e.slots, slot{k, slotTenant, i})
+	}
+	for i := range e.derive {
+		e.slots = append(e.slots, slot{e.derive[i].Attribute, slotDerive, i})
+	}
+	for i, k := range e.bindings {
+		e.slots = append(e.slots, slot{k, slotBinding, i})
+	}
+	n, nb := len(e.slots), len(e.bindings)
+	e.pool.New = func() any {
+		return &scratch{vals: make([]pcommon.Value, n), has: make([]bool, n),
+			resIDs: make([]pcommon.Value, nb), resHas: make([]bool, nb)}
+	}
 	return e
 }
 
@@ -74,6 +110,9 @@ func (e *Extractor) Feed(b *detector.Batch, td ptrace.Traces) (invalid int) {
 			service = v.Str()
 		}
 		sc.resource = e.appendTenants(sc.resource[:0], res, true)
+		for bi, key := range e.bindings {
+			sc.resIDs[bi], sc.resHas[bi] = res.Get(key)
+		}
 		sss := rs.ScopeSpans()
 		for j := 0; j < sss.Len(); j++ {
 			ss := sss.At(j)
@@ -96,13 +135,7 @@ func (e *Extractor) Feed(b *detector.Batch, td ptrace.Traces) (invalid int) {
 					StatusError:   sp.Status().Code() == ptrace.StatusCodeError,
 					GRPCStatus:    -1,
 				}
-				attrs := sp.Attributes()
-				sc.span = e.appendTenants(sc.span[:0], attrs, false)
-				sc.span = append(sc.span, sc.resource...)
-				s.Tenants = sc.span
-				e.readOutcome(&s, attrs)
-				sc.ids = e.appendIdentifiers(sc.ids[:0], attrs, res)
-				s.Identifiers = sc.ids
+				e.readSpan(&s, sc, sp.Attributes())
 				if links := sp.Links(); links.Len() > 0 {
 					sc.links = sc.links[:0]
 					for l := 0; l < links.Len(); l++ {
@@ -121,37 +154,76 @@ func (e *Extractor) Feed(b *detector.Batch, td ptrace.Traces) (invalid int) {
 	return invalid
 }
 
-// readOutcome fills the HTTP and gRPC codes, the data kind and, when asked
-// for, the statement.
-func (e *Extractor) readOutcome(s *detector.Span, attrs pcommon.Map) {
-	if attrs.Len() == 0 {
-		return
+// readSpan reads the span's attributes in one pass: the configured slots
+// (tenants, derivations, bindings), the HTTP and gRPC codes, the data kind
+// and, when asked for, the statement. Then it appends the tenants in trust
+// order (span keys, span derivations, then the resource's) and the
+// identifiers (span first, then resource).
+func (e *Extractor) readSpan(s *detector.Span, sc *scratch, attrs pcommon.Map) {
+	clear(sc.has)
+	if attrs.Len() > 0 {
+		attrs.Range(func(k string, v pcommon.Value) bool {
+			for i := range e.slots {
+				// A repeated key keeps its first value, as Map.Get would.
+				if sl := &e.slots[i]; len(sl.key) == len(k) && sl.key == k && !sc.has[i] {
+					sc.vals[i], sc.has[i] = v, true
+				}
+			}
+			switch k {
+			case attrHTTPStatus, attrHTTPStatusOld:
+				if v.Type() == pcommon.ValueTypeInt {
+					s.HTTPStatus = int32(v.Int())
+				}
+			case attrGRPCStatus:
+				if v.Type() == pcommon.ValueTypeInt {
+					s.GRPCStatus = int32(v.Int())
+				}
+			case attrDBSystem, attrDBSystemOld:
+				if v.Type() == pcommon.ValueTypeStr {
+					s.Data = dataKindOfDB(v.Str())
+				}
+			case attrMessaging:
+				s.Data = detector.DataMessaging
+			case attrS3Bucket:
+				s.Data = detector.DataObjectStorage
+			case attrQuery, attrQueryOld:
+				if e.queries && v.Type() == pcommon.ValueTypeStr && (s.Query == "" || k == attrQuery) {
+					s.Query = v.Str()
+				}
+			}
+			return true
+		})
 	}
-	attrs.Range(func(k string, v pcommon.Value) bool {
-		switch k {
-		case attrHTTPStatus, attrHTTPStatusOld:
-			if v.Type() == pcommon.ValueTypeInt {
-				s.HTTPStatus = int32(v.Int())
-			}
-		case attrGRPCStatus:
-			if v.Type() == pcommon.ValueTypeInt {
-				s.GRPCStatus = int32(v.Int())
-			}
-		case attrDBSystem, attrDBSystemOld:
-			if v.Type() == pcommon.ValueTypeStr {
-				s.Data = dataKindOfDB(v.Str())
-			}
-		case attrMessaging:
-			s.Data = detector.DataMessaging
-		case attrS3Bucket:
-			s.Data = detector.DataObjectStorage
-		case attrQuery, attrQueryOld:
-			if e.queries && v.Type() == pcommon.ValueTypeStr && (s.Query == "" || k == attrQuery) {
-				s.Query = v.Str()
-			}
+	tenants, ids := sc.span[:0], sc.ids[:0]
+	for i := range e.slots {
+		if !sc.has[i] {
+			continue
 		}
-		return true
-	})
+		sl, v := &e.slots[i], sc.vals[i]
+		switch sl.kind {
+		case slotTenant:
+			tenants = appendTenant(tenants, uint8(sl.idx), v, false)
+		case slotDerive:
+			tenants = e.appendDerived(tenants, sl.idx, v, false)
+		case slotBinding:
+			ids = appendIdentifier(ids, sl.idx, v)
+		}
+	}
+	tenants = append(tenants, sc.resource...)
+	for bi := range e.bindings {
+		if sc.resHas[bi] && !sc.has[len(e.slots)-len(e.bindings)+bi] {
+			ids = appendIdentifier(ids, bi, sc.resIDs[bi])
+		}
+	}
+	sc.span, sc.ids = tenants, ids
+	s.Tenants, s.Identifiers = tenants, ids
+}
+
+func appendIdentifier(dst []detector.Identifier, binding int, v pcommon.Value) []detector.Identifier {
+	if v.Type() == pcommon.ValueTypeStr && v.Str() != "" {
+		dst = append(dst, detector.Identifier{Binding: uint8(binding), Value: v.Str()})
+	}
+	return dst
 }
 
 // dataKindOfDB tells caches from databases by db.system.
@@ -164,51 +236,47 @@ func dataKindOfDB(system string) detector.DataKind {
 }
 
 // appendTenants appends the values under the configured keys, in key
-// order, then the values the derivations capture. Types that cannot name a
-// tenant (bool, map, bytes) are passed on with no kind so the detector
-// counts them as rejected rather than ignoring them silently.
+// order, then the values the derivations capture (for resource attributes,
+// read once per ResourceSpans).
 func (e *Extractor) appendTenants(dst []detector.RawTenant, attrs pcommon.Map, resource bool) []detector.RawTenant {
 	if attrs.Len() == 0 {
 		return dst
 	}
 	for ki, key := range e.keys {
-		v, ok := attrs.Get(key)
-		if !ok {
-			continue
+		if v, ok := attrs.Get(key); ok {
+			dst = appendTenant(dst, uint8(ki), v, resource)
 		}
-		idx := uint8(ki)
-		if v.Type() == pcommon.ValueTypeSlice {
-			sl := v.Slice()
-			for n := 0; n < sl.Len(); n++ {
-				dst = append(dst, detector.RawTenant{KeyIndex: idx, Resource: resource, Value: rawValue(sl.At(n))})
-			}
-			continue
-		}
-		dst = append(dst, detector.RawTenant{KeyIndex: idx, Resource: resource, Value: rawValue(v)})
 	}
 	for i := range e.derive {
-		dv := &e.derive[i]
-		v, ok := attrs.Get(dv.Attribute)
-		if !ok || v.Type() != pcommon.ValueTypeStr {
-			continue
-		}
-		if t, ok := dv.Derive(v.Str()); ok {
-			dst = append(dst, detector.RawTenant{KeyIndex: dv.KeyIndex, Resource: resource, Value: detector.StringValue(t)})
+		if v, ok := attrs.Get(e.derive[i].Attribute); ok {
+			dst = e.appendDerived(dst, i, v, resource)
 		}
 	}
 	return dst
 }
 
-// appendIdentifiers reads the binding attributes, span first, then resource.
-func (e *Extractor) appendIdentifiers(dst []detector.Identifier, attrs, res pcommon.Map) []detector.Identifier {
-	for bi, key := range e.bindings {
-		v, ok := attrs.Get(key)
-		if !ok {
-			v, ok = res.Get(key)
+// appendTenant appends the value (each element of an array) under key
+// index idx. Types that cannot name a tenant (bool, map, bytes) are passed
+// on with no kind so the detector counts them as rejected rather than
+// ignoring them silently.
+func appendTenant(dst []detector.RawTenant, idx uint8, v pcommon.Value, resource bool) []detector.RawTenant {
+	if v.Type() == pcommon.ValueTypeSlice {
+		sl := v.Slice()
+		for n := 0; n < sl.Len(); n++ {
+			dst = append(dst, detector.RawTenant{KeyIndex: idx, Resource: resource, Value: rawValue(sl.At(n))})
 		}
-		if ok && v.Type() == pcommon.ValueTypeStr && v.Str() != "" {
-			dst = append(dst, detector.Identifier{Binding: uint8(bi), Value: v.Str()})
-		}
+		return dst
+	}
+	return append(dst, detector.RawTenant{KeyIndex: idx, Resource: resource, Value: rawValue(v)})
+}
+
+func (e *Extractor) appendDerived(dst []detector.RawTenant, i int, v pcommon.Value, resource bool) []detector.RawTenant {
+	if v.Type() != pcommon.ValueTypeStr {
+		return dst
+	}
+	dv := &e.derive[i]
+	if t, ok := dv.Derive(v.Str()); ok {
+		dst = append(dst, detector.RawTenant{KeyIndex: dv.KeyIndex, Resource: resource, Value: detector.StringValue(t)})
 	}
 	return dst
 }

@@ -1,0 +1,8 @@
+package detector
+
+// IDRingForTest exposes the tombstone queue's ring to the external tests.
+type IDRingForTest struct{ r idRing }
+
+func (x *IDRingForTest) Push(id TraceID) { x.r.push(id) }
+func (x *IDRingForTest) Pop() TraceID    { return x.r.pop() }
+func (x *IDRingForTest) Len() int        { return x.r.len() }
