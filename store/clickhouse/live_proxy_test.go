@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/tenantguard/tenantguard/config"
@@ -504,18 +503,6 @@ func (f writerFunc) Write(ctx context.Context, batch []store.Evidence, token str
 func liveProxiedConfig(t *testing.T) (direct, proxied config.ClickHouse, px proxies) {
 	t.Helper()
 	direct = liveConfig(t)
-	// liveConfig leaves TLS at its default, which is on; follow the DSN
-	// (secure=true, skip_verify=true) instead, so that the documented
-	// plain-TCP server on :9000 works.
-	opts, err := ch.ParseDSN(os.Getenv(liveDSNVar))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if opts.TLS == nil {
-		direct.TLS.Insecure = true
-	} else {
-		direct.TLS.InsecureSkipVerify = opts.TLS.InsecureSkipVerify
-	}
 	freshDatabase(t, direct)
 	proxied = direct
 	proxied.Endpoints = nil

@@ -53,6 +53,13 @@ func liveConfig(t *testing.T) config.ClickHouse {
 	cfg.BatchSize = 4
 	cfg.BatchAge = 20 * time.Millisecond
 	cfg.RetryInitial, cfg.RetryMax = 5*time.Millisecond, 50*time.Millisecond
+	// TLS follows the DSN (secure=true, skip_verify=true): the config's
+	// default is TLS, and the documented test server is plain TCP on 9000.
+	if opts.TLS == nil {
+		cfg.TLS.Insecure = true
+	} else {
+		cfg.TLS.InsecureSkipVerify = opts.TLS.InsecureSkipVerify
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
