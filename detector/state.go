@@ -2,10 +2,12 @@ package detector
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // spanRec is all that is kept of a span: 32 bytes on 64-bit platforms.
@@ -128,6 +130,24 @@ func newShard(d *Detector, limit int) *shard {
 	}
 }
 
+// MaxNameLength caps the service and span names the detector keeps: its
+// name tables hold thousands of them for as long as they are in use, so a
+// client sending megabyte names must not multiply that into gigabytes. A
+// longer name is cut on a rune boundary and marked with "…".
+const MaxNameLength = 256
+
+func capName(s string) string {
+	if len(s) <= MaxNameLength {
+		return s
+	}
+	const mark = "…"
+	cut := MaxNameLength - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
+
 func (sh *shard) newEndpoint(service, name string) *endpoint {
 	e := &endpoint{service: sh.strs.intern(service), name: sh.strs.intern(name)}
 	c, ok := sh.svcs[e.service]
@@ -223,7 +243,7 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 	ts.dirty = true
 	ts.spanCount++
 
-	ep := sh.eps.get(s.Service, s.Name, sh.newEndpoint)
+	ep := sh.eps.get(capName(s.Service), capName(s.Name), sh.newEndpoint)
 	ep.svc.spans++
 	if len(ts.services) < maxServicesPerTrace && !contains(ts.services, ep.service) {
 		ts.services = append(ts.services, ep.service)
@@ -313,6 +333,11 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 
 // recordMismatch describes a mismatching span; norm holds its values as
 // ingest normalised them ("" for no tenant).
+// maxMismatchValues caps the tenant values kept per disagreeing span: a
+// header array can carry thousands. The finding lists as many tenants as a
+// trace can hold, so the cap is the same.
+const maxMismatchValues = maxTenantsPerTrace
+
 func (sh *shard) recordMismatch(ts *traceState, s *Span, ep *endpoint, norm []string) {
 	if len(ts.mismatches) >= sh.d.cfg.MaxEvidenceSpans {
 		return
@@ -327,8 +352,14 @@ func (sh *shard) recordMismatch(ts *traceState, s *Span, ep *endpoint, norm []st
 		if t == "" {
 			continue
 		}
+		if len(m.Values) == maxMismatchValues {
+			break
+		}
 		rt := &s.Tenants[i]
-		m.Values = append(m.Values, TenantSource{Key: sh.d.keys[rt.KeyIndex], Tenant: t, Resource: rt.Resource})
+		v := TenantSource{Key: sh.d.keys[rt.KeyIndex], Tenant: t, Resource: rt.Resource}
+		if !slices.Contains(m.Values, v) {
+			m.Values = append(m.Values, v)
+		}
 	}
 	ts.mismatches = append(ts.mismatches, m)
 }

@@ -608,8 +608,8 @@ func TestHostileHugeAttributeValues(t *testing.T) {
 	}
 
 	// 1 MB service and span names are no tenants: judged and forwarded
-	// like any other. (Evidence keeps names whole, so they do reach the
-	// journal: logged here, not bounded.)
+	// like any other, and kept cut to MaxNameLength, so neither the name
+	// tables nor the evidence grow with them.
 	names := hRequest(
 		hSpan{trace: hTrace(2), id: hID(1), service: "gateway", name: "GET /", attrs: hTenant("acme")},
 		hSpan{trace: hTrace(2), id: hID(2), parent: hID(1), service: "svc-" + mb, name: "op-" + mb, attrs: hTenant("globex")},
@@ -624,7 +624,14 @@ func TestHostileHugeAttributeValues(t *testing.T) {
 		b, _ := json.Marshal(ev)
 		largest = max(largest, len(b))
 	}
-	t.Logf("1 MB service and span names: largest journal record %d KiB", largest>>10)
+	if largest > 16<<10 {
+		t.Errorf("1 MB service and span names: largest journal record %d KiB", largest>>10)
+	}
+	if to := f.Edges[0].To; len(to.Service) > detector.MaxNameLength || len(to.Name) > detector.MaxNameLength ||
+		!strings.HasPrefix(to.Service, "svc-aaa") || !strings.HasSuffix(to.Name, "…") {
+		t.Errorf("1 MB names in the edge: service %d bytes, span %d bytes, want them cut to %d and marked",
+			len(to.Service), len(to.Name), detector.MaxNameLength)
+	}
 }
 
 // TestHostileNonUTF8: tenant values, service and span names that are not
