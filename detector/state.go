@@ -136,12 +136,16 @@ func newShard(d *Detector, limit int) *shard {
 // longer name is cut on a rune boundary and marked with "…".
 const MaxNameLength = 256
 
-func capName(s string) string {
-	if len(s) <= MaxNameLength {
+func capName(s string) string { return CapString(s, MaxNameLength) }
+
+// CapString cuts s to at most n bytes on a rune boundary, marking the cut
+// with "…"; s itself when it fits.
+func CapString(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
 	const mark = "…"
-	cut := MaxNameLength - len(mark)
+	cut := max(n-len(mark), 0)
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"hash"
 	"strings"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -98,16 +97,7 @@ func (r *evidenceRedactor) attributes(attrs pcommon.Map) map[string]string {
 // capUTF8 makes s valid UTF-8 and cuts it to at most n bytes on a rune
 // boundary, marking the cut.
 func capUTF8(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= n {
-		return s
-	}
-	const mark = "…"
-	cut := n - len(mark)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + mark
+	return detector.CapString(strings.ToValidUTF8(s, "\uFFFD"), n)
 }
 
 // requestEvidence annotates the findings one request raises with the
