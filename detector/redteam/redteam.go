@@ -155,6 +155,8 @@ func New(tb testing.TB, opts ...Option) *Guard {
 		return nil
 	}
 	g.d = d
+	// Tenant key indexes run over the direct keys, then the derivations.
+	g.keys = d.Keys()
 	tb.Cleanup(g.cleanup)
 	return g
 }
@@ -210,17 +212,50 @@ func (g *Guard) observe(s sdktrace.ReadOnlySpan) {
 		}
 	}
 	attrs := s.Attributes()
-	for ki, key := range g.keys {
+	spanValue := func(key string) (attribute.Value, bool) {
 		for _, kv := range attrs {
 			if string(kv.Key) == key {
-				span.Tenants = appendRaw(span.Tenants, uint8(ki), false, kv.Value)
-				break
+				return kv.Value, true
+			}
+		}
+		return attribute.Value{}, false
+	}
+	// As the collector's extractor: the span's keys and derivations, then
+	// the resource's.
+	for _, src := range []struct {
+		get      func(string) (attribute.Value, bool)
+		resource bool
+	}{
+		{spanValue, false},
+		{func(k string) (attribute.Value, bool) { return resAttrs.Value(attribute.Key(k)) }, true},
+	} {
+		for ki, key := range g.d.TenantAttributes() {
+			if v, ok := src.get(key); ok {
+				span.Tenants = appendRaw(span.Tenants, uint8(ki), src.resource, v)
+			}
+		}
+		for _, dv := range g.d.Derivations() {
+			if v, ok := src.get(dv.Attribute); ok && v.Type() == attribute.STRING {
+				if t, ok := dv.Derive(v.AsString()); ok {
+					span.Tenants = append(span.Tenants, detector.RawTenant{KeyIndex: dv.KeyIndex, Resource: src.resource, Value: detector.StringValue(t)})
+				}
 			}
 		}
 	}
-	for ki, key := range g.keys {
-		if v, ok := resAttrs.Value(attribute.Key(key)); ok {
-			span.Tenants = appendRaw(span.Tenants, uint8(ki), true, v)
+	for bi, key := range g.d.BindingAttributes() {
+		v, ok := spanValue(key)
+		if !ok {
+			v, ok = resAttrs.Value(attribute.Key(key))
+		}
+		if ok && v.Type() == attribute.STRING && v.AsString() != "" {
+			span.Identifiers = append(span.Identifiers, detector.Identifier{Binding: uint8(bi), Value: v.AsString()})
+		}
+	}
+	if g.d.WantsQueries() {
+		if v, ok := spanValue("db.query.text"); ok && v.Type() == attribute.STRING {
+			span.Query = v.AsString()
+		} else if v, ok := spanValue("db.statement"); ok && v.Type() == attribute.STRING {
+			span.Query = v.AsString()
 		}
 	}
 

@@ -226,6 +226,24 @@ func TestGuardReadsSpansLikeTheCollector(t *testing.T) {
 			t.Errorf("findings %q", got)
 		}
 	})
+	t.Run("derivations, key bindings and unscoped queries", func(t *testing.T) {
+		cfg := detector.DefaultConfig()
+		cfg.Derivations = []detector.Derivation{{Attribute: "url.path", Pattern: `^/t/(?P<tenant>[^/]+)/`}}
+		cfg.Bindings = []detector.Binding{{Attribute: "auth.jwt.kid", Tenants: map[string]string{"kid-acme": "acme", "kid-globex": "globex"}}}
+		cfg.ScopedTables = []string{"stock"}
+		g := New(t, NoCheckAtCleanup(), DetectorConfig(cfg))
+		request(provider(t, g, "shop"), "GET /t/acme/cart", []attribute.KeyValue{attribute.String("url.path", "/t/acme/cart")},
+			[]attribute.KeyValue{attribute.String("url.path", "/t/globex/cart")})
+		request(provider(t, g, "gateway"), "GET /orders", []attribute.KeyValue{tenant("acme"), attribute.String("auth.jwt.kid", "kid-globex")})
+		request(provider(t, g, "inventory-svc"), "SELECT stock", []attribute.KeyValue{tenant("acme"),
+			attribute.String("db.system.name", "postgresql"), attribute.String("db.query.text", "SELECT sku, qty FROM stock")})
+		got := keysOf(g.Findings())
+		slices.Sort(got)
+		want := []string{"cross_tenant_trace acme,globex", "foreign_signing_key acme,globex", "unscoped_query acme"}
+		if !slices.Equal(got, want) {
+			t.Errorf("findings %q, want %q", got, want)
+		}
+	})
 	t.Run("detector config", func(t *testing.T) {
 		cfg := detector.DefaultConfig()
 		cfg.TenantKeys = []string{"org"}
