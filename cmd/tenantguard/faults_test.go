@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -57,50 +56,17 @@ service:
 
 type crashCollector struct {
 	bin, cfg, dir, http, metrics string
-	cmd                          *exec.Cmd
-	logs                         *syncBuffer
-	exited                       chan struct{}
+	proc
 }
 
 func (c *crashCollector) start(t *testing.T) {
 	t.Helper()
-	c.logs = &syncBuffer{}
-	c.cmd = exec.Command(c.bin, "--config", c.cfg)
-	c.cmd.Dir = c.dir
-	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
-	if err := c.cmd.Start(); err != nil {
+	var err error
+	if c.proc, err = launch("collector", c.bin, c.dir, []string{"--config", c.cfg}, nil); err != nil {
 		t.Fatal(err)
 	}
-	c.exited = make(chan struct{})
-	go func() { _ = c.cmd.Wait(); close(c.exited) }()
-	eventually(t, 20*time.Second, "the collector to listen", func() (bool, string) {
-		resp, err := http.Get("http://" + c.http + "/v1/traces")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return true, ""
-	})
-}
-
-func (c *crashCollector) kill(t *testing.T) {
-	t.Helper()
-	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	<-c.exited
-}
-
-func (c *crashCollector) stop(t *testing.T) {
-	t.Helper()
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.exited:
-	case <-time.After(15 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
-		t.Errorf("collector ignored SIGTERM")
-	}
-	if t.Failed() {
-		t.Logf("--- collector output ---\n%s", tail(c.logs.String(), 8<<10))
+	if err := c.waitHTTP(&http.Client{Timeout: time.Second}, c.http, time.Now().Add(20*time.Second)); err != nil {
+		t.Fatalf("%v\n--- collector output ---\n%s", err, tail(c.logs.String(), 8<<10))
 	}
 }
 
@@ -148,7 +114,7 @@ func TestCrashRecovery(t *testing.T) {
 		return len(recs) > 0 && len(hooks.messages()) == 1, fmt.Sprintf("%d records, %d Slack messages", len(recs), len(hooks.messages()))
 	})
 	before, _, _ := journal.ReadFile(journalPath)
-	c.kill(t)
+	c.kill()
 
 	// A write cut short by the crash.
 	f, err := os.OpenFile(journalPath, os.O_APPEND|os.O_WRONLY, 0)

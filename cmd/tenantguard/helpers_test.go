@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -68,13 +67,10 @@ type collector struct {
 	httpAddr string
 	instance string
 	sink     *otlpSink
-	logs     *syncBuffer
 	metrics  string      // host:port of /metrics
 	slack    *slackHooks // the incoming-webhook endpoint the collector posts to
 
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
+	proc
 	started time.Duration // from exec to the HTTP receiver answering
 }
 
@@ -216,7 +212,6 @@ func startCollector(t *testing.T, opts ...collectorOption) *collector {
 			httpAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)),
 			instance: "e2e-" + strings.ReplaceAll(t.Name(), "/", "-"),
 			sink:     sink,
-			logs:     &syncBuffer{},
 			metrics:  "127.0.0.1:" + strconv.Itoa(freePort(t)),
 			slack:    hooks,
 		}
@@ -239,66 +234,18 @@ func startCollector(t *testing.T, opts ...collectorOption) *collector {
 }
 
 func (c *collector) start(workDir string) error {
-	c.cmd = exec.Command(c.bin, "--config", c.cfgPath)
-	c.cmd.Dir = workDir
-	c.cmd.Env = append(os.Environ(), "TG_E2E_SLACK_WEBHOOK="+c.slack.srv.URL+"/services/T0/B0/secret",
-		"TG_E2E_EVIDENCE_KEY="+e2eEvidenceKey)
-	c.cmd.Stdout, c.cmd.Stderr = c.logs, c.logs
 	begin := time.Now()
-	if err := c.cmd.Start(); err != nil {
+	var err error
+	c.proc, err = launch("collector ("+c.cfgPath+")", c.bin, workDir, []string{"--config", c.cfgPath},
+		[]string{"TG_E2E_SLACK_WEBHOOK=" + c.slack.srv.URL + "/services/T0/B0/secret", "TG_E2E_EVIDENCE_KEY=" + e2eEvidenceKey})
+	if err != nil {
 		return err
 	}
-	c.exited = make(chan struct{})
-	go func() { c.waitErr = c.cmd.Wait(); close(c.exited) }()
-
-	hc := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-c.exited:
-			return fmt.Errorf("collector exited during startup: %v", c.waitErr)
-		default:
-		}
-		// Any HTTP answer (405 for a GET) means the receiver is serving.
-		resp, err := hc.Get("http://" + c.httpAddr + "/v1/traces")
-		if err == nil {
-			resp.Body.Close()
-			c.started = time.Since(begin)
-			return nil
-		}
-		if time.Now().After(deadline) {
-			_ = c.cmd.Process.Kill()
-			<-c.exited
-			return fmt.Errorf("HTTP receiver on %s not answering after 20s: %v", c.httpAddr, err)
-		}
-		time.Sleep(25 * time.Millisecond)
+	if err := c.waitHTTP(&http.Client{Timeout: time.Second}, c.httpAddr, time.Now().Add(20*time.Second)); err != nil {
+		return err
 	}
-}
-
-// stop sends SIGTERM and waits; the collector must shut down cleanly (the
-// processor's shutdown flushes its last findings and reports store failures
-// as an error, which makes the process exit non-zero).
-func (c *collector) stop(t *testing.T) {
-	select {
-	case <-c.exited:
-		t.Errorf("collector exited before the test ended: %v", c.waitErr)
-	default:
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.exited:
-			if c.waitErr != nil {
-				t.Errorf("collector did not shut down cleanly: %v", c.waitErr)
-			}
-		case <-time.After(15 * time.Second):
-			_ = c.cmd.Process.Kill()
-			<-c.exited
-			t.Errorf("collector ignored SIGTERM for 15s; killed")
-		}
-	}
-	// TENANTGUARD_E2E_LOGS=1 prints the collector's output even on success.
-	if t.Failed() || os.Getenv("TENANTGUARD_E2E_LOGS") != "" {
-		t.Logf("--- collector output (%s) ---\n%s", c.cfgPath, tail(c.logs.String(), 16<<10))
-	}
+	c.started = time.Since(begin)
+	return nil
 }
 
 func tail(s string, n int) string {

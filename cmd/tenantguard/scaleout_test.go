@@ -20,7 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -314,7 +313,6 @@ func scaleOutDescribe(evs []store.Evidence) string {
 // scaleOutProc is one collector process of the test: a tenantguard
 // collector (journal and metrics set) or the front load balancer.
 type scaleOutProc struct {
-	name     string
 	bin      string
 	args     []string
 	env      []string // added to the test's environment
@@ -322,11 +320,7 @@ type scaleOutProc struct {
 	httpAddr string
 	metrics  string
 	journal  string
-	logs     *syncBuffer
-
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
+	proc
 }
 
 // scaleOutConfigs is where the shipped example configs live.
@@ -433,11 +427,10 @@ func startScaleOutProc(t *testing.T, name, bin, dir string, overlay func(*scaleO
 	const attempts = 3
 	for attempt := 1; ; attempt++ {
 		p := &scaleOutProc{
-			name:     name,
 			bin:      bin,
 			grpcAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)),
 			httpAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)),
-			logs:     &syncBuffer{},
+			proc:     proc{name: name},
 		}
 		cfgPath := filepath.Join(dir, fmt.Sprintf("%s-overlay-%d.yaml", name, attempt))
 		if err := os.WriteFile(cfgPath, []byte(overlay(p)), 0o600); err != nil {
@@ -457,35 +450,17 @@ func startScaleOutProc(t *testing.T, name, bin, dir string, overlay func(*scaleO
 }
 
 func (p *scaleOutProc) start(dir string) error {
-	p.cmd = exec.Command(p.bin, p.args...)
-	p.cmd.Dir = dir
-	p.cmd.Env = append(os.Environ(), p.env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
+	var err error
+	p.proc, err = launch(p.name, p.bin, dir, p.args, p.env)
+	if err != nil {
 		return err
 	}
-	p.exited = make(chan struct{})
-	go func() { p.waitErr = p.cmd.Wait(); close(p.exited) }()
 	hc := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-p.exited:
-			return fmt.Errorf("exited during startup: %v", p.waitErr)
-		default:
-		}
-		resp, err := hc.Get("http://" + p.httpAddr + "/v1/traces")
-		if err == nil {
-			resp.Body.Close()
-			return p.waitMetrics(hc, deadline)
-		}
-		if time.Now().After(deadline) {
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-			return fmt.Errorf("OTLP/HTTP receiver on %s not answering after 20s: %v", p.httpAddr, err)
-		}
-		time.Sleep(25 * time.Millisecond)
+	if err := p.waitHTTP(hc, p.httpAddr, deadline); err != nil {
+		return err
 	}
+	return p.waitMetrics(hc, deadline)
 }
 
 // waitMetrics waits for a tenantguard collector's /metrics. A collector
@@ -502,33 +477,10 @@ func (p *scaleOutProc) waitMetrics(hc *http.Client, deadline time.Time) error {
 			return nil
 		}
 		if strings.Contains(p.logs.String(), "cannot serve /metrics") || time.Now().After(deadline) {
-			_ = p.cmd.Process.Kill()
-			<-p.exited
+			p.kill()
 			return fmt.Errorf("/metrics on %s not answering: %v", p.metrics, err)
 		}
 		time.Sleep(25 * time.Millisecond)
-	}
-}
-
-func (p *scaleOutProc) stop(t *testing.T) {
-	select {
-	case <-p.exited:
-		t.Errorf("%s exited before the test ended: %v", p.name, p.waitErr)
-	default:
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-			if p.waitErr != nil {
-				t.Errorf("%s did not shut down cleanly: %v", p.name, p.waitErr)
-			}
-		case <-time.After(15 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-			t.Errorf("%s ignored SIGTERM for 15s; killed", p.name)
-		}
-	}
-	if t.Failed() || os.Getenv("TENANTGUARD_E2E_LOGS") != "" {
-		t.Logf("--- %s output ---\n%s", p.name, tail(p.logs.String(), 16<<10))
 	}
 }
 
