@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -76,13 +77,20 @@ func value(fams map[string]*dto.MetricFamily, name string, want map[string]strin
 	return 0, false
 }
 
+// metricsRun numbers the runs of TestMetricsMoveWithTraffic: the registry
+// is the process's, and counters of a processor id carry over to a new
+// instance with the same id (as across a collector's in-process reload), so
+// each run (-count N) uses ids of its own.
+var metricsRun atomic.Int64
+
 func TestMetricsMoveWithTraffic(t *testing.T) {
 	addr := freeAddr(t)
+	run := metricsRun.Add(1)
 	newProc := func(name string) *tenantguard {
 		cfg := testConfig(t)
 		cfg.Metrics.Endpoint = addr
 		set := processortest.NewNopSettings(Type)
-		set.ID = component.MustNewIDWithName("tenantguard", name)
+		set.ID = component.MustNewIDWithName("tenantguard", fmt.Sprintf("%s%d", name, run))
 		p, err := newTenantguard(set, cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -99,20 +107,21 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	consume(t, b, request(spanSpec{3, 1, 0, "gateway", "GET /", map[string]any{"tenant.id": "acme"}}))
 
 	fams := scrape(t, addr)
+	procA, procB := fmt.Sprintf("tenantguard/a%d", run), fmt.Sprintf("tenantguard/b%d", run)
 	checks := []struct {
 		name   string
 		labels map[string]string
 		want   float64
 	}{
-		{"tenantguard_spans_total", map[string]string{"processor": "tenantguard/a"}, 4},
-		{"tenantguard_spans_total", map[string]string{"processor": "tenantguard/b"}, 1},
-		{"tenantguard_findings_total", map[string]string{"processor": "tenantguard/a", "rule": "cross_tenant_trace", "severity": "critical"}, 1},
-		{"tenantguard_service_spans_total", map[string]string{"processor": "tenantguard/a", "service": "inventory-svc"}, 2},
-		{"tenantguard_spans_without_tenant_total", map[string]string{"processor": "tenantguard/a", "service": "inventory-svc"}, 1},
-		{"tenantguard_spans_without_tenant_total", map[string]string{"processor": "tenantguard/a", "service": "cart-svc"}, 1},
-		{"tenantguard_traces_in_memory", map[string]string{"processor": "tenantguard/a"}, 2},
-		{"tenantguard_detection_latency_seconds", map[string]string{"processor": "tenantguard/a"}, 1},
-		{"tenantguard_evidence_queue_capacity", map[string]string{"processor": "tenantguard/a"}, 10_000},
+		{"tenantguard_spans_total", map[string]string{"processor": procA}, 4},
+		{"tenantguard_spans_total", map[string]string{"processor": procB}, 1},
+		{"tenantguard_findings_total", map[string]string{"processor": procA, "rule": "cross_tenant_trace", "severity": "critical"}, 1},
+		{"tenantguard_service_spans_total", map[string]string{"processor": procA, "service": "inventory-svc"}, 2},
+		{"tenantguard_spans_without_tenant_total", map[string]string{"processor": procA, "service": "inventory-svc"}, 1},
+		{"tenantguard_spans_without_tenant_total", map[string]string{"processor": procA, "service": "cart-svc"}, 1},
+		{"tenantguard_traces_in_memory", map[string]string{"processor": procA}, 2},
+		{"tenantguard_detection_latency_seconds", map[string]string{"processor": procA}, 1},
+		{"tenantguard_evidence_queue_capacity", map[string]string{"processor": procA}, 10_000},
 	}
 	for _, c := range checks {
 		got, ok := value(fams, c.name, c.labels)
@@ -131,10 +140,10 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	}
 	// The server stays up for b, and the journal write is now counted.
 	fams = scrape(t, addr)
-	if _, ok := value(fams, "tenantguard_spans_total", map[string]string{"processor": "tenantguard/a"}); ok {
+	if _, ok := value(fams, "tenantguard_spans_total", map[string]string{"processor": procA}); ok {
 		t.Error("a shut-down processor must leave the registry")
 	}
-	if got, _ := value(fams, "tenantguard_store_writes_total", map[string]string{"processor": "tenantguard/a", "result": "ok"}); got < 1 {
+	if got, _ := value(fams, "tenantguard_store_writes_total", map[string]string{"processor": procA, "result": "ok"}); got < 1 {
 		t.Errorf("store writes ok = %v, want ≥ 1", got)
 	}
 	if err := b.shutdown(context.Background()); err != nil {
