@@ -250,13 +250,13 @@ func (b *Batch) Close() {
 	d.stats.spans.Add(b.spans)
 	b.spans = 0
 	for _, pl := range b.links {
-		d.resolveLink(pl, true, now)
+		d.resolveLink(pl, true, now, b.Annotate)
 	}
 	if d.waiting.n.Load() > 0 {
 		// Producers that consumers were waiting for may be in this batch.
 		for _, id := range b.touched {
 			for _, pl := range d.waiting.take(id) {
-				d.resolveLink(pl, false, now)
+				d.resolveLink(pl, false, now, b.Annotate)
 			}
 		}
 	}
@@ -279,7 +279,7 @@ func (b *Batch) Close() {
 // resolveLink reads the producer span's tenant from its trace (or the
 // closed trace's tombstone) and records the link on the consumer span's
 // trace. The two shards are locked one after the other, never together.
-func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time) {
+func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time, annotate func(*Finding)) {
 	src := d.shardOf(pl.target.TraceID)
 	src.mu.Lock()
 	from, ok := src.linkEnd(pl.target)
@@ -297,7 +297,9 @@ func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time) {
 	// The consumer's trace may not be in this batch (its producer arrived
 	// late): judge it now.
 	if ts := dst.addLink(pl, from); ts != nil && ts.dirty {
+		dst.annotate = annotate
 		dst.evaluate(ts, now)
+		dst.annotate = nil
 	}
 	dst.mu.Unlock()
 }

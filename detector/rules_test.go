@@ -331,3 +331,51 @@ func TestSpanLinkWaitsForItsProducer(t *testing.T) {
 		t.Errorf("LinksUnresolved %d, want 1", st.LinksUnresolved)
 	}
 }
+
+// Batch.Annotate sees every finding version the batch raises, those a span
+// link raises in Close included, and what it fills is carried into later
+// versions built without it (the close at the idle window).
+func TestAnnotateSeesEveryFindingOfTheBatch(t *testing.T) {
+	h := newHarness(t, nil)
+	annotate := func(f *detector.Finding) {
+		for i := range f.Spans {
+			if f.Spans[i].Detail == nil {
+				f.Spans[i].Detail = &detector.SpanDetail{Kind: "annotated"}
+			}
+		}
+	}
+	batch := func(spans ...detector.Span) {
+		b := h.d.NewBatch()
+		b.Annotate = annotate
+		for i := range spans {
+			b.Add(&spans[i])
+		}
+		b.Close()
+	}
+	producer, consumer, direct := tid(10), tid(11), tid(12)
+	batch(span(producer, 1, 0, "checkout", "publish order", ten("acme")))
+	c := span(consumer, 1, 0, "fulfilment", "process order", ten("globex"))
+	c.Links = []detector.Link{{TraceID: producer, SpanID: sid(1)}}
+	batch(c, span(direct, 1, 0, "gateway", "GET /", ten("acme")), span(direct, 2, 1, "inventory", "SELECT", ten("globex")))
+	h.clock.Advance(h.cfg.IdleWindow + time.Second)
+	h.d.Sweep()
+	for _, tr := range []detector.TraceID{consumer, direct} {
+		vs := h.rec.of(tr, cross)
+		if len(vs) < 2 {
+			t.Fatalf("trace %v: want an open and a closed version, got %s", tr, describe(vs))
+		}
+		for _, f := range vs {
+			annotated := 0
+			for _, s := range f.Spans {
+				if s.Detail != nil && s.Detail.Kind == "annotated" {
+					annotated++
+				}
+			}
+			// Every span of these traces came in an annotated batch; the
+			// consumer's evidence may also name the producer's span.
+			if annotated == 0 || (tr == direct && annotated != len(f.Spans)) {
+				t.Errorf("trace %v %s version: %d of %d evidence spans with the batch's details", tr, f.Status, annotated, len(f.Spans))
+			}
+		}
+	}
+}

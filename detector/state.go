@@ -145,11 +145,14 @@ func CapString(s string, n int) string {
 		return s
 	}
 	const mark = "…"
-	cut := max(n-len(mark), 0)
+	cut, tail := n-len(mark), mark
+	if cut < 0 { // no room for the mark
+		cut, tail = max(n, 0), ""
+	}
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
-	return s[:cut] + mark
+	return s[:cut] + tail
 }
 
 func (sh *shard) newEndpoint(service, name string) *endpoint {

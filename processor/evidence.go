@@ -59,7 +59,7 @@ func toEvidence(f *detector.Finding, instance string) store.Evidence {
 			if d.StartUnixNano > 0 && d.StartUnixNano <= math.MaxInt64 {
 				sp.StartTime = time.Unix(0, int64(d.StartUnixNano)).UTC()
 			}
-			if d.EndUnixNano > d.StartUnixNano {
+			if d.StartUnixNano > 0 && d.EndUnixNano > d.StartUnixNano {
 				sp.DurationNs = d.EndUnixNano - d.StartUnixNano
 			}
 		}

@@ -101,13 +101,16 @@ func capUTF8(s string, n int) string {
 }
 
 // requestEvidence annotates the findings one request raises with the
-// details of their evidence spans that this request carries. A request
-// raises few findings with a few evidence spans each, so each finding walks
-// the request once for its own spans: cheaper than indexing every span of
-// every request that raises one.
+// details of their evidence spans that this request carries. Most requests
+// raise no finding and a few raise one: the first finding walks the request
+// for its spans; a second one indexes the request by trace once, so a
+// request that raises many (a leak storm, evictions of open findings) costs
+// one pass plus a lookup each, not a pass each.
 type requestEvidence struct {
-	r  *evidenceRedactor
-	td ptrace.Traces
+	r     *evidenceRedactor
+	td    ptrace.Traces
+	calls int
+	index map[detector.TraceID][]ptrace.Span
 }
 
 func (q *requestEvidence) annotate(f *detector.Finding) {
@@ -117,34 +120,71 @@ func (q *requestEvidence) annotate(f *detector.Finding) {
 			missing++
 		}
 	}
+	if missing == 0 {
+		return
+	}
+	if q.calls++; q.calls > 1 {
+		if q.index == nil {
+			q.index = q.byTrace()
+		}
+		for _, sp := range q.index[f.TraceID] {
+			if missing = q.fill(f, sp, missing); missing == 0 {
+				return
+			}
+		}
+		return
+	}
 	rss := q.td.ResourceSpans()
 	for i := 0; i < rss.Len() && missing > 0; i++ {
 		sss := rss.At(i).ScopeSpans()
 		for j := 0; j < sss.Len() && missing > 0; j++ {
 			spans := sss.At(j).Spans()
 			for k := 0; k < spans.Len() && missing > 0; k++ {
-				sp := spans.At(k)
-				if detector.TraceID(sp.TraceID()) != f.TraceID {
-					continue
-				}
-				id := detector.SpanID(sp.SpanID())
-				for n := range f.Spans {
-					es := &f.Spans[n]
-					if es.SpanID != id || es.Detail != nil {
-						continue
-					}
-					es.Detail = &detector.SpanDetail{
-						Kind:          spanKind(sp.Kind()),
-						StartUnixNano: uint64(sp.StartTimestamp()),
-						EndUnixNano:   uint64(sp.EndTimestamp()),
-						Status:        spanStatus(sp.Status().Code()),
-						Attributes:    q.r.attributes(sp.Attributes()),
-					}
-					missing--
+				if sp := spans.At(k); detector.TraceID(sp.TraceID()) == f.TraceID {
+					missing = q.fill(f, sp, missing)
 				}
 			}
 		}
 	}
+}
+
+// fill gives sp's details to the finding's evidence span with its id (the
+// first, when a broken client repeats ids) and returns how many still lack
+// them.
+func (q *requestEvidence) fill(f *detector.Finding, sp ptrace.Span, missing int) int {
+	id := detector.SpanID(sp.SpanID())
+	for n := range f.Spans {
+		es := &f.Spans[n]
+		if es.SpanID != id || es.Detail != nil {
+			continue
+		}
+		es.Detail = &detector.SpanDetail{
+			Kind:          spanKind(sp.Kind()),
+			StartUnixNano: uint64(sp.StartTimestamp()),
+			EndUnixNano:   uint64(sp.EndTimestamp()),
+			Status:        spanStatus(sp.Status().Code()),
+			Attributes:    q.r.attributes(sp.Attributes()),
+		}
+		return missing - 1
+	}
+	return missing
+}
+
+func (q *requestEvidence) byTrace() map[detector.TraceID][]ptrace.Span {
+	index := map[detector.TraceID][]ptrace.Span{}
+	rss := q.td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		sss := rss.At(i).ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				sp := spans.At(k)
+				id := detector.TraceID(sp.TraceID())
+				index[id] = append(index[id], sp)
+			}
+		}
+	}
+	return index
 }
 
 func spanKind(k ptrace.SpanKind) string {

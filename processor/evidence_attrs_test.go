@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/config/configopaque"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -46,11 +48,13 @@ func runPrivacy(t *testing.T, cfg *Config, logger *zap.Logger) store.Evidence {
 	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
 		t.Fatal(err)
 	}
-	consume(t, p, request(
+	td := request(
 		spanSpec{1, 1, 0, "gateway", "GET /inventory", map[string]any{"tenant.id": "acme", "http.route": "/inventory"}},
 		spanSpec{1, 2, 1, "inventory-svc", "GET /stock", nil},
 		privacyRequest(1),
-	))
+	)
+	spanIn(td, 3).SetKind(ptrace.SpanKindClient)
+	consume(t, p, td)
 	// A later request adds a third tenant: a new version, built when the
 	// crossing span's request is gone.
 	consume(t, p, request(spanSpec{1, 4, 2, "inventory-svc", "SELECT stock", map[string]any{"tenant.id": "initech"}}))
@@ -108,8 +112,8 @@ func TestEvidenceKeepsDigestsNotValues(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, crossing.Attributes[k], v)
 		}
 	}
-	if crossing.Kind != "internal" && crossing.Kind != "" {
-		t.Errorf("kind %q", crossing.Kind)
+	if crossing.Kind != "client" {
+		t.Errorf("kind %q, want client", crossing.Kind)
 	}
 	if !crossing.StartTime.Equal(time.Unix(1_700_000_000, 0)) || crossing.Status != "unset" {
 		t.Errorf("start %s status %q", crossing.StartTime, crossing.Status)
@@ -158,11 +162,18 @@ func TestEvidenceAttributesBoundedAndOff(t *testing.T) {
 	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
 		t.Fatal(err)
 	}
-	attrs := map[string]any{"tenant.id": "globex", "big": strings.Repeat("x", 1<<20), "a": 1, "b": 2, "c": "\xff\xfe"}
-	consume(t, p, request(
+	td := request(
 		spanSpec{1, 1, 0, "gateway", "GET /inventory", map[string]any{"tenant.id": "acme"}},
-		spanSpec{1, 3, 1, "inventory-svc", "SELECT stock", attrs},
-	))
+		spanSpec{1, 3, 1, "inventory-svc", "SELECT stock", nil},
+	)
+	// In a fixed order: the first two are kept, and the clear-listed 1 MB
+	// value is one of them.
+	attrs := spanIn(td, 3).Attributes()
+	attrs.PutStr("big", strings.Repeat("x", 1<<20))
+	attrs.PutStr("tenant.id", "globex")
+	attrs.PutInt("a", 1)
+	attrs.PutStr("c", "\xff\xfe")
+	consume(t, p, td)
 	if err := p.shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -171,13 +182,11 @@ func TestEvidenceAttributesBoundedAndOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	crossing := evidenceSpan(t, store.Latest(recs)[0], spanID(3).String())
-	if len(crossing.Attributes) != 2 {
+	if len(crossing.Attributes) != 2 || crossing.Attributes["tenant.id"] != "globex" {
 		t.Errorf("max_per_span 2: %v", crossing.Attributes)
 	}
-	for k, v := range crossing.Attributes {
-		if len(v) > maxEvidenceClearBytes {
-			t.Errorf("%s: %d bytes kept", k, len(v))
-		}
+	if big := crossing.Attributes["big"]; len(big) > maxEvidenceClearBytes || !strings.HasPrefix(big, "xxx") || !strings.HasSuffix(big, "…") {
+		t.Errorf("the clear-listed 1 MB value is kept as %d bytes, want it cut to %d and marked", len(big), maxEvidenceClearBytes)
 	}
 
 	cfg = testConfig(t)
@@ -186,6 +195,20 @@ func TestEvidenceAttributesBoundedAndOff(t *testing.T) {
 	if c := evidenceSpan(t, ev, spanID(3).String()); c.Attributes != nil || c.Kind != "" {
 		t.Errorf("evidence_attributes off keeps no details: %+v", c)
 	}
+}
+
+// spanIn is the span of request td with span id spanID(id).
+func spanIn(td ptrace.Traces, id byte) ptrace.Span {
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		spans := rss.At(i).ScopeSpans().At(0).Spans()
+		for k := 0; k < spans.Len(); k++ {
+			if spans.At(k).SpanID() == spanID(id) {
+				return spans.At(k)
+			}
+		}
+	}
+	panic(fmt.Sprintf("no span %d in the request", id))
 }
 
 func TestCapUTF8(t *testing.T) {
@@ -198,6 +221,8 @@ func TestCapUTF8(t *testing.T) {
 		{"abcdefghij", 8, "abcde…"},
 		{"ééééé", 7, "éé…"}, // never cuts a rune in two
 		{"a\xffb", 10, "a\uFFFDb"},
+		{"abcdef", 2, "ab"}, // no room for the mark: never longer than n
+		{"éé", 1, ""},
 	} {
 		if got := capUTF8(tc.in, tc.n); got != tc.want {
 			t.Errorf("capUTF8(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)

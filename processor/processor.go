@@ -99,6 +99,9 @@ func (p *tenantguard) onFinding(f detector.Finding) {
 // the request untouched; processorhelper passes it downstream.
 func (p *tenantguard) processTraces(_ context.Context, td ptrace.Traces) (ptrace.Traces, error) {
 	b := p.det.NewBatch()
+	// Deferred: the batch holds a shard's lock between spans, and a panic
+	// while reading the request must not leave it locked.
+	defer b.Close()
 	if p.redactor != nil {
 		q := &requestEvidence{r: p.redactor, td: td}
 		b.Annotate = q.annotate
@@ -106,7 +109,6 @@ func (p *tenantguard) processTraces(_ context.Context, td ptrace.Traces) (ptrace
 	if n := p.extract.Feed(b, td); n > 0 {
 		p.invalidSpans.Add(uint64(n))
 	}
-	b.Close()
 	return td, nil
 }
 

@@ -338,3 +338,45 @@ func TestEvictionsAreLogged(t *testing.T) {
 		t.Fatalf("warning does not count the evictions: %v", warned[0].ContextMap())
 	}
 }
+
+// A panic while a request is read (a bug in an allow condition, say) must
+// not leave the shard the batch holds locked: the next request, the sweep
+// and shutdown still go through.
+func TestPanicWhileReadingReleasesTheShard(t *testing.T) {
+	cfg := testConfig(t)
+	p := startProcessor(t, cfg, nil)
+	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	p.extract.allow = func(_ ptrace.ResourceSpans, _ ptrace.ScopeSpans, sp ptrace.Span) string {
+		if sp.Name() == "boom" {
+			panic("allow condition bug")
+		}
+		return ""
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the panic was swallowed")
+			}
+		}()
+		// The first span is ingested (its shard is now held), the second panics.
+		_, _ = p.processTraces(context.Background(), request(
+			spanSpec{1, 1, 0, "gateway", "GET /", map[string]any{"tenant.id": "acme"}},
+			spanSpec{1, 2, 1, "svc", "boom", nil}))
+	}()
+	withTimeout(t, 10*time.Second, "the next request on the same trace, a sweep and shutdown", func() {
+		consume(t, p, request(spanSpec{1, 3, 1, "inventory-svc", "SELECT stock", map[string]any{"tenant.id": "globex"}}))
+		p.det.Sweep()
+		if err := p.shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	recs, _, err := journal.ReadFile(cfg.Store.Journal.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if latest := store.Latest(recs); len(latest) != 1 || len(latest[0].Tenants) != 2 {
+		t.Errorf("the trace's crossing must still be found after the panic: %+v", latest)
+	}
+}

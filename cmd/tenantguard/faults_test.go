@@ -56,7 +56,7 @@ service:
 
 type crashCollector struct {
 	bin, cfg, dir, http, metrics string
-	proc
+	*proc
 }
 
 func (c *crashCollector) start(t *testing.T) {

@@ -70,7 +70,7 @@ type collector struct {
 	metrics  string      // host:port of /metrics
 	slack    *slackHooks // the incoming-webhook endpoint the collector posts to
 
-	proc
+	*proc
 	started time.Duration // from exec to the HTTP receiver answering
 }
 

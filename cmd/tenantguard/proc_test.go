@@ -21,9 +21,11 @@ type proc struct {
 	waitErr error
 }
 
-// launch starts bin with args in dir; env is added to the test's own.
-func launch(name, bin, dir string, args, env []string) (proc, error) {
-	p := proc{name: name, logs: &syncBuffer{}, exited: make(chan struct{})}
+// launch starts bin with args in dir; env is added to the test's own. The
+// process is returned by pointer: the goroutine that waits for it records
+// its exit status there.
+func launch(name, bin, dir string, args, env []string) (*proc, error) {
+	p := &proc{name: name, logs: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(), env...)

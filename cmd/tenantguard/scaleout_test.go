@@ -320,7 +320,7 @@ type scaleOutProc struct {
 	httpAddr string
 	metrics  string
 	journal  string
-	proc
+	*proc
 }
 
 // scaleOutConfigs is where the shipped example configs live.
@@ -430,7 +430,7 @@ func startScaleOutProc(t *testing.T, name, bin, dir string, overlay func(*scaleO
 			bin:      bin,
 			grpcAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)),
 			httpAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)),
-			proc:     proc{name: name},
+			proc:     &proc{name: name},
 		}
 		cfgPath := filepath.Join(dir, fmt.Sprintf("%s-overlay-%d.yaml", name, attempt))
 		if err := os.WriteFile(cfgPath, []byte(overlay(p)), 0o600); err != nil {

@@ -398,8 +398,8 @@ func (s *scanner) fail(e *inputError) {
 func (s *scanner) feed(at location, td ptrace.Traces) {
 	s.cur = at
 	b := s.d.NewBatch()
+	defer b.Close() // the batch holds a shard's lock between spans
 	s.invalid += s.ex.Feed(b, td)
-	b.Close()
 }
 
 func isTraceFile(name string) bool {

@@ -318,8 +318,8 @@ func (g *Guard) observe(s sdktrace.ReadOnlySpan) {
 	// One batch per span: the SDK hands spans over one at a time. Rules are
 	// judged on everything the trace holds so far.
 	b := g.d.NewBatch()
+	defer b.Close() // the batch holds a shard's lock after Add
 	b.Add(&span)
-	b.Close()
 }
 
 func unixNano(t time.Time) uint64 {
