@@ -172,6 +172,10 @@ func (st *outboxState) load(path string, groupWindow time.Duration, now time.Tim
 	}
 	byseq := map[uint64]*alert{}
 	var order []uint64
+	// An alert's done record can precede its alert record (a notifier
+	// before this fix wrote them from two goroutines): an alert is pending
+	// only if no done record names its seq, wherever that record is.
+	done := map[uint64]bool{}
 	for _, line := range bytes.Split(data, []byte("\n")) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
@@ -185,15 +189,18 @@ func (st *outboxState) load(path string, groupWindow time.Duration, now time.Tim
 		}
 		switch r.Type {
 		case "alert":
-			if r.Alert != nil {
+			if r.Alert != nil && !done[r.Seq] {
 				byseq[r.Seq] = r.Alert
 				order = append(order, r.Seq)
 			}
 		case "posting":
-			st.posting[r.Seq] = true
+			if !done[r.Seq] {
+				st.posting[r.Seq] = true
+			}
 		case "thread":
 			st.threads[r.LeakID] = thread{Channel: r.Channel, TS: r.TS, At: r.At, Tenants: r.Tenants, Edges: r.Edges}
 		case "done":
+			done[r.Seq] = true
 			delete(byseq, r.Seq)
 			delete(st.posting, r.Seq)
 			if r.LeakID != "" && r.Result == "delivered" && (r.TS != "" || r.Channel == webhookChannel) {

@@ -176,12 +176,15 @@ func (n *SlackNotifier) Notify(_ context.Context, ev *store.Evidence) error {
 	a := n.newAlert(ev, kind)
 	a.Seq, a.At = n.nextSeq, n.now()
 	n.nextSeq++
+	// On disk before the sender can see it: its done record must follow
+	// its alert record, or a restart would deliver it again.
+	err := n.ob.append(outboxRecord{Type: "alert", Seq: a.Seq, Alert: a})
 	n.pending = append(n.pending, a)
 	n.mu.Unlock()
 	n.poke()
 	// The alert is queued in memory either way; a failed write only means
 	// it would not survive a restart, which the caller logs.
-	if err := n.ob.append(outboxRecord{Type: "alert", Seq: a.Seq, Alert: a}); err != nil {
+	if err != nil {
 		return fmt.Errorf("slack alert for %s will not survive a restart: %w", ev.LeakID, err)
 	}
 	return nil
