@@ -582,35 +582,6 @@ func failingWithBacklog(t *testing.T, s *Shipper, appended int) ShipperStatus {
 	return st
 }
 
-// assertEachVersionOnce checks, on the server directly, that every version
-// of recs arrived exactly once, with its spans, and reads back as recs.
-func assertEachVersionOnce(t *testing.T, direct config.ClickHouse, recs []store.Evidence) {
-	t.Helper()
-	c := liveClient(t, direct)
-	leaks := uint64(len(store.Latest(recs)))
-	spans := 0
-	for _, ev := range recs {
-		spans += len(ev.Spans)
-	}
-	if n := liveCount(t, c, "SELECT count() FROM tenant_leaks FINAL"); n != leaks {
-		t.Errorf("%d findings after FINAL, want each of %d exactly once", n, leaks)
-	}
-	if n := liveCount(t, c, "SELECT count() FROM (SELECT leak_id, version FROM tenant_leaks GROUP BY leak_id, version)"); n != uint64(len(recs)) {
-		t.Errorf("%d finding versions arrived, want %d", n, len(recs))
-	}
-	if n := liveCount(t, c, "SELECT count() FROM tenant_leaks"); n != uint64(len(recs)) {
-		t.Errorf("%d raw rows for %d versions: a re-sent batch was not deduplicated", n, len(recs))
-	}
-	if n := liveCount(t, c, "SELECT count() FROM tenant_leak_spans"); n != uint64(spans) {
-		t.Errorf("%d raw evidence span rows, want %d: a batch cut between its two inserts lost or doubled its spans", n, spans)
-	}
-	got, err := c.List(context.Background(), store.Filter{IncludeAllowed: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertSameEvidence(t, "findings after the outages", got, store.Latest(recs))
-}
-
 // liveProxyFixture is the live fixture and twenty more findings: enough
 // batches (of 4) for an outage to land in the middle of shipping.
 func liveProxyFixture() []store.Evidence {

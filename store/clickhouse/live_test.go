@@ -349,22 +349,7 @@ func TestLiveShipperOutageAndRestartDeliverEveryFindingOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := liveClient(t, cfg)
-	leaks := uint64(len(store.Latest(recs)))
-	if n := liveCount(t, c, "SELECT count() FROM tenant_leaks FINAL"); n != leaks {
-		t.Fatalf("%d findings after FINAL, want each of %d exactly once", n, leaks)
-	}
-	if n := liveCount(t, c, "SELECT count() FROM (SELECT leak_id, version FROM tenant_leaks GROUP BY leak_id, version)"); n != uint64(len(recs)) {
-		t.Fatalf("%d finding versions arrived, want %d", n, len(recs))
-	}
-	if n := liveCount(t, c, "SELECT count() FROM tenant_leaks"); n != uint64(len(recs)) {
-		t.Fatalf("%d raw rows for %d versions: a re-sent batch was not deduplicated", n, len(recs))
-	}
-	got, err := c.List(context.Background(), store.Filter{IncludeAllowed: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertSameEvidence(t, "findings after the outage", got, store.Latest(recs))
+	assertEachVersionOnce(t, cfg, recs)
 }
 
 func TestLiveAnalystQueriesReturnTheExpectedRows(t *testing.T) {
@@ -454,4 +439,33 @@ func TestLiveAnalystQueriesReturnTheExpectedRows(t *testing.T) {
 			t.Errorf("%s returned no rows", q.Name)
 		}
 	}
+}
+
+// assertEachVersionOnce checks, on the server directly, that every version
+// of recs arrived exactly once, with its spans, and reads back as recs.
+func assertEachVersionOnce(t *testing.T, direct config.ClickHouse, recs []store.Evidence) {
+	t.Helper()
+	c := liveClient(t, direct)
+	leaks := uint64(len(store.Latest(recs)))
+	spans := 0
+	for _, ev := range recs {
+		spans += len(ev.Spans)
+	}
+	if n := liveCount(t, c, "SELECT count() FROM tenant_leaks FINAL"); n != leaks {
+		t.Errorf("%d findings after FINAL, want each of %d exactly once", n, leaks)
+	}
+	if n := liveCount(t, c, "SELECT count() FROM (SELECT leak_id, version FROM tenant_leaks GROUP BY leak_id, version)"); n != uint64(len(recs)) {
+		t.Errorf("%d finding versions arrived, want %d", n, len(recs))
+	}
+	if n := liveCount(t, c, "SELECT count() FROM tenant_leaks"); n != uint64(len(recs)) {
+		t.Errorf("%d raw rows for %d versions: a re-sent batch was not deduplicated", n, len(recs))
+	}
+	if n := liveCount(t, c, "SELECT count() FROM tenant_leak_spans"); n != uint64(spans) {
+		t.Errorf("%d raw evidence span rows, want %d: a batch cut between its two inserts lost or doubled its spans", n, spans)
+	}
+	got, err := c.List(context.Background(), store.Filter{IncludeAllowed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSameEvidence(t, "findings after the outage", got, store.Latest(recs))
 }
