@@ -19,7 +19,6 @@ import (
 
 	"github.com/tenantguard/tenantguard/config"
 	"github.com/tenantguard/tenantguard/store"
-	"github.com/tenantguard/tenantguard/store/journal"
 )
 
 const testEvidenceKey = "0123456789abcdef-evidence-test-key"
@@ -61,11 +60,7 @@ func runPrivacy(t *testing.T, cfg *Config, logger *zap.Logger) store.Evidence {
 	if err := p.shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	recs, _, err := journal.ReadFile(cfg.Store.Journal.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	latest := store.Latest(recs)
+	latest := journaled(t, cfg)
 	if len(latest) != 1 {
 		t.Fatalf("want one finding, got %d", len(latest))
 	}
@@ -177,11 +172,7 @@ func TestEvidenceAttributesBoundedAndOff(t *testing.T) {
 	if err := p.shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	recs, _, err := journal.ReadFile(cfg.Store.Journal.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crossing := evidenceSpan(t, store.Latest(recs)[0], spanID(3).String())
+	crossing := evidenceSpan(t, journaled(t, cfg)[0], spanID(3).String())
 	if len(crossing.Attributes) != 2 || crossing.Attributes["tenant.id"] != "globex" {
 		t.Errorf("max_per_span 2: %v", crossing.Attributes)
 	}

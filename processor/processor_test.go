@@ -147,6 +147,16 @@ func consume(t *testing.T, p *tenantguard, td ptrace.Traces) {
 	}
 }
 
+// journaled is the latest version of every finding in cfg's journal.
+func journaled(t *testing.T, cfg *Config) []store.Evidence {
+	t.Helper()
+	recs, _, err := journal.ReadFile(cfg.Store.Journal.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store.Latest(recs)
+}
+
 func TestFindingReachesJournalAndLog(t *testing.T) {
 	cfg := testConfig(t)
 	core, logs := observer.New(zap.InfoLevel)
@@ -160,11 +170,7 @@ func TestFindingReachesJournalAndLog(t *testing.T) {
 	if err := p.shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	recs, _, err := journal.ReadFile(cfg.Store.Journal.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	latest := store.Latest(recs)
+	latest := journaled(t, cfg)
 	if len(latest) != 2 {
 		t.Fatalf("want 2 findings (traces 1 and 2), got %d: %+v", len(latest), latest)
 	}
@@ -372,11 +378,7 @@ func TestPanicWhileReadingReleasesTheShard(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	recs, _, err := journal.ReadFile(cfg.Store.Journal.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if latest := store.Latest(recs); len(latest) != 1 || len(latest[0].Tenants) != 2 {
+	if latest := journaled(t, cfg); len(latest) != 1 || len(latest[0].Tenants) != 2 {
 		t.Errorf("the trace's crossing must still be found after the panic: %+v", latest)
 	}
 }
