@@ -211,7 +211,7 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 				}
 			}
 		}
-		out.Severity, out.Reason = sh.crossSeverity(ts, &out)
+		out.Severity, out.Reason = sh.crossSeverity(ts, &out, &ev)
 		if f.status == StatusReclassified {
 			out.Reason = "every crossing in this trace was refused; see its blocked_attempt finding"
 		}
@@ -267,8 +267,11 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 
 // crossSeverity: a succeeded crossing into a foreign tenant's stored data
 // (a database, cache, object store or queue span of that tenant) is
-// critical; other succeeded crossings are high; refused ones low.
-func (sh *shard) crossSeverity(ts *traceState, out *Finding) (Severity, string) {
+// critical; other succeeded crossings are high; refused ones low. The span
+// that touched the data joins the evidence: it is what makes it critical,
+// and it need not be on the crossing edge (the edge may enter the foreign
+// tenant at a service whose query runs further down).
+func (sh *shard) crossSeverity(ts *traceState, out *Finding, ev *evidenceSet) (Severity, string) {
 	if out.Rule == RuleBlockedAttempt {
 		return SeverityLow, "the crossing was refused: isolation held"
 	}
@@ -287,6 +290,7 @@ func (sh *shard) crossSeverity(ts *traceState, out *Finding) (Severity, string) 
 	}
 	for _, e := range out.Edges {
 		if r := data[e.To.Tenant]; r != nil {
+			ev.add(sh.evidence(ts, r))
 			return SeverityCritical, fmt.Sprintf("%s `%s` read or wrote %s's data", r.ep.service, r.ep.name, e.To.Tenant)
 		}
 	}

@@ -379,3 +379,27 @@ func TestAnnotateSeesEveryFindingOfTheBatch(t *testing.T) {
 		}
 	}
 }
+
+// The span that read the foreign tenant's data is evidence of a critical
+// finding even when it is not on the crossing edge: the edge enters globex
+// at the service's handler, the query runs below it.
+func TestCriticalEvidenceHoldsTheDataSpan(t *testing.T) {
+	h := newHarness(t, nil)
+	tr := tid(1)
+	h.batch(span(tr, 1, 0, "gateway", "GET /inventory", ten("acme")),
+		span(tr, 2, 1, "inventory-svc", "GET /stock", ten("globex")),
+		withData(span(tr, 3, 2, "inventory-svc", "SELECT stock", ten("globex")), detector.DataDatabase))
+	f := h.rec.last(t, tr, cross)
+	if f.Severity != detector.SeverityCritical || len(f.Edges) != 1 || f.Edges[0].To.SpanID != sid(2) {
+		t.Fatalf("want a critical finding with the edge into GET /stock: %s %+v", f.Severity, f.Edges)
+	}
+	for _, s := range f.Spans {
+		if s.SpanID == sid(3) {
+			if !s.Data || s.Tenant != "globex" {
+				t.Errorf("data span evidence %+v", s)
+			}
+			return
+		}
+	}
+	t.Errorf("the SELECT that read globex's rows is not among the evidence spans: %+v", f.Spans)
+}
