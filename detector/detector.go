@@ -264,9 +264,7 @@ func (b *Batch) Close() {
 		sh := d.shardOf(id)
 		sh.mu.Lock()
 		if ts, ok := sh.traces[id]; ok && ts.dirty {
-			sh.annotate = b.Annotate
-			sh.evaluate(ts, now)
-			sh.annotate = nil
+			sh.evaluateFor(ts, now, b.Annotate)
 		}
 		sh.mu.Unlock()
 	}
@@ -297,9 +295,7 @@ func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time, anno
 	// The consumer's trace may not be in this batch (its producer arrived
 	// late): judge it now.
 	if ts := dst.addLink(pl, from); ts != nil && ts.dirty {
-		dst.annotate = annotate
-		dst.evaluate(ts, now)
-		dst.annotate = nil
+		dst.evaluateFor(ts, now, annotate)
 	}
 	dst.mu.Unlock()
 }

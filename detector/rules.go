@@ -55,6 +55,14 @@ type edgeRef struct {
 	blocked  bool
 }
 
+// evaluateFor evaluates for a batch: the findings it raises pass through
+// the batch's Annotate.
+func (sh *shard) evaluateFor(ts *traceState, now time.Time, annotate func(*Finding)) {
+	sh.annotate = annotate
+	sh.evaluate(ts, now)
+	sh.annotate = nil
+}
+
 // evaluate runs the per-trace rules on one trace and emits what changed.
 func (sh *shard) evaluate(ts *traceState, now time.Time) {
 	ts.dirty = false

@@ -707,15 +707,7 @@ func TestLiveProxyCollectorRestartsWhileTheServerIsDown(t *testing.T) {
 	})
 
 	px.Start(t)
-	eventually(t, "the backlog after the restart", func() (bool, string) {
-		st := s2.Status()
-		return st.Backlog == 0, fmt.Sprintf("%+v", st)
-	})
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel2()
-	if err := s2.Stop(ctx2); err != nil {
-		t.Fatal(err)
-	}
+	drainAndStop(t, s2)
 	if st := s2.Status(); st.DeadLetters != 0 || st.Shipped != uint64(len(recs))-before.Shipped {
 		t.Fatalf("the restarted shipper shipped %+v, want %d records and no dead letters", st, uint64(len(recs))-before.Shipped)
 	}

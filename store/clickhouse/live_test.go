@@ -339,15 +339,7 @@ func TestLiveShipperOutageAndRestartDeliverEveryFindingOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	s2.Start()
-	eventually(t, "the backlog to drain", func() (bool, string) {
-		st := s2.Status()
-		return st.Backlog == 0, fmt.Sprintf("%+v", st)
-	})
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel2()
-	if err := s2.Stop(ctx2); err != nil {
-		t.Fatal(err)
-	}
+	drainAndStop(t, s2)
 
 	assertEachVersionOnce(t, cfg, recs)
 }
@@ -468,4 +460,19 @@ func assertEachVersionOnce(t *testing.T, direct config.ClickHouse, recs []store.
 		t.Fatal(err)
 	}
 	assertSameEvidence(t, "findings after the outage", got, store.Latest(recs))
+}
+
+// drainAndStop waits until the shipper has shipped its whole backlog, then
+// stops it, which must report nothing left behind.
+func drainAndStop(t *testing.T, s *Shipper) {
+	t.Helper()
+	eventually(t, "the backlog to drain", func() (bool, string) {
+		st := s.Status()
+		return st.Backlog == 0, fmt.Sprintf("%+v", st)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
