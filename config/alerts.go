@@ -132,15 +132,3 @@ func (s *Slack) Validate() error {
 	}
 	return errors.Join(errs...)
 }
-
-// Metrics configures the Prometheus endpoint.
-type Metrics struct {
-	// Endpoint serves /metrics. Every tenantguard processor in the process
-	// shares one registry and one server per endpoint. Empty turns it off.
-	// Default: 127.0.0.1:9464 (loopback: metrics name services and tenants'
-	// traffic shapes).
-	Endpoint string `mapstructure:"endpoint"`
-}
-
-// DefaultMetricsEndpoint is where /metrics is served unless configured.
-const DefaultMetricsEndpoint = "127.0.0.1:9464"

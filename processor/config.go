@@ -121,7 +121,7 @@ func (c *Config) Validate() error {
 	if c.QueueSize <= 0 {
 		err = errors.Join(err, fmt.Errorf("queue_size: must be positive, got %d", c.QueueSize))
 	}
-	return errors.Join(err, c.EvidenceAttributes.Validate(), c.Store.Validate(), c.Alerts.Slack.Validate())
+	return errors.Join(err, c.EvidenceAttributes.Validate(), c.Store.Validate(), c.Alerts.Slack.Validate(), c.Metrics.Validate())
 }
 
 func (c *Config) detectorConfig(now func() time.Time) detector.Config {
@@ -141,6 +141,8 @@ func (c *Config) detectorConfig(now func() time.Time) detector.Config {
 		TenantAwareServices: c.Coverage.TenantAwareServices,
 		CoverageWindow:      c.Coverage.Window,
 		LateWindow:          c.LateWindow,
+		MaxServices:         c.Metrics.MaxServices,
+		ServiceIdle:         c.Metrics.ServiceIdle,
 	}
 	for _, d := range c.TenantDerivations {
 		dc.Derivations = append(dc.Derivations, detector.Derivation{Attribute: d.Attribute, Pattern: d.Regex})

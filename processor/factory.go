@@ -42,8 +42,12 @@ func createDefaultConfig() component.Config {
 			Journal:    config.Journal{Path: config.DefaultJournalPath},
 			ClickHouse: config.DefaultClickHouse(),
 		},
-		Alerts:  config.Alerts{Log: config.LogAlerts{Enabled: true}, Slack: config.DefaultSlack()},
-		Metrics: config.Metrics{Endpoint: config.DefaultMetricsEndpoint},
+		Alerts: config.Alerts{Log: config.LogAlerts{Enabled: true}, Slack: config.DefaultSlack()},
+		Metrics: config.Metrics{
+			Endpoint:    config.DefaultMetricsEndpoint,
+			MaxServices: detector.DefaultMaxServices,
+			ServiceIdle: detector.DefaultServiceIdle,
+		},
 	}
 }
 

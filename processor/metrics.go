@@ -3,8 +3,10 @@ package processor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,7 +29,7 @@ var (
 	descSpansInvalid = prometheus.NewDesc(namespace+"_spans_invalid_total",
 		"Spans with an all-zero trace id: forwarded, but not grouped or judged.", []string{"processor"}, nil)
 	descServiceSpans = prometheus.NewDesc(namespace+"_service_spans_total",
-		"Spans per service (service \"_other\" collects services beyond the first 500).", []string{"processor", "service"}, nil)
+		"Spans per service; service \"_other\" counts services beyond metrics.max_services, and a service idle for metrics.service_idle is dropped.", []string{"processor", "service"}, nil)
 	descSpansWithoutTenant = prometheus.NewDesc(namespace+"_spans_without_tenant_total",
 		"Spans per service that carried no tenant under any configured key: unattributed paths are where leaks hide.", []string{"processor", "service"}, nil)
 	descSpansLate = prometheus.NewDesc(namespace+"_spans_late_total",
@@ -99,9 +101,10 @@ type metricsServer struct {
 }
 
 // registerTelemetry adds p to the registry and starts (or shares) the
-// server for its endpoint. A server that cannot listen is logged, not
-// fatal: detection matters more than its metrics.
-func registerTelemetry(p *tenantguard) {
+// server for its endpoint. An endpoint that cannot be bound fails the
+// start, as a receiver's does: a collector that runs without the metrics
+// its alerts watch looks healthy while nobody would hear of a leak.
+func registerTelemetry(p *tenantguard) error {
 	telemetry.Lock()
 	defer telemetry.Unlock()
 	reg := registry()
@@ -125,17 +128,17 @@ func registerTelemetry(p *tenantguard) {
 	}
 	ep := p.cfg.Metrics.Endpoint
 	if ep == "" {
-		return
+		return nil
 	}
 	if s, ok := telemetry.servers[ep]; ok {
 		s.refs++
-		return
+		return nil
 	}
 	ln, err := net.Listen("tcp", ep)
 	if err != nil {
-		p.logger.Error("cannot serve /metrics; detection continues without it: fix metrics.endpoint",
-			zap.String("endpoint", ep), zap.Error(err))
-		return
+		delete(telemetry.instances, p)
+		// err reads "listen tcp 127.0.0.1:9464: bind: address already in use".
+		return fmt.Errorf("metrics.endpoint: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(p.logger)}))
@@ -147,6 +150,7 @@ func registerTelemetry(p *tenantguard) {
 		}
 	}()
 	p.logger.Info("serving Prometheus metrics", zap.String("endpoint", "http://"+ln.Addr().String()+"/metrics"))
+	return nil
 }
 
 func unregisterTelemetry(ctx context.Context, p *tenantguard) {
@@ -185,10 +189,10 @@ func (stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	telemetry.Unlock()
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labelValues(labels)...)
 	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labelValues(labels)...)
 	}
 	for _, p := range instances {
 		id := p.id
@@ -200,7 +204,7 @@ func (stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descTraces, float64(st.TracesActive), id)
 		counter(descTracesExpired, float64(st.TracesExpired), id)
 		counter(descTracesEvicted, float64(st.TracesEvicted), id)
-		for svc, c := range p.det.Coverage() {
+		for svc, c := range serviceSeries(p.det.Coverage()) {
 			counter(descServiceSpans, float64(c.Spans), id, svc)
 			counter(descSpansWithoutTenant, float64(c.WithoutTenant), id, svc)
 		}
@@ -233,8 +237,43 @@ func (p *tenantguard) observeFinding(f *detector.Finding) {
 	if !f.New {
 		return
 	}
-	findingsTotal.WithLabelValues(p.id, string(f.Rule), string(f.Severity)).Inc()
+	findingsTotal.WithLabelValues(labelValues([]string{p.id, string(f.Rule), string(f.Severity)})...).Inc()
 	if !f.ArrivedAt.IsZero() {
 		detectionLatency.WithLabelValues(p.id).Observe(f.DetectedAt.Sub(f.ArrivedAt).Seconds())
 	}
+}
+
+// maxLabelValue bounds a label value, in bytes.
+const maxLabelValue = detector.MaxNameLength
+
+// labelValue makes s fit to be a Prometheus label value: valid UTF-8
+// (client_golang refuses anything else, and one refused value fails every
+// scrape) and at most maxLabelValue bytes. Every label value passes through
+// here; service names come from whoever can send OTLP.
+func labelValue(s string) string {
+	return detector.CapString(strings.ToValidUTF8(s, "\uFFFD"), maxLabelValue)
+}
+
+// labelValues applies labelValue to each of vs, in place.
+func labelValues(vs []string) []string {
+	for i, v := range vs {
+		vs[i] = labelValue(v)
+	}
+	return vs
+}
+
+// serviceSeries keys coverage by label value. Distinct service names can
+// give one label value (two invalid byte sequences both become U+FFFD, a
+// service that calls itself "_other"): their counts are added, since two
+// samples with the same labels would fail the scrape.
+func serviceSeries(cov map[string]detector.ServiceCoverage) map[string]detector.ServiceCoverage {
+	out := make(map[string]detector.ServiceCoverage, len(cov))
+	for svc, c := range cov {
+		k := labelValue(svc)
+		cur := out[k]
+		cur.Spans += c.Spans
+		cur.WithoutTenant += c.WithoutTenant
+		out[k] = cur
+	}
+	return out
 }

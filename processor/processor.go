@@ -118,7 +118,9 @@ func (p *tenantguard) start(_ context.Context, _ component.Host) error {
 			config.RedactedValue + "; set it (e.g. ${env:TENANTGUARD_EVIDENCE_HMAC_KEY}) to store keyed digests analysts can correlate")
 	}
 	p.startSlack()
-	registerTelemetry(p)
+	if err := registerTelemetry(p); err != nil {
+		return err
+	}
 	p.done.Add(2)
 	go p.sweepLoop()
 	go p.evidenceLoop()
