@@ -52,6 +52,9 @@ func createDefaultConfig() component.Config {
 }
 
 func createTraces(ctx context.Context, set processor.Settings, cfg component.Config, next consumer.Traces) (processor.Traces, error) {
+	if err := cfg.(*Config).Alerts.Slack.CheckSecrets(); err != nil {
+		return nil, err
+	}
 	p, err := newTenantguard(set, cfg.(*Config))
 	if err != nil {
 		return nil, err
