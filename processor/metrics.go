@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -24,59 +25,87 @@ import (
 const namespace = "tenantguard"
 
 var (
-	descSpans = prometheus.NewDesc(namespace+"_spans_total",
-		"Spans the detector has read.", []string{"processor"}, nil)
-	descSpansInvalid = prometheus.NewDesc(namespace+"_spans_invalid_total",
-		"Spans with an all-zero trace id: forwarded, but not grouped or judged.", []string{"processor"}, nil)
-	descServiceSpans = prometheus.NewDesc(namespace+"_service_spans_total",
-		"Spans per service; service \"_other\" counts services beyond metrics.max_services, and a service idle for metrics.service_idle is dropped.", []string{"processor", "service"}, nil)
-	descSpansWithoutTenant = prometheus.NewDesc(namespace+"_spans_without_tenant_total",
-		"Spans per service that carried no tenant under any configured key: unattributed paths are where leaks hide.", []string{"processor", "service"}, nil)
-	descSpansLate = prometheus.NewDesc(namespace+"_spans_late_total",
-		"Spans that arrived for a trace the detector had most likely already closed (ended more than an idle window ago).", []string{"processor"}, nil)
-	descTenantsRejected = prometheus.NewDesc(namespace+"_tenant_values_rejected_total",
-		"Tenant attribute values rejected: too long, or of a type that cannot name a tenant.", []string{"processor"}, nil)
-	descTraces = prometheus.NewDesc(namespace+"_traces_in_memory",
-		"Traces held in memory.", []string{"processor"}, nil)
-	descTracesExpired = prometheus.NewDesc(namespace+"_traces_expired_total",
-		"Traces closed after their idle window.", []string{"processor"}, nil)
-	descTracesEvicted = prometheus.NewDesc(namespace+"_traces_evicted_total",
-		"Traces pushed out by max_traces before their idle window ended: crossings in them can be missed.", []string{"processor"}, nil)
-	descQueueLength = prometheus.NewDesc(namespace+"_evidence_queue_length",
-		"Findings waiting for the evidence store.", []string{"processor"}, nil)
-	descQueueCapacity = prometheus.NewDesc(namespace+"_evidence_queue_capacity",
-		"Capacity of the evidence queue (queue_size).", []string{"processor"}, nil)
-	descDropped = prometheus.NewDesc(namespace+"_evidence_dropped_total",
-		"Findings lost because the evidence queue was full.", []string{"processor"}, nil)
-	descBacklog = prometheus.NewDesc(namespace+"_store_backlog_records",
-		"Findings not yet durably stored (journal) or not yet shipped (clickhouse).", []string{"processor", "store"}, nil)
-	descLastSuccess = prometheus.NewDesc(namespace+"_store_last_success_timestamp_seconds",
-		"When the store last accepted a write, in unix seconds.", []string{"processor", "store"}, nil)
-	descDeadLetters = prometheus.NewDesc(namespace+"_store_dead_letters_total",
-		"Records a store refused for good and moved to its dead-letter file.", []string{"processor", "store"}, nil)
-	descAlertPending = prometheus.NewDesc(namespace+"_alert_pending",
-		"Alerts waiting for delivery.", []string{"processor", "notifier"}, nil)
+	descSpans = newDesc(prometheus.CounterValue, "spans_total",
+		"Spans the detector has read.", "processor")
+	descSpansInvalid = newDesc(prometheus.CounterValue, "spans_invalid_total",
+		"Spans with an all-zero trace id: forwarded, but not grouped or judged.", "processor")
+	descServiceSpans = newDesc(prometheus.CounterValue, "service_spans_total",
+		"Spans per service; service \"_other\" counts services beyond metrics.max_services, and a service idle for metrics.service_idle is dropped.", "processor", "service")
+	descSpansWithoutTenant = newDesc(prometheus.CounterValue, "spans_without_tenant_total",
+		"Spans per service that carried no tenant under any configured key: unattributed paths are where leaks hide.", "processor", "service")
+	descSpansLate = newDesc(prometheus.CounterValue, "spans_late_total",
+		"Spans that arrived for a trace the detector had most likely already closed (ended more than an idle window ago).", "processor")
+	descTenantsRejected = newDesc(prometheus.CounterValue, "tenant_values_rejected_total",
+		"Tenant attribute values rejected: too long, or of a type that cannot name a tenant.", "processor")
+	descTraces = newDesc(prometheus.GaugeValue, "traces_in_memory",
+		"Traces held in memory.", "processor")
+	descTracesExpired = newDesc(prometheus.CounterValue, "traces_expired_total",
+		"Traces closed after their idle window.", "processor")
+	descTracesEvicted = newDesc(prometheus.CounterValue, "traces_evicted_total",
+		"Traces pushed out by max_traces before their idle window ended: crossings in them can be missed.", "processor")
+	descQueueLength = newDesc(prometheus.GaugeValue, "evidence_queue_length",
+		"Findings waiting for the evidence store.", "processor")
+	descQueueCapacity = newDesc(prometheus.GaugeValue, "evidence_queue_capacity",
+		"Capacity of the evidence queue (queue_size).", "processor")
+	descDropped = newDesc(prometheus.CounterValue, "evidence_dropped_total",
+		"Findings lost because the evidence queue was full.", "processor")
+	descBacklog = newDesc(prometheus.GaugeValue, "store_backlog_records",
+		"Findings not yet durably stored (journal) or not yet shipped (clickhouse).", "processor", "store")
+	descLastSuccess = newDesc(prometheus.GaugeValue, "store_last_success_timestamp_seconds",
+		"When the store last accepted a write, in unix seconds.", "processor", "store")
+	descDeadLetters = newDesc(prometheus.CounterValue, "store_dead_letters_total",
+		"Records a store refused for good and moved to its dead-letter file.", "processor", "store")
+	descAlertPending = newDesc(prometheus.GaugeValue, "alert_pending",
+		"Alerts waiting for delivery.", "processor", "notifier")
 
-	findingsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Name: "findings_total",
-		Help: "New findings, by rule and severity.",
-	}, []string{"processor", "rule", "severity"})
-	detectionLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: namespace, Name: "detection_latency_seconds",
-		Help: "Time from the trace's first span reaching the detector to the finding.",
-		// Up to 5m: a crossing found only when a slow trace's last span
-		// arrives must still land in a bucket the alert rules can see.
-		Buckets: []float64{0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300},
-	}, []string{"processor"})
-	storeWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Name: "store_writes_total",
-		Help: "Batches written to an evidence store, by result (ok, error).",
-	}, []string{"processor", "store", "result"})
-	alertDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Name: "alert_deliveries_total",
-		Help: "Alert delivery attempts, by notifier and result (delivered, retried, failed, grouped, skipped).",
-	}, []string{"processor", "notifier", "result"})
+	findingsTotal = newCounterVec("findings_total",
+		"New findings, by rule and severity.", "processor", "rule", "severity")
+	// Up to 5m: a crossing found only when a slow trace's last span arrives
+	// must still land in a bucket the alert rules can see.
+	detectionLatency = newHistogramVec("detection_latency_seconds",
+		"Time from the trace's first span reaching the detector to the finding.",
+		[]float64{0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300}, "processor")
+	storeWrites = newCounterVec("store_writes_total",
+		"Batches written to an evidence store, by result (ok, error).", "processor", "store", "result")
+	alertDeliveries = newCounterVec("alert_deliveries_total",
+		"Alert delivery attempts, by notifier and result (delivered, retried, failed, grouped, skipped).", "processor", "notifier", "result")
 )
+
+// metricDesc is a metric read at scrape time (stateCollector) and its type.
+type metricDesc struct {
+	*prometheus.Desc
+	valueType prometheus.ValueType
+}
+
+var (
+	// exported maps every metric name to its type (counter, gauge,
+	// histogram); ExportedMetrics hands out copies.
+	exported = map[string]string{}
+	// scraped are the metricDescs stateCollector describes.
+	scraped []metricDesc
+)
+
+func newDesc(vt prometheus.ValueType, name, help string, labels ...string) metricDesc {
+	d := metricDesc{prometheus.NewDesc(namespace+"_"+name, help, labels, nil), vt}
+	exported[namespace+"_"+name] = map[prometheus.ValueType]string{prometheus.CounterValue: "counter", prometheus.GaugeValue: "gauge"}[vt]
+	scraped = append(scraped, d)
+	return d
+}
+
+func newCounterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	exported[namespace+"_"+name] = "counter"
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
+}
+
+func newHistogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	exported[namespace+"_"+name] = "histogram"
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets}, labels)
+}
+
+// ExportedMetrics returns the name and type (counter, gauge, histogram) of
+// every metric /metrics serves, so that alert rules can be checked against
+// what is really exported.
+func ExportedMetrics() map[string]string { return maps.Clone(exported) }
 
 // telemetry is the process-wide registry and its servers.
 var telemetry = struct {
@@ -174,10 +203,8 @@ func unregisterTelemetry(ctx context.Context, p *tenantguard) {
 type stateCollector struct{}
 
 func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSpans, descSpansInvalid, descServiceSpans, descSpansWithoutTenant, descSpansLate,
-		descTenantsRejected, descTraces, descTracesExpired, descTracesEvicted, descQueueLength, descQueueCapacity,
-		descDropped, descBacklog, descLastSuccess, descDeadLetters, descAlertPending} {
-		ch <- d
+	for _, d := range scraped {
+		ch <- d.Desc
 	}
 }
 
@@ -188,45 +215,42 @@ func (stateCollector) Collect(ch chan<- prometheus.Metric) {
 		instances = append(instances, p)
 	}
 	telemetry.Unlock()
-	counter := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labelValues(labels)...)
-	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labelValues(labels)...)
+	emit := func(d metricDesc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d.Desc, d.valueType, v, labelValues(labels)...)
 	}
 	for _, p := range instances {
 		id := p.id
 		st := p.det.Stats()
-		counter(descSpans, float64(st.Spans), id)
-		counter(descSpansInvalid, float64(p.invalidSpans.Load()), id)
-		counter(descSpansLate, float64(st.SpansLate), id)
-		counter(descTenantsRejected, float64(st.TenantsRejected), id)
-		gauge(descTraces, float64(st.TracesActive), id)
-		counter(descTracesExpired, float64(st.TracesExpired), id)
-		counter(descTracesEvicted, float64(st.TracesEvicted), id)
+		emit(descSpans, float64(st.Spans), id)
+		emit(descSpansInvalid, float64(p.invalidSpans.Load()), id)
+		emit(descSpansLate, float64(st.SpansLate), id)
+		emit(descTenantsRejected, float64(st.TenantsRejected), id)
+		emit(descTraces, float64(st.TracesActive), id)
+		emit(descTracesExpired, float64(st.TracesExpired), id)
+		emit(descTracesEvicted, float64(st.TracesEvicted), id)
 		for svc, c := range serviceSeries(p.det.Coverage()) {
-			counter(descServiceSpans, float64(c.Spans), id, svc)
-			counter(descSpansWithoutTenant, float64(c.WithoutTenant), id, svc)
+			emit(descServiceSpans, float64(c.Spans), id, svc)
+			emit(descSpansWithoutTenant, float64(c.WithoutTenant), id, svc)
 		}
 		qlen := p.queue.len()
-		gauge(descQueueLength, float64(qlen), id)
-		gauge(descQueueCapacity, float64(p.cfg.QueueSize), id)
-		counter(descDropped, float64(p.queueFull.Load()), id)
-		gauge(descBacklog, float64(qlen), id, "journal")
+		emit(descQueueLength, float64(qlen), id)
+		emit(descQueueCapacity, float64(p.cfg.QueueSize), id)
+		emit(descDropped, float64(p.queueFull.Load()), id)
+		emit(descBacklog, float64(qlen), id, "journal")
 		// 0 until the first write succeeds, so "no success for 10m" fires
 		// for a store that never worked.
-		gauge(descLastSuccess, float64(p.lastStored.Load())/1e9, id, "journal")
+		emit(descLastSuccess, float64(p.lastStored.Load())/1e9, id, "journal")
 		for _, b := range p.backlogs() {
-			gauge(descBacklog, float64(b.records), id, b.store)
+			emit(descBacklog, float64(b.records), id, b.store)
 			var last float64
 			if !b.lastSuccess.IsZero() {
 				last = float64(b.lastSuccess.UnixNano()) / 1e9
 			}
-			gauge(descLastSuccess, last, id, b.store)
-			counter(descDeadLetters, float64(b.deadLetters), id, b.store)
+			emit(descLastSuccess, last, id, b.store)
+			emit(descDeadLetters, float64(b.deadLetters), id, b.store)
 		}
 		for _, n := range p.pendingAlerts() {
-			gauge(descAlertPending, float64(n.pending), id, n.notifier)
+			emit(descAlertPending, float64(n.pending), id, n.notifier)
 		}
 	}
 }

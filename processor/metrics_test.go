@@ -131,9 +131,25 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)
 		}
 	}
+	// ExportedMetrics, which the alert rules are checked against, is what
+	// /metrics really serves.
+	exp := ExportedMetrics()
 	for name, fam := range fams {
 		if fam.GetHelp() == "" {
 			t.Errorf("%s has no HELP text", name)
+		}
+		if !strings.HasPrefix(name, namespace+"_") {
+			continue
+		}
+		if want, got := exp[name], strings.ToLower(fam.GetType().String()); want != got {
+			t.Errorf("%s is served as a %s, ExportedMetrics says %q", name, got, want)
+		}
+	}
+	// Every other metric is served from the first scrape; dead letters need
+	// ClickHouse and pending alerts a notifier that queues (Slack).
+	for name := range exp {
+		if _, ok := fams[name]; !ok && name != namespace+"_store_dead_letters_total" && name != namespace+"_alert_pending" {
+			t.Errorf("ExportedMetrics lists %s, which /metrics does not serve", name)
 		}
 	}
 
