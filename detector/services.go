@@ -14,10 +14,11 @@ import (
 //   - At most MaxServices names have their own counters per detector,
 //     however many shards there are; spans of any other service are
 //     counted under OtherServices.
-//   - A service that sent no span for ServiceIdle is forgotten, and its
-//     place goes to the next new service, so a flood of invented names
-//     stops costing anything once it stops, and a real service that
-//     appeared during it gets its own counters.
+//   - A service that sent no span for ServiceIdle (counted from the first
+//     Sweep that saw its last span, so up to two sweep intervals more) is
+//     forgotten, and its place goes to the next new service: a flood of
+//     invented names stops costing anything once it stops, and a real
+//     service that appeared during it gets its own counters.
 //
 // Counts live in each shard, under the shard's lock, so a span pays no
 // global lock and no shared atomic write. serviceNames, the detector-wide
