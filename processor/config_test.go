@@ -158,3 +158,23 @@ func TestSlackSecretResolvingToNothing(t *testing.T) {
 		})
 	}
 }
+
+// Each section validates itself once: Config.Validate no longer repeats the
+// checks confmap.Validate runs on every section, and store no longer runs
+// clickhouse's.
+func TestConfigErrorsNamedOnce(t *testing.T) {
+	cfg, err := decode(map[string]any{
+		"evidence_attributes": map[string]any{"hmac_key": "short"},
+		"store":               map[string]any{"clickhouse": map[string]any{"endpoints": []any{"x"}}},
+		"metrics":             map[string]any{"max_services": 0},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = confmap.Validate(cfg)
+	for _, problem := range []string{"hmac_key: 5 bytes is too short", `endpoints[0]: "x" is not host:port`, "max_services: must be positive"} {
+		if err == nil || strings.Count(err.Error(), problem) != 1 {
+			t.Errorf("want %q once, got %v", problem, err)
+		}
+	}
+}

@@ -117,6 +117,14 @@ func TestConfigMistakesStopTheCollector(t *testing.T) {
 			slack: true,
 		},
 		{
+			// Config.Validate used to run the sections' own checks as
+			// well as the collector did: each error was printed twice.
+			name: "a section's own check",
+			yaml: "evidence_attributes:\n  hmac_key: short",
+			want: "invalid configuration: processors::tenantguard::evidence_attributes: evidence_attributes.hmac_key: 5 bytes is too short; use at least 16 random bytes (32 recommended)",
+			once: "too short",
+		},
+		{
 			name: "metrics endpoint in use",
 			yaml: "metrics:\n  endpoint: " + taken,
 			want: `failed to start "tenantguard" processor: metrics.endpoint: listen tcp ` + taken + `: bind: address already in use`,
