@@ -131,9 +131,13 @@ func (p *tenantguard) start(_ context.Context, _ component.Host) error {
 	}
 	p.startSlack()
 	registerTelemetry(p)
+	// Open the store before the receivers start, so the first request
+	// already waits for its findings to be durable; and with ClickHouse on,
+	// its shipper must also ship what a previous run left in the journal.
+	st := p.openFirstStore()
 	p.done.Add(3)
 	go p.sweepLoop()
-	go p.evidenceLoop()
+	go p.evidenceLoop(st)
 	go p.alertLoop()
 	return nil
 }
@@ -191,17 +195,28 @@ func (p *tenantguard) sweepLoop() {
 	}
 }
 
+// openFirstStore opens the store at start; a store that cannot be opened is
+// counted and logged, and the evidence worker retries it.
+func (p *tenantguard) openFirstStore() store.Store {
+	st, err := p.openStore()
+	if err != nil {
+		p.storeFailed()
+		p.logger.Error("evidence store cannot be opened; findings wait in memory and opening is retried",
+			zap.String("journal", p.cfg.Store.Journal.Path), zap.Error(err))
+		return nil
+	}
+	p.storeHealthy.Store(true)
+	return st
+}
+
 // evidenceLoop writes queued findings to the store. It takes the whole
 // queue at once, so the requests waiting for their findings share one
 // write and one fsync. A failing store is retried with capped exponential
 // backoff; its batch goes back to the queue, so nothing is lost while memory
 // lasts and what does not fit is logged with its trace id.
-func (p *tenantguard) evidenceLoop() {
+func (p *tenantguard) evidenceLoop(st store.Store) {
 	defer p.done.Done()
-	var (
-		st      store.Store
-		backoff time.Duration
-	)
+	var backoff time.Duration
 	defer func() {
 		if st != nil {
 			if err := releaseStore(st, p.logger); err != nil {
@@ -209,16 +224,6 @@ func (p *tenantguard) evidenceLoop() {
 			}
 		}
 	}()
-	// Open the store now, not at the first finding: with ClickHouse on, its
-	// shipper must also ship what a previous run left in the journal.
-	if s, err := p.openStore(); err == nil {
-		st = s
-		p.storeHealthy.Store(true)
-	} else {
-		p.storeFailed()
-		p.logger.Error("evidence store cannot be opened; findings wait in memory and opening is retried",
-			zap.String("journal", p.cfg.Store.Journal.Path), zap.Error(err))
-	}
 	stopping, finalTries := false, 0
 	for {
 		if !stopping && backoff == 0 {
