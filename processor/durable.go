@@ -28,8 +28,9 @@ type requestState struct {
 	p        *tenantguard
 	evidence requestEvidence
 	annotate func(*detector.Finding)
+	raised   bool // a finding was raised: only then is there anything to wait for
 
-	// Guarded by p.acks.mu once the request waits.
+	// Guarded by p.acks.mu.
 	outstanding int
 	leaks       []string // leak ids it waits for, to withdraw on timeout
 	done        chan struct{}
@@ -48,12 +49,14 @@ func (r *requestState) see(f *detector.Finding) {
 	if r.evidence.r != nil {
 		r.evidence.annotate(f)
 	}
+	r.raised = true
 	r.p.acks.expect(r, f.LeakID, f.Version)
 }
 
 func (r *requestState) reset() {
 	r.evidence = requestEvidence{r: r.p.redactor}
 	r.leaks = r.leaks[:0]
+	r.raised = false
 	r.outstanding = 0
 	select { // a signal sent just before a timed-out wait withdrew
 	case <-r.done:
@@ -161,6 +164,9 @@ func (a *durableAcks) withdraw(r *requestState) {
 // the store is failing (the findings stay queued and are retried) and
 // reports whether everything r raised was made durable in time.
 func (p *tenantguard) awaitDurable(ctx context.Context, r *requestState) bool {
+	if !r.raised {
+		return true
+	}
 	p.acks.mu.Lock()
 	pending := r.outstanding
 	p.acks.mu.Unlock()
