@@ -161,8 +161,9 @@ func (a *durableAcks) withdraw(r *requestState) {
 
 // awaitDurable returns once every finding version r raised is in the
 // journal, or after durableAckWait, or when ctx ends. It does not wait while
-// the store is failing (the findings stay queued and are retried) and
-// reports whether everything r raised was made durable in time.
+// the store is failing, nor after a wait ran out, until a write succeeds
+// again (the findings stay queued and are retried); it reports whether
+// everything r raised was made durable in time.
 func (p *tenantguard) awaitDurable(ctx context.Context, r *requestState) bool {
 	if !r.raised {
 		return true
@@ -191,6 +192,8 @@ func (p *tenantguard) awaitDurable(ctx context.Context, r *requestState) bool {
 			}
 		case <-t.C:
 			p.acks.withdraw(r)
+			// A hung disk: until a write succeeds, requests stop waiting.
+			p.storeHealthy.Store(false)
 			p.logger.Warn("the journal did not confirm this request's findings in time; the request is acknowledged "+
 				"and its findings stay queued for the journal",
 				zap.Int("findings", pending), zap.Duration("waited", durableAckWait))

@@ -72,6 +72,9 @@ func TestHungStoreDoesNotHoldRequests(t *testing.T) {
 	withTimeout(t, durableAckWait+5*time.Second, "a leaking request while the store hangs", func() {
 		consume(t, p, leakingTrace(1))
 	})
+	if p.storeHealthy.Load() {
+		t.Error("after a request waited out the bound the store must count as failing, so later requests do not wait")
+	}
 	close(hs.release)
 	if err := p.shutdown(context.Background()); err != nil {
 		t.Fatal(err)
