@@ -123,11 +123,17 @@ func testCleanTraffic(t *testing.T) {
 // canaryTraces is one parent→child trace crossing from tenant canary-a to
 // canary-b, sent with plain net/http.
 func canaryTraces() ptrace.Traces {
+	tid := pcommon.TraceID([16]byte{0xca, 0x4a, 0x21, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, byte(time.Now().UnixNano()), 0, 0, 1})
+	return crossingTrace(tid)
+}
+
+// crossingTrace is one request holding a whole leaking trace: a parent span
+// of tenant canary-a and its child of tenant canary-b, service "canary".
+func crossingTrace(tid pcommon.TraceID) ptrace.Traces {
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
 	rs.Resource().Attributes().PutStr("service.name", "canary")
 	spans := rs.ScopeSpans().AppendEmpty().Spans()
-	tid := pcommon.TraceID([16]byte{0xca, 0x4a, 0x21, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, byte(time.Now().UnixNano()), 0, 0, 1})
 	now := time.Now()
 	parent := spans.AppendEmpty()
 	parent.SetTraceID(tid)
