@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -521,15 +522,20 @@ func liveProxiedConfig(t *testing.T) (direct, proxied config.ClickHouse, px prox
 
 // cutMidBatch arms every proxy to stop right after the nth insert into
 // tenant_leak_spans from now goes out: that batch's findings are in
-// tenant_leaks, its spans never arrive, and its acknowledgement is never
-// seen. Through TLS the query is not visible; it returns nil then.
+// tenant_leaks, its spans never arrive (or arrive and their acknowledgement
+// is lost). Over HTTP the statement travels URL-encoded in the request
+// line. Through TLS the query is not visible; it returns nil then.
 func cutMidBatch(cfg config.ClickHouse, px proxies, nth int) []<-chan struct{} {
 	if !cfg.TLS.Insecure {
 		return nil
 	}
+	marker := "INSERT INTO tenant_leak_spans"
+	if cfg.Protocol == "http" {
+		marker = url.QueryEscape(marker)
+	}
 	var cuts []<-chan struct{}
 	for _, p := range px {
-		cuts = append(cuts, p.StopWhenClientSends("INSERT INTO tenant_leak_spans", nth))
+		cuts = append(cuts, p.StopWhenClientSends(marker, nth))
 	}
 	return cuts
 }

@@ -1,0 +1,187 @@
+package chserver
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/ch-go/compress"
+	chproto "github.com/ClickHouse/ch-go/proto"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
+)
+
+// Server is ClickHouse's HTTP interface over an Engine, on a loopback port.
+type Server struct {
+	e   *Engine
+	ln  net.Listener
+	srv *http.Server
+}
+
+// Serve starts a server for e on 127.0.0.1 (a free port).
+func (e *Engine) Serve() (*Server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{e: e, ln: ln}
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops the server; the engine runs on.
+func (s *Server) Close() error { return s.srv.Close() }
+
+// URL parameters of the HTTP interface that are not settings.
+var notSettings = map[string]bool{
+	"query": true, "database": true, "default_format": true, "client_protocol_version": true,
+	"compress": true, "decompress": true, "query_id": true, "quota_key": true, "user": true,
+	"password": true, "session_id": true, "session_timeout": true, "session_check": true,
+	"enable_http_compression": true, "wait_end_of_query": true, "buffer_size": true,
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/ping" || (r.URL.Path == "/" && r.Method == http.MethodGet && r.URL.Query().Get("query") == "") {
+		_, _ = io.WriteString(w, "Ok.\n")
+		return
+	}
+	if r.URL.Path != "/" {
+		fail(w, &Exception{Code: 1001, Message: "DB::Exception: no handler for " + r.URL.Path}, http.StatusNotFound)
+		return
+	}
+	q := r.URL.Query()
+	settings, params := map[string]string{}, map[string]string{}
+	for k, vs := range q {
+		switch {
+		case strings.HasPrefix(k, "param_"):
+			params[strings.TrimPrefix(k, "param_")] = vs[0]
+		case !notSettings[k]:
+			settings[k] = vs[0]
+		}
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		// A request cut short never runs: a half-sent insert stores nothing.
+		fail(w, &Exception{Code: 1000, Message: "DB::Exception: reading the request: " + err.Error()}, http.StatusBadRequest)
+		return
+	}
+	query := q.Get("query")
+	var data []byte
+	if query == "" {
+		query = string(body)
+	} else {
+		data = body
+	}
+	if q.Get("decompress") == "1" && len(data) > 0 {
+		if data, err = decompress(data); err != nil {
+			fail(w, &Exception{Code: 271, Message: "DB::Exception: cannot decompress the request body: " + err.Error() + " (CANNOT_DECOMPRESS)"}, http.StatusInternalServerError)
+			return
+		}
+	}
+	db := q.Get("database")
+	if insert, format, ok := splitInsert(query); ok && data != nil {
+		if err := s.e.Insert(db, settings, insert, format, data); err != nil {
+			fail(w, err, http.StatusInternalServerError)
+		}
+		return
+	}
+	format := q.Get("default_format")
+	if format == "" {
+		format = "TabSeparated"
+	}
+	out, err := s.e.Query(db, settings, query, format, params)
+	if err != nil {
+		fail(w, err, http.StatusInternalServerError)
+		return
+	}
+	if format == "Native" && len(out) > 0 {
+		rev, _ := strconv.ParseUint(q.Get("client_protocol_version"), 10, 64)
+		if out, err = reencode(out, rev); err != nil {
+			fail(w, &Exception{Code: 1001, Message: "DB::Exception: re-encoding the result for the client: " + err.Error()}, http.StatusInternalServerError)
+			return
+		}
+		if q.Get("compress") == "1" {
+			method := compress.LZ4
+			if strings.EqualFold(settings["network_compression_method"], "ZSTD") {
+				method = compress.ZSTD
+			}
+			cw := compress.NewWriter(compress.LevelZero, method)
+			if err := cw.Compress(out); err != nil {
+				fail(w, &Exception{Code: 1001, Message: "DB::Exception: compressing the result: " + err.Error()}, http.StatusInternalServerError)
+				return
+			}
+			out = cw.Data
+		}
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	_, _ = w.Write(out)
+}
+
+var insertRE = regexp.MustCompile(`(?is)^\s*(INSERT\s+INTO\s+.*?)\s+FORMAT\s+(\w+)\s*$`)
+
+// splitInsert splits "INSERT INTO t (...) FORMAT F" into the statement and F.
+func splitInsert(query string) (insert, format string, ok bool) {
+	m := insertRE.FindStringSubmatch(query)
+	if m == nil {
+		return "", "", false
+	}
+	return m[1], m[2], true
+}
+
+// reencode decodes the Native blocks chDB wrote (protocol revision 0) and
+// encodes them for a client of revision rev.
+func reencode(native []byte, rev uint64) ([]byte, error) {
+	if rev == 0 {
+		return native, nil
+	}
+	rd := chproto.NewReader(bufio.NewReader(bytes.NewReader(native)))
+	sc := &column.ServerContext{Revision: rev, Timezone: time.UTC}
+	var out chproto.Buffer
+	for {
+		b := proto.Block{ServerContext: sc}
+		if err := b.Decode(rd, 0); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out.Buf, nil
+			}
+			return nil, err
+		}
+		if err := b.Encode(&out, rev); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// fail answers as ClickHouse does: the code in a header, the exception text
+// in the body.
+func fail(w http.ResponseWriter, err error, status int) {
+	var x *Exception
+	if !errors.As(err, &x) {
+		x = &Exception{Code: 1001, Message: "DB::Exception: " + err.Error()}
+	}
+	w.Header().Set("X-ClickHouse-Exception-Code", strconv.Itoa(x.Code))
+	w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintf(w, "Code: %d. %s\n", x.Code, x.Message)
+}
+
+// decompress reads ClickHouse compressed blocks to their end.
+func decompress(data []byte) ([]byte, error) {
+	var out bytes.Buffer
+	_, err := io.Copy(&out, compress.NewReader(bytes.NewReader(data)))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
