@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/ch-go/compress"
@@ -24,6 +25,20 @@ type Server struct {
 	e   *Engine
 	ln  net.Listener
 	srv *http.Server
+
+	mu    sync.Mutex
+	fault func(query string, data []byte) *Exception
+}
+
+// InjectFault makes the server answer a request with the exception f
+// returns for its statement and (decompressed) data, as ClickHouse answers
+// a failed statement, instead of running it; f returning nil runs it. It is
+// how a test makes the engine fail the way a server does (an error code the
+// collector has never seen, a record refused). nil removes the fault.
+func (s *Server) InjectFault(f func(query string, data []byte) *Exception) {
+	s.mu.Lock()
+	s.fault = f
+	s.mu.Unlock()
 }
 
 // Serve starts a server for e on 127.0.0.1 (a free port).
@@ -87,6 +102,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if q.Get("decompress") == "1" && len(data) > 0 {
 		if data, err = decompress(data); err != nil {
 			fail(w, &Exception{Code: 271, Message: "DB::Exception: cannot decompress the request body: " + err.Error() + " (CANNOT_DECOMPRESS)"}, http.StatusInternalServerError)
+			return
+		}
+	}
+	s.mu.Lock()
+	fault := s.fault
+	s.mu.Unlock()
+	if fault != nil {
+		if x := fault(query, data); x != nil {
+			fail(w, x, http.StatusInternalServerError)
 			return
 		}
 	}

@@ -39,7 +39,10 @@ import (
 // context error) is retried with backoff for as long as it lasts; one
 // wrapping ErrRejected means a record in the batch can never be written, so
 // the shipper bisects the batch and dead-letters that record; any other
-// error is retried and, after max_attempts, treated like a rejection.
+// error (an unlisted server code) is retried with backoff too, counted in
+// ShipperStatus.Unknown, and after max_attempts the batch is split so that
+// the records around the failing one get through. Only a rejection
+// dead-letters a record.
 // Implementations must be safe for concurrent use.
 type Writer interface {
 	Write(ctx context.Context, batch []store.Evidence, token string) error
@@ -62,6 +65,11 @@ type ShipperStatus struct {
 	// records moved to the dead-letter file since start.
 	Shipped     uint64
 	DeadLetters uint64
+	// Unknown counts failures whose cause the shipper cannot tell (a server
+	// error code it does not know): retried with backoff, never
+	// dead-lettered. A rising count with a stuck backlog needs a look at
+	// LastError.
+	Unknown uint64
 }
 
 // ErrNotDrained is returned by Stop when records remain unshipped. They are
@@ -518,6 +526,11 @@ func (s *Shipper) ship(lines []line) bool {
 		case sent:
 			s.ack(part, true)
 			queue = queue[1:]
+		case split:
+			mid := len(part) / 2
+			s.logger.Warn("clickhouse shipper: batch keeps failing for an unknown reason; splitting it so the records around the failing one ship",
+				zap.Int("records", len(part)), zap.Error(err))
+			queue = append([][]line{part[:mid], part[mid:]}, queue[1:]...)
 		case poison:
 			if len(part) == 1 {
 				if !s.deadLetter(part[0], err) {
@@ -540,13 +553,16 @@ func (s *Shipper) ship(lines []line) bool {
 type outcome int
 
 const (
-	sent outcome = iota
-	poison
+	sent   outcome = iota
+	poison         // ClickHouse refused a record of the part
+	split          // the part keeps failing for an unknown reason
 	exit
 )
 
 // send writes one part until it is acknowledged, refused, or the shipper
-// stops, retrying with backoff in between.
+// stops, retrying with backoff in between. A part of several records that
+// fails max_attempts times for an unknown reason is handed back to be
+// split; a single record is retried for as long as that lasts.
 func (s *Shipper) send(part []line) (outcome, error) {
 	token := batchToken(part)
 	evs := make([]store.Evidence, len(part))
@@ -560,7 +576,7 @@ func (s *Shipper) send(part []line) (outcome, error) {
 			s.fail(err) // the send is still safe; only a crash would resend with another token
 		}
 	}
-	failures := 0 // failures that are neither unavailability nor rejection
+	unknown := 0 // failures that are neither unavailability nor rejection
 	for try := 1; ; try++ {
 		ctx, cancel := context.WithTimeout(s.ctx, s.attempt)
 		err := s.w.Write(ctx, evs, token)
@@ -578,9 +594,12 @@ func (s *Shipper) send(part []line) (outcome, error) {
 			return poison, err
 		case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		default:
-			failures++
-			if failures >= s.cfg.MaxAttempts {
-				return poison, fmt.Errorf("failed %d times: %w", failures, err)
+			unknown++
+			s.mu.Lock()
+			s.st.Unknown++
+			s.mu.Unlock()
+			if unknown >= s.cfg.MaxAttempts && len(part) > 1 {
+				return split, fmt.Errorf("failed %d times: %w", unknown, err)
 			}
 		}
 		if s.isStopping() || !s.sleep(s.backoff(try)) {
