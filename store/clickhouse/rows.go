@@ -395,14 +395,16 @@ func (s *leakScan) dest() []any {
 	}
 }
 
-// evidence rebuilds the record as the journal holds it: empty lists are
-// empty (not null) where the journal writes [] and absent where it omits
-// them.
+// evidence rebuilds the record as the journal holds it: ClickHouse has no
+// null list, so an empty list reads back as the journal writes an empty
+// one: tenants and services as null (the detector leaves them nil, as for
+// a missing tenant), crossing edges and spans as [], and the omitted lists
+// (mismatches, keys, queries) absent.
 func (s *leakScan) evidence() store.Evidence {
 	ev := store.Evidence{
 		LeakID: s.leakID, Version: s.version, Rule: s.rule, Severity: s.severity, Status: s.status,
 		AllowedBy: s.allowedBy, Reason: s.reason, TraceID: strings.TrimRight(s.traceID, "\x00"),
-		Tenants: nonNil(s.tenants), Services: nonNil(s.services),
+		Tenants: nilIfNone(s.tenants), Services: nilIfNone(s.services),
 		CrossingEdges: make([]store.CrossingEdge, 0, len(s.edges)),
 		Spans:         []store.Span{},
 		SpanCount:     int(s.spanCount),
@@ -435,6 +437,13 @@ func (s *leakScan) evidence() store.Evidence {
 		ev.Mismatches = append(ev.Mismatches, sm)
 	}
 	return ev
+}
+
+func nilIfNone(xs []string) []string {
+	if len(xs) == 0 {
+		return nil
+	}
+	return xs
 }
 
 func nonNil(xs []string) []string {
