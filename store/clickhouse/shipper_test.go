@@ -14,6 +14,7 @@ import (
 
 	"github.com/tenantguard/tenantguard/config"
 	"github.com/tenantguard/tenantguard/store"
+	"github.com/tenantguard/tenantguard/store/journal"
 )
 
 func newShipper(t *testing.T, cfg config.ClickHouse, path string, w Writer) *Shipper {
@@ -669,9 +670,9 @@ func TestShipperWithoutJournalYet(t *testing.T) {
 }
 
 func TestBatchTokenDependsOnContentOnly(t *testing.T) {
-	a := []line{{raw: []byte("one\n")}, {raw: []byte("two\n")}}
-	b := []line{{start: 100, raw: []byte("one\n")}, {start: 104, raw: []byte("two\n")}}
-	c := []line{{raw: []byte("one\n")}, {raw: []byte("tw0\n")}}
+	a := []journal.Line{{Raw: []byte("one\n")}, {Raw: []byte("two\n")}}
+	b := []journal.Line{{Start: 100, Raw: []byte("one\n")}, {Start: 104, Raw: []byte("two\n")}}
+	c := []journal.Line{{Raw: []byte("one\n")}, {Raw: []byte("tw0\n")}}
 	if batchToken(a) != batchToken(b) {
 		t.Fatal("same bytes, same token")
 	}
