@@ -1,8 +1,10 @@
 -- tenantguard leak history: analyst queries for ClickHouse.
 --
--- tenant_leaks is a ReplacingMergeTree: every version of a finding is a row
--- until a background merge keeps the highest version, and merges run when
--- they like. So no query here reads tenant_leaks' mutable columns directly:
+-- tenant_leaks is a ReplacingMergeTree: it may hold several versions of a
+-- finding (an insert keeps only the newest version of each finding it
+-- carries, background merges drop older ones when they like, and a journal
+-- shipped again after its cursor was deleted adds copies until they do).
+-- So no query here reads tenant_leaks' mutable columns directly:
 -- they read tenant_leaks_latest, the view (created by the schema
 -- migrations) that keeps, for each leak_id, the values of its highest
 -- version with argMax(column, version) ... GROUP BY leak_id. That answer is
