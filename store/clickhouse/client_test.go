@@ -435,6 +435,9 @@ func TestClassify(t *testing.T) {
 		{"acquire", ch.ErrAcquireConnTimeout, ErrUnavailable},
 		{"too old", fmt.Errorf("%w: 18.16", errTooOld), ErrUnavailable},
 		{"other", errors.New("boom"), nil},
+		{"http 503 from a proxy", &ch.HTTPError{StatusCode: 503, Err: errors.New("response body: \"<html>\"")}, ErrUnavailable},
+		{"http 500 with an exception", &ch.HTTPError{StatusCode: 500, Err: &ch.Exception{Code: 53, Message: "x"}}, ErrRejected},
+		{"http 500, unknown", &ch.HTTPError{StatusCode: 500, Err: errors.New("response body: \"?\"")}, nil},
 	} {
 		got := classify(tc.err)
 		switch {
