@@ -3,8 +3,10 @@ package clickhouse
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,4 +263,41 @@ func TestLiveMigrationUpgradesAnOldSchemaKeepingItsRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertSameEvidence(t, "a new version after the upgrade", []store.Evidence{got}, []store.Evidence{ev})
+}
+
+// protocol: http with TLS is HTTPS, as ClickHouse Cloud serves on 8443: the
+// configured CA is what the server's certificate is checked against, and a
+// server the CA does not vouch for is refused (retried as unavailable,
+// never written to).
+func TestLiveHTTPSChecksTheServerAgainstTheConfiguredCA(t *testing.T) {
+	srv := chserver.StartTLS(t)
+	cfg := shortRetries(config.DefaultClickHouse())
+	cfg.Protocol, cfg.Endpoints, cfg.Database = "http", []string{srv.Addr()}, "tenantguard_tls_test"
+	cfg.DialTimeout = 2 * time.Second
+	ctx := context.Background()
+
+	// The system roots do not know the server: no connection.
+	_, err := Open(ctx, cfg, zaptest.NewLogger(t))
+	if err == nil || !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a server outside the configured roots: %v, want an unavailable certificate error", err)
+	}
+
+	cfg.TLS.CAFile = filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(cfg.TLS.CAFile, srv.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(ctx, cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	recs := findings(0, 3)
+	if err := c.Write(ctx, recs, "over-https"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.List(ctx, store.Filter{IncludeAllowed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSameEvidence(t, "findings over HTTPS", got, store.Latest(recs))
 }
