@@ -301,3 +301,32 @@ func TestLiveHTTPSChecksTheServerAgainstTheConfiguredCA(t *testing.T) {
 	}
 	assertSameEvidence(t, "findings over HTTPS", got, store.Latest(recs))
 }
+
+// Hostile values (quotes, backslashes, control characters, NUL, emoji, a
+// 64 KiB name) are stored and read back exactly, and filter on exactly.
+func TestLiveHostileValuesRoundTrip(t *testing.T) {
+	cfg, _ := liveEngine(t)
+	c := liveClient(t, cfg)
+	ctx := context.Background()
+	weird := "ten'ant\\\"x\t\n\r\x00é🙂"
+	ev := finding(1, 1)
+	ev.Tenants = []string{"acme", weird}
+	ev.Services = []string{strings.Repeat("s", 64<<10), "gate`way"}
+	ev.Reason = "a \\N reason\x00 with 'quotes'"
+	ev.CrossingEdges[0].To.Tenant = weird
+	ev.Spans[1].Attributes["db.query.text"] = "SELECT '\\x00' FROM t WHERE a = \"b\"\n"
+	ev.Keys[0].Identifier = "kid\\'\x01"
+	if err := c.Write(ctx, []store.Evidence{ev}, "hostile"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []store.Filter{{}, {Tenant: weird}, {Service: "gate`way"}} {
+		got, err := c.List(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertSameEvidence(t, fmt.Sprintf("List(%q)", f.Tenant+f.Service), got, []store.Evidence{ev})
+	}
+	if got, _ := c.List(ctx, store.Filter{Tenant: "ten'ant"}); len(got) != 0 {
+		t.Errorf("a prefix of the tenant matched: %d findings", len(got))
+	}
+}
