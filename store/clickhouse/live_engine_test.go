@@ -185,21 +185,22 @@ func TestLiveAFailingRecordIsSplitOutOfItsBatch(t *testing.T) {
 	})
 }
 
-// A database created by the first four migrations, with rows in it,
-// upgrades: the new columns read as empty on old rows, the tables move to
-// detection-time partitions and TTL, and nothing is lost.
-func TestLiveMigrationUpgradesAnOldSchemaKeepingItsRows(t *testing.T) {
-	cfg, _ := liveEngine(t)
+// oldSchemaWithAFinding creates the schema of migrations 1 to 4 and writes
+// a finding into it as a collector of then did (the columns it had). The
+// finding has a link edge, keys and queries: none of which that schema holds.
+func oldSchemaWithAFinding(t *testing.T, cfg config.ClickHouse) store.Evidence {
+	t.Helper()
 	ctx := context.Background()
-	all := migrations
-	migrations = all[:4]
+	// The tables as migrations 1 to 4 created them, with the columns of then.
+	all, leaks, spans := migrations, leakColumns, spanColumns
+	migrations, leakColumns, spanColumns = all[:4], leaks[:16], spans[:17]
 	old, err := Open(ctx, cfg, zaptest.NewLogger(t))
-	migrations = all
+	migrations, leakColumns, spanColumns = all, leaks, spans
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer old.Close()
-	ev := finding(1, 3) // a link edge, keys and queries: none of which the old schema holds
+	ev := finding(1, 3)
 	ev.DetectedAt = time.Now().UTC().Truncate(time.Microsecond)
 	ev.FirstSeen = ev.DetectedAt.Add(-2 * time.Hour) // the old TTL would drop an older one at once
 	ev.LastSeen = ev.FirstSeen.Add(time.Hour)
@@ -211,13 +212,26 @@ func TestLiveMigrationUpgradesAnOldSchemaKeepingItsRows(t *testing.T) {
 	if err := old.insert(ctx, "tenant_leaks", leakColumns[:16], [][]any{row[:16]}); err != nil {
 		t.Fatal(err)
 	}
-	var spans [][]any
+	var spanRowsThen [][]any
 	for _, r := range spanRows(&ev) {
-		spans = append(spans, r[:17])
+		spanRowsThen = append(spanRowsThen, r[:17])
 	}
-	if err := old.insert(ctx, "tenant_leak_spans", spanColumns[:17], spans); err != nil {
+	if err := old.insert(ctx, "tenant_leak_spans", spanColumns[:17], spanRowsThen); err != nil {
 		t.Fatal(err)
 	}
+	if n := liveCount(t, old, "SELECT count() FROM system.columns WHERE database = '"+cfg.Database+"' AND table = 'tenant_leaks' AND name = 'reason'"); n != 0 {
+		t.Fatal("the old schema already has the columns of migration 5")
+	}
+	return ev
+}
+
+// A database created by the first four migrations, with rows in it,
+// upgrades: the new columns read as empty on old rows, the tables move to
+// detection-time partitions and TTL, and nothing is lost.
+func TestLiveMigrationUpgradesAnOldSchemaKeepingItsRows(t *testing.T) {
+	cfg, _ := liveEngine(t)
+	ctx := context.Background()
+	ev := oldSchemaWithAFinding(t, cfg)
 
 	c := liveClient(t, cfg) // migrates
 	for _, table := range []string{"tenant_leaks", "tenant_leak_spans"} {
@@ -226,8 +240,8 @@ func TestLiveMigrationUpgradesAnOldSchemaKeepingItsRows(t *testing.T) {
 			ch.Named("db", cfg.Database), ch.Named("t", table)).Scan(&key); err != nil || key != "toYYYYMM(detected_at)" {
 			t.Errorf("%s partitioned by %q (%v), want toYYYYMM(detected_at)", table, key, err)
 		}
-		if n := liveCount(t, c, "SELECT count() FROM system.tables WHERE database = '"+cfg.Database+"' AND name = '"+table+"_rebuild'"); n != 0 {
-			t.Errorf("the rebuild left %s_rebuild behind", table)
+		if n := liveCount(t, c, "SELECT count() FROM system.tables WHERE database = '"+cfg.Database+"' AND name LIKE '"+table+"_rebuild%'"); n != 0 {
+			t.Errorf("the rebuild left a copy of %s behind", table)
 		}
 		if err := c.conn.Exec(ctx, "OPTIMIZE TABLE "+table+" FINAL"); err != nil {
 			t.Fatal(err)
@@ -328,5 +342,45 @@ func TestLiveHostileValuesRoundTrip(t *testing.T) {
 	}
 	if got, _ := c.List(ctx, store.Filter{Tenant: "ten'ant"}); len(got) != 0 {
 		t.Errorf("a prefix of the tenant matched: %d findings", len(got))
+	}
+}
+
+// Two collectors upgrading the same database at the same moment each
+// rebuild into their own copy: the finding survives whichever swaps last.
+func TestLiveTwoCollectorsUpgradingAtOnceLoseNothing(t *testing.T) {
+	cfg, _ := liveEngine(t)
+	ev := oldSchemaWithAFinding(t, cfg)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for try := 0; try < 3; try++ { // a collector whose migration failed tries again later
+				var c *Client
+				if c, errs[i] = Open(ctx, cfg, zaptest.NewLogger(t)); errs[i] == nil {
+					c.Close()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("collector %d could not migrate: %v", i, err)
+		}
+	}
+	c := liveClient(t, cfg)
+	got, err := c.List(ctx, store.Filter{IncludeAllowed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].LeakID != ev.LeakID || len(got[0].Spans) != len(ev.Spans) {
+		t.Fatalf("after two upgrades at once: %s", jsonString(got))
+	}
+	if n := liveCount(t, c, "SELECT count() FROM system.tables WHERE database = '"+cfg.Database+"' AND name LIKE '%_rebuild%'"); n != 0 {
+		t.Errorf("%d rebuild copies left behind", n)
 	}
 }

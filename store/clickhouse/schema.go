@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"text/template"
@@ -211,52 +212,52 @@ FROM
 	{Version: 6, Name: "tenant_leaks by detection time",
 		While: `SELECT count() FROM system.tables WHERE database = '{{.Database}}' AND name = '{{local "tenant_leaks"}}' AND partition_key NOT LIKE '%detected_at%'`,
 		Rebuild: []string{
-			`DROP TABLE IF EXISTS {{table "tenant_leaks_rebuild"}}{{onCluster}} SYNC`,
-			`CREATE TABLE {{table "tenant_leaks_rebuild"}}{{onCluster}}
+			`DROP TABLE IF EXISTS {{table (rebuilt "tenant_leaks")}}{{onCluster}} SYNC`,
+			`CREATE TABLE {{table (rebuilt "tenant_leaks")}}{{onCluster}}
 (
 {{columns "leaks"}},
     INDEX trace_id_bloom trace_id TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX tenants_bloom tenants TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX services_bloom services TYPE bloom_filter(0.01) GRANULARITY 1
 )
-ENGINE = {{engine "tenant_leaks_rebuild"}}
+ENGINE = {{engine (rebuilt "tenant_leaks")}}
 PARTITION BY toYYYYMM(detected_at)
 ORDER BY (rule, leak_id)
 TTL toDateTime(detected_at) + INTERVAL {{.RetentionSeconds}} SECOND
 SETTINGS {{dedupWindow}}`,
-			`INSERT INTO {{copyTarget "tenant_leaks_rebuild"}} ({{columnList "leaks"}})
+			`INSERT INTO {{copyTarget (rebuilt "tenant_leaks")}} ({{columnList "leaks"}})
 SELECT {{columnList "leaks"}} FROM {{.DB}}.tenant_leaks
 SETTINGS max_partitions_per_insert_block = 0`,
-			`EXCHANGE TABLES {{table "tenant_leaks"}} AND {{table "tenant_leaks_rebuild"}}{{onCluster}}`,
+			`EXCHANGE TABLES {{table "tenant_leaks"}} AND {{table (rebuilt "tenant_leaks")}}{{onCluster}}`,
 		},
 		Statements: []string{
-			`DROP TABLE IF EXISTS {{table "tenant_leaks_rebuild"}}{{onCluster}} SYNC`,
+			`DROP TABLE IF EXISTS {{table (rebuilt "tenant_leaks")}}{{onCluster}} SYNC`,
 		}},
 	// The same for the evidence spans: a span row takes the detected_at of
 	// its finding (rows of findings already gone keep their last_seen).
 	{Version: 7, Name: "tenant_leak_spans by detection time",
 		While: `SELECT count() FROM system.tables WHERE database = '{{.Database}}' AND name = '{{local "tenant_leak_spans"}}' AND partition_key NOT LIKE '%detected_at%'`,
 		Rebuild: []string{
-			`DROP TABLE IF EXISTS {{table "tenant_leak_spans_rebuild"}}{{onCluster}} SYNC`,
-			`CREATE TABLE {{table "tenant_leak_spans_rebuild"}}{{onCluster}}
+			`DROP TABLE IF EXISTS {{table (rebuilt "tenant_leak_spans")}}{{onCluster}} SYNC`,
+			`CREATE TABLE {{table (rebuilt "tenant_leak_spans")}}{{onCluster}}
 (
 {{columns "spans"}},
     INDEX trace_id_bloom trace_id TYPE bloom_filter(0.01) GRANULARITY 1
 )
-ENGINE = {{engine "tenant_leak_spans_rebuild"}}
+ENGINE = {{engine (rebuilt "tenant_leak_spans")}}
 PARTITION BY toYYYYMM(detected_at)
 ORDER BY (leak_id, span_id)
 TTL toDateTime(detected_at) + INTERVAL {{.RetentionSeconds}} SECOND
 SETTINGS {{dedupWindow}}`,
-			`INSERT INTO {{copyTarget "tenant_leak_spans_rebuild"}} ({{columnList "spans"}})
+			`INSERT INTO {{copyTarget (rebuilt "tenant_leak_spans")}} ({{columnList "spans"}})
 SELECT {{columnList "spans" "s." "detected"}}
 FROM {{.DB}}.tenant_leak_spans AS s
 LEFT JOIN (SELECT leak_id, min(detected_at) AS detected FROM {{.DB}}.tenant_leaks GROUP BY leak_id) AS l USING (leak_id)
 SETTINGS max_partitions_per_insert_block = 0, join_use_nulls = 0`,
-			`EXCHANGE TABLES {{table "tenant_leak_spans"}} AND {{table "tenant_leak_spans_rebuild"}}{{onCluster}}`,
+			`EXCHANGE TABLES {{table "tenant_leak_spans"}} AND {{table (rebuilt "tenant_leak_spans")}}{{onCluster}}`,
 		},
 		Statements: []string{
-			`DROP TABLE IF EXISTS {{table "tenant_leak_spans_rebuild"}}{{onCluster}} SYNC`,
+			`DROP TABLE IF EXISTS {{table (rebuilt "tenant_leak_spans")}}{{onCluster}} SYNC`,
 		}},
 }
 
@@ -284,6 +285,10 @@ type schemaData struct {
 	Database         string
 	Cluster          string
 	RetentionSeconds int64
+	// RebuildSuffix makes the name of a rebuild's copy unique to one run
+	// of the migrations, so that two collectors upgrading at the same
+	// moment each copy into their own table and never drop the other's.
+	RebuildSuffix string
 }
 
 func newSchemaData(cfg config.ClickHouse) schemaData {
@@ -374,6 +379,8 @@ func (d schemaData) funcs() template.FuncMap {
 			}
 			return strings.Join(cols, ", ")
 		},
+		// rebuilt names the copy a rebuild fills, then swaps in.
+		"rebuilt": func(name string) string { return name + "_rebuild" + d.RebuildSuffix },
 		// local names the table that holds the data on a server.
 		"local": func(name string) string {
 			if clustered {
@@ -503,6 +510,7 @@ func SchemaDDL(cfg config.ClickHouse) (string, error) {
 // to run from several collectors at once.
 func (c *Client) Migrate(ctx context.Context) error {
 	d := newSchemaData(c.cfg)
+	d.RebuildSuffix = fmt.Sprintf("_%08x", rand.Uint32())
 	boot, err := renderAll(bootstrapStatements, d)
 	if err != nil {
 		return err
