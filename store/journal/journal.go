@@ -291,8 +291,7 @@ func Read(r io.Reader) ([]store.Evidence, ReadReport, error) {
 			line++
 			complete := b[len(b)-1] == '\n'
 			if trimmed := bytes.TrimSpace(b); len(trimmed) > 0 {
-				var e store.Evidence
-				if uerr := json.Unmarshal(trimmed, &e); uerr != nil || e.LeakID == "" {
+				if e, perr := parseRecord(trimmed); perr != nil {
 					if complete {
 						rep.Corrupt = append(rep.Corrupt, line)
 					} else {
