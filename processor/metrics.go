@@ -55,6 +55,8 @@ var (
 		"When the store last accepted a write, in unix seconds.", "processor", "store")
 	descDeadLetters = newDesc(prometheus.CounterValue, "store_dead_letters_total",
 		"Records a store refused for good and moved to its dead-letter file.", "processor", "store")
+	descUnknownFailures = newDesc(prometheus.CounterValue, "store_unknown_failures_total",
+		"Store failures of a cause the shipper cannot tell (a server error code it does not know): retried with backoff, never dead-lettered.", "processor", "store")
 	descAlertPending = newDesc(prometheus.GaugeValue, "alert_pending",
 		"Alerts waiting for delivery.", "processor", "notifier")
 
@@ -248,6 +250,7 @@ func (stateCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			emit(descLastSuccess, last, id, b.store)
 			emit(descDeadLetters, float64(b.deadLetters), id, b.store)
+			emit(descUnknownFailures, float64(b.unknownFailures), id, b.store)
 		}
 		for _, n := range p.pendingAlerts() {
 			emit(descAlertPending, float64(n.pending), id, n.notifier)

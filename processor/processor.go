@@ -375,6 +375,8 @@ type backlog struct {
 	records     int64
 	lastSuccess time.Time
 	deadLetters uint64
+	// unknownFailures are failures of a cause the shipper cannot tell.
+	unknownFailures uint64
 }
 
 // backlogs reports the stores behind the journal (ClickHouse) and how far
@@ -385,7 +387,7 @@ func (p *tenantguard) backlogs() []backlog {
 		return nil
 	}
 	st := sj.shipper.Status()
-	return []backlog{{store: "clickhouse", records: st.Backlog, lastSuccess: st.LastSuccessAt, deadLetters: st.DeadLetters}}
+	return []backlog{{store: "clickhouse", records: st.Backlog, lastSuccess: st.LastSuccessAt, deadLetters: st.DeadLetters, unknownFailures: st.Unknown}}
 }
 
 type pendingAlerts struct {
