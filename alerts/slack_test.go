@@ -32,6 +32,8 @@ type slackServer struct {
 	hooks     []string    // webhook bodies
 	bodies    []string    // every raw request body
 	fail429   int         // answer this many requests with 429 Retry-After: 1
+	fail503   int         // then answer this many requests with 503
+	arrived   []time.Time // when each request arrived
 	failCode  int         // answer every request with this status while set
 	nextTS    int
 	histories int
@@ -53,10 +55,16 @@ func (s *slackServer) handle(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bodies = append(s.bodies, string(body))
+	s.arrived = append(s.arrived, time.Now())
 	if s.fail429 > 0 {
 		s.fail429--
 		w.Header().Set("Retry-After", "1")
 		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	}
+	if s.fail503 > 0 {
+		s.fail503--
+		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
 	if s.failCode != 0 {
@@ -208,7 +216,7 @@ func notify(t *testing.T, n *SlackNotifier, ev *store.Evidence) {
 
 func TestSlackBotOneMessagePerFindingWithThreadedUpdates(t *testing.T) {
 	srv := newSlackServer(t)
-	n, res := startSlack(t, botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl")))
+	n, _ := startSlack(t, botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl")))
 	defer closeSlack(t, n)
 
 	ev := leak("leak1", "4bf92f3577b34da6a3ce929d0e0e4736", "acme", "globex")
@@ -233,18 +241,26 @@ func TestSlackBotOneMessagePerFindingWithThreadedUpdates(t *testing.T) {
 	v2 := leak("leak1", ev.TraceID, "acme", "globex")
 	v2.Version, v2.Tenants = 2, []string{"acme", "globex", "initech"}
 	notify(t, n, v2)
-	// Nothing new: no message.
-	v3 := *v2
-	v3.Version, v3.Status, v3.SpanCount = 3, "closed", 9
-	notify(t, n, &v3)
 	waitFor(t, "thread reply", func() bool { posts, _, _ := srv.snapshot(); return len(posts) == 2 })
 	posts, _, _ := srv.snapshot()
 	if posts[1].ThreadTS != top.TS || !strings.Contains(posts[1].Text, "initech") {
 		t.Errorf("update must be a reply in the finding's thread: %+v", posts[1])
 	}
-	waitFor(t, "skips counted", func() bool { return res.count(ResultSkipped) == 1 })
-	if len(srv.topLevel()) != 1 {
-		t.Fatalf("updates created top-level messages: %d", len(srv.topLevel()))
+	// Nothing new but the end: the top-level message is edited to say so,
+	// and nothing is posted.
+	v3 := *v2
+	v3.Version, v3.Status, v3.SpanCount = 3, "closed", 9
+	notify(t, n, &v3)
+	waitFor(t, "closing edit", func() bool {
+		_, updates, _ := srv.snapshot()
+		return len(updates) > 0 && strings.Contains(updates[len(updates)-1].Blocks, "Closed")
+	})
+	posts, updates, _ := srv.snapshot()
+	if last := updates[len(updates)-1]; last.TS != top.TS || !strings.Contains(last.Blocks, "initech") {
+		t.Errorf("the closing edit must be of the finding's message and show its last state: %+v", last)
+	}
+	if len(posts) != 2 || len(srv.topLevel()) != 1 {
+		t.Fatalf("closing posted a message: %d posts, %d top-level", len(posts), len(srv.topLevel()))
 	}
 }
 

@@ -56,6 +56,10 @@ type Slack struct {
 	OutboxPath string `mapstructure:"outbox_path"`
 	// Timeout bounds one Slack call. Default: 10s.
 	Timeout time.Duration `mapstructure:"timeout"`
+	// InitialBackoff is the wait before an alert's first retry; each
+	// further failure of the same alert doubles it, up to MaxBackoff (a
+	// larger value is cut to MaxBackoff). Default: 1s.
+	InitialBackoff time.Duration `mapstructure:"initial_backoff"`
 	// MaxBackoff caps the wait between retries. Default: 5m.
 	MaxBackoff time.Duration `mapstructure:"max_backoff"`
 }
@@ -63,11 +67,12 @@ type Slack struct {
 // DefaultSlack returns the Slack defaults (off).
 func DefaultSlack() Slack {
 	return Slack{
-		MinSeverity: "high",
-		GroupWindow: 10 * time.Minute,
-		OutboxPath:  "./data/slack-outbox.jsonl",
-		Timeout:     10 * time.Second,
-		MaxBackoff:  5 * time.Minute,
+		MinSeverity:    "high",
+		GroupWindow:    10 * time.Minute,
+		OutboxPath:     "./data/slack-outbox.jsonl",
+		Timeout:        10 * time.Second,
+		InitialBackoff: time.Second,
+		MaxBackoff:     5 * time.Minute,
 	}
 }
 
@@ -129,6 +134,9 @@ func (s *Slack) Validate() error {
 	}
 	if s.Timeout <= 0 || s.MaxBackoff <= 0 {
 		errs = append(errs, errors.New("alerts.slack.timeout and max_backoff: must be positive"))
+	}
+	if s.InitialBackoff <= 0 {
+		errs = append(errs, fmt.Errorf("alerts.slack.initial_backoff: must be positive, got %s", s.InitialBackoff))
 	}
 	return errors.Join(errs...)
 }
