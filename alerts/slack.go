@@ -540,8 +540,9 @@ func (n *SlackNotifier) deliverBot(a *alert) (string, time.Duration, error) {
 	n.mu.Unlock()
 
 	if a.Kind != "new" {
-		if !hasThread {
-			// The first message never went out (dropped for good): nothing to edit or thread under.
+		if !hasThread || th.TS == "" {
+			// The first message never went out (dropped for good), or went
+			// by webhook before a switch to bot mode: nothing to edit or thread under.
 			return n.finish(a, ResultSkipped)
 		}
 		return n.deliverChange(a, th)
