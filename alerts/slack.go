@@ -370,7 +370,9 @@ func (n *SlackNotifier) attempt(a *alert, sig string) {
 	defer n.workers.Done()
 	defer n.poke()
 	result, wait, err := n.deliver(a)
-	n.observe(result)
+	// Observed once the schedule below is in place, so that whoever sees
+	// the result sees its consequences (a 429's pause) too.
+	defer n.observe(result)
 	n.mu.Lock()
 	n.inFlight--
 	delete(n.busy, a.LeakID)

@@ -41,10 +41,14 @@ func TestSlackBackoffGrowsPerAlertAndHonoursRetryAfter(t *testing.T) {
 
 			notify(t, n, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
 			waitFor(t, "delivery after the outage", func() bool { return res.count(ResultDelivered) == 1 })
-			// Rate limited: the wait is the Retry-After (1s), whatever the schedule says.
+			// Rate limited: the wait is the Retry-After (1s), whatever the
+			// schedule says, and it holds every finding, not only the one
+			// that got the 429 (Slack's limit is per app).
 			srv.set(func(s *slackServer) { s.fail429 = 1 })
 			notify(t, n, leak("leak2", "00000000000000000000000000000002", "acme", "umbrella"))
-			waitFor(t, "delivery after the 429s", func() bool { return res.count(ResultDelivered) == 2 })
+			waitFor(t, "the 429", func() bool { return res.count(ResultRetried) == outage+1 })
+			notify(t, n, leak("leak3", "00000000000000000000000000000003", "acme", "initech"))
+			waitFor(t, "delivery after the 429", func() bool { return res.count(ResultDelivered) == 3 })
 
 			if got := res.count(ResultRetried); got != outage+1 {
 				t.Fatalf("%d retries, want one per refused request (%d)", got, outage+1)
@@ -52,8 +56,8 @@ func TestSlackBackoffGrowsPerAlertAndHonoursRetryAfter(t *testing.T) {
 			srv.mu.Lock()
 			arrived := append([]time.Time(nil), srv.arrived...)
 			srv.mu.Unlock()
-			if len(arrived) != outage+1+2 {
-				t.Fatalf("%d requests reached Slack, want %d: one per attempt", len(arrived), outage+1+2)
+			if len(arrived) != outage+1+3 {
+				t.Fatalf("%d requests reached Slack, want %d: one per attempt", len(arrived), outage+1+3)
 			}
 			waits := map[string][]time.Duration{}
 			for _, e := range logs.FilterMessage("Slack delivery failed; will retry").All() {
@@ -81,8 +85,10 @@ func TestSlackBackoffGrowsPerAlertAndHonoursRetryAfter(t *testing.T) {
 			if w := waits["leak2"]; len(w) != 1 || w[0] != time.Second {
 				t.Fatalf("waits after a 429 with Retry-After: 1 were %v, want [1s]", w)
 			}
-			if gap := arrived[outage+2].Sub(arrived[outage+1]); gap < time.Second {
-				t.Errorf("a request came %s after a 429 asking for 1s", gap)
+			for _, k := range []int{outage + 2, outage + 3} { // leak2's retry and leak3's first post
+				if gap := arrived[k].Sub(arrived[outage+1]); gap < time.Second {
+					t.Errorf("request %d came %s after a 429 asking for 1s", k+1, gap)
+				}
 			}
 		})
 	}
