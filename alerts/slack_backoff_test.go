@@ -8,6 +8,8 @@ import (
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/tenantguard/tenantguard/alerts/slacktest"
 )
 
 // An alert's retries wait initial_backoff, then twice as long each time, up
@@ -19,7 +21,7 @@ func TestSlackBackoffGrowsPerAlertAndHonoursRetryAfter(t *testing.T) {
 	const outage = 7 // 503s before Slack is back; more than maxUnconfirmedPosts
 	for _, mode := range []string{"bot", "webhook"} {
 		t.Run(mode, func(t *testing.T) {
-			srv := newSlackServer(t)
+			srv := slacktest.NewServer(t)
 			cfg := botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl"))
 			if mode == "webhook" {
 				cfg.Token, cfg.Channel, cfg.APIURL = "", "", ""
@@ -29,7 +31,7 @@ func TestSlackBackoffGrowsPerAlertAndHonoursRetryAfter(t *testing.T) {
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			srv.set(func(s *slackServer) { s.fail503 = outage })
+			srv.Set(func(s *slacktest.Server) { s.Fail503 = outage })
 			core, logs := observer.New(zap.WarnLevel)
 			res := &results{}
 			n, err := NewSlack(cfg, zap.New(core), WithDeliveryObserver(res.add))
@@ -44,7 +46,7 @@ func TestSlackBackoffGrowsPerAlertAndHonoursRetryAfter(t *testing.T) {
 			// Rate limited: the wait is the Retry-After (1s), whatever the
 			// schedule says, and it holds every finding, not only the one
 			// that got the 429 (Slack's limit is per app).
-			srv.set(func(s *slackServer) { s.fail429 = 1 })
+			srv.Set(func(s *slacktest.Server) { s.Fail429 = 1 })
 			notify(t, n, leak("leak2", "00000000000000000000000000000002", "acme", "umbrella"))
 			waitFor(t, "the 429", func() bool { return res.count(ResultRetried) == outage+1 })
 			notify(t, n, leak("leak3", "00000000000000000000000000000003", "acme", "initech"))
@@ -53,9 +55,7 @@ func TestSlackBackoffGrowsPerAlertAndHonoursRetryAfter(t *testing.T) {
 			if got := res.count(ResultRetried); got != outage+1 {
 				t.Fatalf("%d retries, want one per refused request (%d)", got, outage+1)
 			}
-			srv.mu.Lock()
-			arrived := append([]time.Time(nil), srv.arrived...)
-			srv.mu.Unlock()
+			arrived := srv.Arrived()
 			if len(arrived) != outage+1+3 {
 				t.Fatalf("%d requests reached Slack, want %d: one per attempt", len(arrived), outage+1+3)
 			}

@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.uber.org/zap"
 
+	"github.com/tenantguard/tenantguard/alerts/slacktest"
 	"github.com/tenantguard/tenantguard/store"
 )
 
@@ -46,9 +47,9 @@ func next(ev *store.Evidence, status, reason string) *store.Evidence {
 }
 
 // messageTS finds the top-level message of a finding.
-func messageTS(t *testing.T, srv *slackServer, leakID string) string {
+func messageTS(t *testing.T, srv *slacktest.Server, leakID string) string {
 	t.Helper()
-	for _, p := range srv.topLevel() {
+	for _, p := range srv.TopLevel() {
 		if leakOf(t, p) == leakID {
 			return p.TS
 		}
@@ -59,11 +60,11 @@ func messageTS(t *testing.T, srv *slackServer, leakID string) string {
 
 // lastUpdateOf waits for an edit of the message ts whose blocks contain
 // want, and returns it.
-func lastUpdateOf(t *testing.T, srv *slackServer, ts, want string) slackPost {
+func lastUpdateOf(t *testing.T, srv *slacktest.Server, ts, want string) slacktest.Post {
 	t.Helper()
-	var got slackPost
+	var got slacktest.Post
 	waitFor(t, "an edit of "+ts+" saying "+want, func() bool {
-		_, updates, _ := srv.snapshot()
+		_, updates, _ := srv.Snapshot()
 		for _, u := range updates {
 			if u.TS == ts && strings.Contains(u.Blocks, want) {
 				got = u
@@ -75,23 +76,11 @@ func lastUpdateOf(t *testing.T, srv *slackServer, ts, want string) slackPost {
 	return got
 }
 
-// repliesIn lists the thread replies under ts.
-func repliesIn(srv *slackServer, ts string) []slackPost {
-	posts, _, _ := srv.snapshot()
-	var out []slackPost
-	for _, p := range posts {
-		if p.ThreadTS == ts {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func waitReply(t *testing.T, srv *slackServer, ts, want string) slackPost {
+func waitReply(t *testing.T, srv *slacktest.Server, ts, want string) slacktest.Post {
 	t.Helper()
-	var got slackPost
+	var got slacktest.Post
 	waitFor(t, "a reply under "+ts+" saying "+want, func() bool {
-		for _, p := range repliesIn(srv, ts) {
+		for _, p := range srv.RepliesIn(ts) {
 			if strings.Contains(p.Text, want) {
 				got = p
 				return true
@@ -108,7 +97,7 @@ func waitReply(t *testing.T, srv *slackServer, ts, want string) slackPost {
 // changed; reclassification, allow and close edit the message so that the
 // channel shows the current state.
 func TestSlackTracksEachIncident(t *testing.T) {
-	srv := newSlackServer(t)
+	srv := slacktest.NewServer(t)
 	n, res := startSlack(t, botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl")))
 	defer closeSlack(t, n)
 
@@ -117,7 +106,7 @@ func TestSlackTracksEachIncident(t *testing.T) {
 	b := unknownEdge("leak2", "00000000000000000000000000000002", "acme", "globex")
 	notify(t, n, a)
 	notify(t, n, b)
-	waitFor(t, "two messages", func() bool { return len(srv.topLevel()) == 2 })
+	waitFor(t, "two messages", func() bool { return len(srv.TopLevel()) == 2 })
 	if g := res.count(ResultGrouped); g != 0 {
 		t.Fatalf("findings with no known edge were grouped (%d)", g)
 	}
@@ -128,7 +117,7 @@ func TestSlackTracksEachIncident(t *testing.T) {
 	d := leak("leak4", "00000000000000000000000000000004", "acme", "initech")
 	d.Severity = "high"
 	notify(t, n, c)
-	waitFor(t, "leak3's message", func() bool { return len(srv.topLevel()) == 3 })
+	waitFor(t, "leak3's message", func() bool { return len(srv.TopLevel()) == 3 })
 	notify(t, n, d)
 	waitFor(t, "leak4 grouped", func() bool { return res.count(ResultGrouped) == 1 })
 	cTS := messageTS(t, srv, "leak3")
@@ -175,7 +164,7 @@ func TestSlackTracksEachIncident(t *testing.T) {
 	waitReply(t, srv, cTS, "Withdrawn")
 
 	// closed: leak1's trace went idle; its message says so, nothing is posted.
-	before, _, _ := srv.snapshot()
+	before, _, _ := srv.Snapshot()
 	closed := next(toLedger(a), "closed", "")
 	closed.Version++
 	notify(t, n, closed)
@@ -183,10 +172,10 @@ func TestSlackTracksEachIncident(t *testing.T) {
 		t.Errorf("the closing edit must keep the severity: %s", u.Blocks)
 	}
 	waitFor(t, "all delivered", func() bool { return n.Pending() == 0 })
-	if after, _, _ := srv.snapshot(); len(after) != len(before) {
+	if after, _, _ := srv.Snapshot(); len(after) != len(before) {
 		t.Fatalf("closing posted %d message(s)", len(after)-len(before))
 	}
-	if got := len(srv.topLevel()); got != 3 {
+	if got := len(srv.TopLevel()); got != 3 {
 		t.Fatalf("%d top-level messages, want 3 (leak1, leak2, leak3 with leak4)", got)
 	}
 	if f := res.count(ResultFailed); f != 0 {
@@ -197,7 +186,7 @@ func TestSlackTracksEachIncident(t *testing.T) {
 // An escalation queued before a crash is applied by the next run: the edit
 // is in the outbox until Slack has it, and applying it again is harmless.
 func TestSlackEditIsReappliedAfterRestart(t *testing.T) {
-	srv := newSlackServer(t)
+	srv := slacktest.NewServer(t)
 	cfg := botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl"))
 	a := unknownEdge("leak1", "00000000000000000000000000000001", "acme", "globex")
 
@@ -232,7 +221,7 @@ func TestSlackEditIsReappliedAfterRestart(t *testing.T) {
 		t.Fatalf("the applied escalation was queued again: pending %d, results %v", n4.Pending(), res4.got)
 	}
 	closeSlack(t, n4)
-	if got := len(repliesIn(srv, ts)); got != 1 {
+	if got := len(srv.RepliesIn(ts)); got != 1 {
 		t.Fatalf("%d escalation replies, want 1", got)
 	}
 }
@@ -242,7 +231,7 @@ func TestSlackEditIsReappliedAfterRestart(t *testing.T) {
 // findings, reclassification, allow, close and lesser escalations are
 // counted as skipped.
 func TestSlackWebhookTracksEachIncident(t *testing.T) {
-	srv := newSlackServer(t)
+	srv := slacktest.NewServer(t)
 	cfg := botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl"))
 	cfg.Token, cfg.Channel, cfg.APIURL = "", "", ""
 	cfg.WebhookURL = configopaque.String(srv.URL + "/webhook")
@@ -252,7 +241,7 @@ func TestSlackWebhookTracksEachIncident(t *testing.T) {
 	}
 	n, res := startSlack(t, cfg)
 	defer closeSlack(t, n)
-	hooks := func() []string { _, _, h := srv.snapshot(); return h }
+	hooks := func() []string { _, _, h := srv.Snapshot(); return h }
 
 	a := unknownEdge("leak1", "00000000000000000000000000000001", "acme", "globex")
 	b := unknownEdge("leak2", "00000000000000000000000000000002", "acme", "globex")

@@ -19,6 +19,7 @@ import (
 
 	"go.opentelemetry.io/collector/config/configopaque"
 
+	"github.com/tenantguard/tenantguard/alerts/slacktest"
 	"github.com/tenantguard/tenantguard/config"
 	"github.com/tenantguard/tenantguard/store"
 )
@@ -53,7 +54,7 @@ var leakIDPattern = regexp.MustCompile(`leak[0-9]+`)
 
 type slowSlack struct {
 	*httptest.Server
-	srv *slackServer
+	srv *slacktest.Server
 
 	mu      sync.Mutex
 	slow    bool
@@ -72,7 +73,7 @@ type slowSlack struct {
 	historyByID atomic.Bool
 }
 
-func newSlowSlack(t *testing.T, srv *slackServer) *slowSlack {
+func newSlowSlack(t *testing.T, srv *slacktest.Server) *slowSlack {
 	t.Helper()
 	s := &slowSlack{srv: srv, release: make(chan struct{}), held: make(chan heldRequest, 1024)}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.handle))
@@ -122,7 +123,7 @@ func (s *slowSlack) carryOut(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.srv.handle(w, r)
+	s.srv.ServeHTTP(w, r)
 }
 
 // goSlow makes Slack slow until recover.
@@ -163,7 +164,7 @@ func (s *slowSlack) nextHeldRequest(t *testing.T) heldRequest {
 
 // slowConfig is botConfig against the slow Slack, with a short HTTP
 // timeout and retry cap so that the test takes well under a second.
-func slowConfig(t *testing.T, srv *slackServer, slow *slowSlack) config.Slack {
+func slowConfig(t *testing.T, srv *slacktest.Server, slow *slowSlack) config.Slack {
 	t.Helper()
 	cfg := botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl"))
 	cfg.APIURL = slow.URL + "/api/"
@@ -198,7 +199,7 @@ func notifyReturnsWhileHeld(t *testing.T, n *SlackNotifier, slow *slowSlack, ev 
 }
 
 // leakOf is the leak id a top-level message carries in its metadata.
-func leakOf(t *testing.T, p slackPost) string {
+func leakOf(t *testing.T, p slacktest.Post) string {
 	t.Helper()
 	var md struct {
 		EventPayload map[string]any `json:"event_payload"`
@@ -211,16 +212,16 @@ func leakOf(t *testing.T, p slackPost) string {
 }
 
 // leakIDs counts the top-level messages per leak id.
-func leakIDs(t *testing.T, srv *slackServer) map[string]int {
+func leakIDs(t *testing.T, srv *slacktest.Server) map[string]int {
 	t.Helper()
 	ids := map[string]int{}
-	for _, p := range srv.topLevel() {
+	for _, p := range srv.TopLevel() {
 		ids[leakOf(t, p)]++
 	}
 	return ids
 }
 
-func assertOnceEach(t *testing.T, srv *slackServer, want ...string) {
+func assertOnceEach(t *testing.T, srv *slacktest.Server, want ...string) {
 	t.Helper()
 	ids := leakIDs(t, srv)
 	for _, id := range want {
@@ -245,7 +246,7 @@ func TestSlackSlowAnswerNeverBlocksNotifyAndPostsOncePerFinding(t *testing.T) {
 		{"never carried out", neverDone},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newSlackServer(t)
+			srv := slacktest.NewServer(t)
 			slow := newSlowSlack(t, srv)
 			cfg := slowConfig(t, srv, slow)
 			n, res := startSlack(t, cfg)
@@ -285,7 +286,7 @@ func TestSlackSlowAnswerNeverBlocksNotifyAndPostsOncePerFinding(t *testing.T) {
 			if tc.mode == answerLate {
 				wantPosts = 2 // Slack has both, the notifier does not know yet
 			}
-			if got := len(srv.topLevel()); got != wantPosts {
+			if got := len(srv.TopLevel()); got != wantPosts {
 				t.Fatalf("%d top-level messages while slow, want %d (one post per finding, then only lookups)", got, wantPosts)
 			}
 
@@ -296,7 +297,7 @@ func TestSlackSlowAnswerNeverBlocksNotifyAndPostsOncePerFinding(t *testing.T) {
 			}
 			assertOnceEach(t, srv, "leak1", "leak2")
 			var leak1TS string
-			for _, p := range srv.topLevel() {
+			for _, p := range srv.TopLevel() {
 				if leakOf(t, p) == "leak1" {
 					leak1TS = p.TS
 				}
@@ -308,7 +309,7 @@ func TestSlackSlowAnswerNeverBlocksNotifyAndPostsOncePerFinding(t *testing.T) {
 			up.Version, up.Tenants = 2, []string{"acme", "globex", "initech"}
 			notify(t, n, up)
 			waitFor(t, "thread reply", func() bool { return res.count(ResultDelivered) == 3 })
-			posts, _, _ := srv.snapshot()
+			posts, _, _ := srv.Snapshot()
 			last := posts[len(posts)-1]
 			if last.ThreadTS != leak1TS {
 				t.Fatalf("update replied in %q, want the finding's message %q", last.ThreadTS, leak1TS)
@@ -346,7 +347,7 @@ func (c *inFlightCounter) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func TestSlackSlowBacklogIsKeptAndDeliveredOnceEach(t *testing.T) {
-	srv := newSlackServer(t)
+	srv := slacktest.NewServer(t)
 	slow := newSlowSlack(t, srv)
 	cfg := slowConfig(t, srv, slow)
 	calls := &inFlightCounter{}
@@ -385,7 +386,7 @@ func TestSlackSlowBacklogIsKeptAndDeliveredOnceEach(t *testing.T) {
 	if got := n.Pending(); got != findings {
 		t.Fatalf("Pending() = %d while Slack is slow, want the whole backlog of %d", got, findings)
 	}
-	if got := len(srv.topLevel()); got != findings {
+	if got := len(srv.TopLevel()); got != findings {
 		t.Fatalf("%d top-level messages while slow, want one per finding", got)
 	}
 	if p := calls.peak.Load(); p < 2 || p > maxInFlight {
@@ -406,7 +407,7 @@ func TestSlackSlowBacklogIsKeptAndDeliveredOnceEach(t *testing.T) {
 // The collector restarts while Slack is slow: what was pending, including
 // a post Slack made but never confirmed, is delivered once by the next run.
 func TestSlackSlowRestartKeepsTheBacklogAndPostsOnce(t *testing.T) {
-	srv := newSlackServer(t)
+	srv := slacktest.NewServer(t)
 	slow := newSlowSlack(t, srv)
 	cfg := slowConfig(t, srv, slow)
 	n, res := startSlack(t, cfg)
@@ -447,7 +448,7 @@ func TestSlackSlowWebhookPostsAtMostTwoCopiesAndHoldsNoOneElse(t *testing.T) {
 		{"never carried out", neverDone, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newSlackServer(t)
+			srv := slacktest.NewServer(t)
 			slow := newSlowSlack(t, srv)
 			slow.only = func(body string) bool { return strings.Contains(body, "leak1") } // only leak1 is slow
 			cfg := slowConfig(t, srv, slow)
@@ -487,7 +488,7 @@ func TestSlackSlowWebhookPostsAtMostTwoCopiesAndHoldsNoOneElse(t *testing.T) {
 			}
 			slow.recover()
 			waitFor(t, "held posts answered", func() bool { return slow.answered.Load() == maxUnconfirmedPosts })
-			_, _, hooks := srv.snapshot()
+			_, _, hooks := srv.Snapshot()
 			perLeak := map[string]int{}
 			for _, h := range hooks {
 				perLeak[leakIDPattern.FindString(h)]++
@@ -521,7 +522,7 @@ func TestSlackSlowFirstPostLookupNeedsAChannelID(t *testing.T) {
 		{"#leaks", 2}, // duplicate: history cannot be read by channel name
 	} {
 		t.Run(tc.channel, func(t *testing.T) {
-			srv := newSlackServer(t)
+			srv := slacktest.NewServer(t)
 			slow := newSlowSlack(t, srv)
 			slow.historyByID.Store(true)
 			cfg := slowConfig(t, srv, slow)
