@@ -6,10 +6,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tenantguard/tenantguard/alerts/slacktest"
 )
 
 // TestSlackWebhookEscalationToCritical runs the built collector with a
@@ -65,6 +68,77 @@ func TestSlackWebhookEscalationToCritical(t *testing.T) {
 		if !strings.Contains(second, want) {
 			t.Errorf("the escalation message lacks %q:\n%s", want, second)
 		}
+	}
+}
+
+// TestSlackBotTracksTheIncident runs the built collector in bot mode
+// against the local Slack API with the same two requests: the finding's
+// message is posted at high, edited to critical with a thread reply that
+// says what changed, and edited again when the trace closes.
+func TestSlackBotTracksTheIncident(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds and runs the collector binary")
+	}
+	srv := slacktest.NewServer(t)
+	dir := t.TempDir()
+	c := &crashCollector{
+		bin: tenantguardBinary(t), dir: dir, cfg: filepath.Join(dir, "collector.yaml"),
+		http: "127.0.0.1:" + strconv.Itoa(freePort(t)), metrics: "127.0.0.1:" + strconv.Itoa(freePort(t)),
+	}
+	cfg := fmt.Sprintf(crashConfig, c.http, strconv.Quote(filepath.Join(dir, "data", "leaks.jsonl")),
+		"127.0.0.1:"+strconv.Itoa(freePort(t)), c.metrics, "WEBHOOK",
+		strconv.Quote(filepath.Join(dir, "data", "slack-outbox.jsonl")))
+	cfg = strings.Replace(cfg, "webhook_url: WEBHOOK", "token: xoxb-local-test\n        channel: C0LEAKS\n        api_url: "+srv.URL+"/api/", 1)
+	cfg = strings.Replace(cfg, "idle_window: 30s", "idle_window: 2s", 1)
+	if err := os.WriteFile(c.cfg, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	crossing, data := splitSharedInventory(t)
+	c.start(t)
+	defer c.stop(t)
+	post := func(body []byte) {
+		t.Helper()
+		resp, err := http.Post("http://"+c.http+"/v1/traces", "application/json", strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("OTLP post: %s", resp.Status)
+		}
+	}
+
+	post(crossing)
+	eventually(t, 15*time.Second, "the finding's message", func() (bool, string) {
+		return len(srv.TopLevel()) == 1, fmt.Sprintf("%d top-level messages", len(srv.TopLevel()))
+	})
+	top := srv.TopLevel()[0]
+	if !strings.Contains(top.Blocks, "*Severity*\\nhigh") {
+		t.Fatalf("the first message should show the high finding: %s", top.Blocks)
+	}
+	post(data)
+	var reply string
+	eventually(t, 15*time.Second, "the escalation edit and reply", func() (bool, string) {
+		_, updates, _ := srv.Snapshot()
+		edited := slices.ContainsFunc(updates, func(u slacktest.Post) bool {
+			return u.TS == top.TS && strings.Contains(u.Blocks, "*Severity*\\ncritical")
+		})
+		for _, r := range srv.RepliesIn(top.TS) {
+			if strings.Contains(r.Text, "now critical") {
+				reply = r.Text
+			}
+		}
+		return edited && reply != "", fmt.Sprintf("%d edits, reply %q", len(updates), reply)
+	})
+	if want := "now critical: reached inventory-svc's data (`SELECT stock`, tenant globex)"; !strings.Contains(reply, want) {
+		t.Errorf("the escalation reply %q lacks %q", reply, want)
+	}
+	eventually(t, 20*time.Second, "the closing edit", func() (bool, string) {
+		_, updates, _ := srv.Snapshot()
+		return len(updates) > 0 && strings.Contains(updates[len(updates)-1].Blocks, "Closed"), fmt.Sprintf("%d edits", len(updates))
+	})
+	if n := len(srv.TopLevel()); n != 1 {
+		t.Fatalf("%d top-level messages for one incident, want 1", n)
 	}
 }
 
