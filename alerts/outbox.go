@@ -280,7 +280,7 @@ func (st *outboxState) loadGroup(r *outboxRecord, groupWindow time.Duration, now
 		return
 	}
 	if g := st.groups[r.Sig]; g == nil || g.TS == r.TS {
-		st.groups[r.Sig] = &group{thread: thread{Channel: r.Channel, TS: r.TS, At: r.At, Count: max(r.Count, 1)}, Root: r.Alert}
+		st.groups[r.Sig] = &group{thread: thread{Channel: r.Channel, TS: r.TS, At: r.At, Count: max(r.Count, 1), Owner: r.Owner}, Root: r.Alert}
 	}
 }
 
@@ -294,7 +294,7 @@ func (g *group) owner() string {
 
 func (g *group) record(sig string) outboxRecord {
 	return outboxRecord{Type: "group", Seq: g.Root.Seq, Alert: g.Root, LeakID: g.Root.LeakID, Channel: g.Channel, TS: g.TS,
-		Sig: sig, Count: g.Count, At: g.At}
+		Sig: sig, Count: g.Count, At: g.At, Owner: g.owner()}
 }
 
 // sortedThreads lists leak ids newest first.
