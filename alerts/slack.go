@@ -323,7 +323,16 @@ func (n *SlackNotifier) dispatch() time.Duration {
 	var wait time.Duration
 	var fresh, retries []*alert
 	ahead := map[string]bool{} // findings with an older pending alert
+	// unsure holds the incidents whose first message may be in Slack
+	// already (a post went unanswered): a finding of the same incident
+	// waits to join that message rather than open a second one.
+	unsure := map[string]bool{}
 	for _, a := range n.pending {
+		if a.Kind == "new" && n.posting[a.Seq] > 0 {
+			if sig := a.signature(); sig != "" {
+				unsure[sig] = true
+			}
+		}
 		if ahead[a.LeakID] {
 			continue
 		}
@@ -351,8 +360,8 @@ func (n *SlackNotifier) dispatch() time.Duration {
 		if a.Kind == "new" {
 			sig = a.signature()
 		}
-		if sig != "" && n.busySig[sig] {
-			continue // the incident's first message is on its way
+		if sig != "" && (n.busySig[sig] || (unsure[sig] && n.posting[a.Seq] == 0)) {
+			continue // the incident's first message is on its way, or may be there
 		}
 		n.busy[a.LeakID] = true
 		if sig != "" {

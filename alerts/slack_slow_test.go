@@ -404,6 +404,40 @@ func TestSlackSlowBacklogIsKeptAndDeliveredOnceEach(t *testing.T) {
 	}
 }
 
+// A finding of the same incident as one whose post went unanswered waits
+// for that post to be found (or made), and joins its message: the incident
+// gets one top-level message, not one per finding.
+func TestSlackSlowIncidentWaitsForAnUnansweredFirstPost(t *testing.T) {
+	srv := slacktest.NewServer(t)
+	slow := newSlowSlack(t, srv)
+	cfg := slowConfig(t, srv, slow)
+	n, res := startSlack(t, cfg)
+	defer closeSlack(t, n)
+
+	slow.goSlow(answerLate)
+	notify(t, n, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
+	if h := slow.nextHeldRequest(t); h != (heldRequest{"/api/chat.postMessage", "leak1"}) {
+		t.Fatalf("first request %+v, want leak1's post", h)
+	}
+	waitFor(t, "leak1's post timed out", func() bool { return res.count(ResultRetried) >= 1 })
+	// Same rule, tenants and edge: the same incident. Never tried, it would
+	// go before leak1's retry, so its post would be the next request.
+	notify(t, n, leak("leak2", "00000000000000000000000000000002", "acme", "globex"))
+	for range 2 {
+		if h := slow.nextHeldRequest(t); h.Path != "/api/conversations.history" {
+			t.Fatalf("while leak1's post is unanswered, Slack got %+v; want only leak1's lookups", h)
+		}
+	}
+	slow.recover()
+	waitFor(t, "both handled", func() bool { return n.Pending() == 0 })
+	if got := len(srv.TopLevel()); got != 1 {
+		t.Fatalf("%d top-level messages for one incident, want 1", got)
+	}
+	if res.count(ResultDelivered) != 1 || res.count(ResultGrouped) != 1 {
+		t.Fatalf("want leak1 delivered and leak2 grouped under it: %v", res.got)
+	}
+}
+
 // The collector restarts while Slack is slow: what was pending, including
 // a post Slack made but never confirmed, is delivered once by the next run.
 func TestSlackSlowRestartKeepsTheBacklogAndPostsOnce(t *testing.T) {
