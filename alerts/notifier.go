@@ -10,10 +10,12 @@ import (
 	"github.com/tenantguard/tenantguard/store"
 )
 
-// Notifier delivers findings to people. Notify is called from the evidence
-// worker, never from the span path, once per stored version of a finding;
-// it may block (a slow Slack) without slowing telemetry. Implementations
-// must be safe for concurrent use.
+// Notifier delivers findings to people. Notify is called from the
+// processor's alert worker, never from the span path, once per version of a
+// finding as it is raised (versions raised while the worker is busy
+// coalesce), whatever the state of the evidence store; it may block (a slow
+// disk) without slowing telemetry. Implementations must be safe for
+// concurrent use.
 type Notifier interface {
 	// Name identifies the notifier in logs and metrics ("log", "slack").
 	Name() string
@@ -36,7 +38,7 @@ func NewLogNotifier(logger *zap.Logger) *LogNotifier {
 // Name implements Notifier.
 func (*LogNotifier) Name() string { return "log" }
 
-// Notify implements Notifier. The evidence worker calls it from one
+// Notify implements Notifier. The alert worker calls it from one
 // goroutine, so the seen set needs no lock.
 func (n *LogNotifier) Notify(_ context.Context, ev *store.Evidence) error {
 	fields := []zap.Field{

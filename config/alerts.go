@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/config/configopaque"
+	"go.opentelemetry.io/collector/confmap"
 )
 
 // Alerts says who is told about findings.
@@ -62,6 +64,26 @@ type Slack struct {
 	InitialBackoff time.Duration `mapstructure:"initial_backoff"`
 	// MaxBackoff caps the wait between retries. Default: 5m.
 	MaxBackoff time.Duration `mapstructure:"max_backoff"`
+
+	// written lists which of token, webhook_url and channel the
+	// configuration wrote, whatever they resolved to.
+	written []string
+}
+
+// slackKeys are the keys whose presence says Slack is meant to be on.
+var slackKeys = []string{"token", "webhook_url", "channel"}
+
+// Unmarshal decodes the section and remembers which keys it wrote, so that
+// CheckSecrets can tell "Slack off" (no key) from "a secret resolved to
+// nothing" (`token: ${env:SLACK_BOT_TOKEN}` with the variable unset).
+func (s *Slack) Unmarshal(conf *confmap.Conf) error {
+	s.written = s.written[:0]
+	for _, k := range slackKeys {
+		if conf.IsSet(k) {
+			s.written = append(s.written, k)
+		}
+	}
+	return conf.Unmarshal(s)
 }
 
 // DefaultSlack returns the Slack defaults (off).
@@ -141,14 +163,19 @@ func (s *Slack) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Metrics configures the Prometheus endpoint.
-type Metrics struct {
-	// Endpoint serves /metrics. Every tenantguard processor in the process
-	// shares one registry and one server per endpoint. Empty turns it off.
-	// Default: 127.0.0.1:9464 (loopback: metrics name services and tenants'
-	// traffic shapes).
-	Endpoint string `mapstructure:"endpoint"`
+// CheckSecrets refuses a Slack section that names a destination but
+// resolved to no secret: alerts would silently go nowhere. The collector
+// checks it when it builds the processor, not in Validate: the analyst
+// commands read the same config where the secrets need not be set.
+func (s *Slack) CheckSecrets() error {
+	var errs []error
+	for _, k := range s.written {
+		switch {
+		case k == "token" && s.Token == "", k == "webhook_url" && s.WebhookURL == "":
+			errs = append(errs, fmt.Errorf("alerts.slack.%s: is empty (an unset environment variable?); set it, or remove the key to turn Slack off", k))
+		case k == "channel" && !s.Enabled() && !slices.Contains(s.written, "token") && !slices.Contains(s.written, "webhook_url"):
+			errs = append(errs, errors.New("alerts.slack.token: required with channel; set it, or remove channel to turn Slack off"))
+		}
+	}
+	return errors.Join(errs...)
 }
-
-// DefaultMetricsEndpoint is where /metrics is served unless configured.
-const DefaultMetricsEndpoint = "127.0.0.1:9464"

@@ -14,9 +14,13 @@ import (
 // endpoints are set; when on, the journal stays the write-ahead log in front
 // of it and a shipper copies journal records to ClickHouse.
 type ClickHouse struct {
-	// Endpoints are host:port addresses of the native protocol (9000, or
-	// 9440 with TLS). Several endpoints fail over in order. Default: none (off).
+	// Endpoints are host:port addresses of the protocol below: native 9000
+	// (9440 with TLS), http 8123 (8443 with TLS, as ClickHouse Cloud
+	// serves). Several endpoints fail over in order. Default: none (off).
 	Endpoints []string `mapstructure:"endpoints"`
+	// Protocol is native (ClickHouse's TCP protocol) or http (its HTTP
+	// interface; HTTPS when TLS is on). Default: native.
+	Protocol string `mapstructure:"protocol"`
 	// Database holds the tenant_leaks tables. Default: tenantguard.
 	Database string `mapstructure:"database"`
 	// Username. Default: default.
@@ -31,7 +35,8 @@ type ClickHouse struct {
 	DialTimeout time.Duration `mapstructure:"dial_timeout"`
 	// ReadTimeout bounds waiting for a server reply. Default: 30s.
 	ReadTimeout time.Duration `mapstructure:"read_timeout"`
-	// Compression of the native protocol: lz4, zstd or none. Default: lz4.
+	// Compression of the data blocks, either protocol: lz4, zstd or none.
+	// Default: lz4.
 	Compression string `mapstructure:"compression"`
 	// CreateSchema runs the versioned migrations at start. Default: true.
 	CreateSchema bool `mapstructure:"create_schema"`
@@ -48,8 +53,11 @@ type ClickHouse struct {
 	// Defaults: 1s and 1m.
 	RetryInitial time.Duration `mapstructure:"retry_initial_interval"`
 	RetryMax     time.Duration `mapstructure:"retry_max_interval"`
-	// MaxAttempts moves a record that fails this many times for a reason
-	// other than an unreachable server to the dead-letter file. Default: 5.
+	// MaxAttempts splits a batch that fails this many times for a reason
+	// the shipper does not know (an unlisted server error code), so that
+	// the records around the failing one ship; the failing record is
+	// retried with backoff, never dead-lettered: only a record ClickHouse
+	// refuses goes to the dead-letter file. Default: 5.
 	MaxAttempts int `mapstructure:"max_attempts"`
 }
 
@@ -57,6 +65,7 @@ type ClickHouse struct {
 func DefaultClickHouse() ClickHouse {
 	return ClickHouse{
 		Database:     "tenantguard",
+		Protocol:     "native",
 		Username:     "default",
 		TLS:          configtls.ClientConfig{},
 		DialTimeout:  5 * time.Second,
@@ -91,6 +100,11 @@ func (c *ClickHouse) Validate() error {
 	}
 	if c.Cluster != "" && strings.ContainsAny(c.Cluster, "`'\" ;") {
 		errs = append(errs, fmt.Errorf("store.clickhouse.cluster: %q is not a plain cluster name", c.Cluster))
+	}
+	switch c.Protocol {
+	case "native", "http":
+	default:
+		errs = append(errs, fmt.Errorf("store.clickhouse.protocol: %q is not one of native, http", c.Protocol))
 	}
 	switch c.Compression {
 	case "lz4", "zstd", "none":

@@ -55,6 +55,12 @@ type Config struct {
 	// from another tenant is still caught and joined to the same finding.
 	// Default: 10m.
 	LateWindow time.Duration
+	// MaxServices caps the services with their own coverage counters;
+	// spans of others count under OtherServices. 0: DefaultMaxServices.
+	MaxServices int
+	// ServiceIdle forgets a service's coverage counters after it sent no
+	// span for this long, freeing its place. 0: DefaultServiceIdle.
+	ServiceIdle time.Duration
 	// Shards splits state so that concurrent batches rarely contend; 0 picks
 	// one per CPU.
 	Shards int
@@ -228,6 +234,12 @@ func (c *Config) Validate() error {
 		if w < 0 {
 			errs = append(errs, fmt.Errorf("%s: must not be negative, got %s", name, w))
 		}
+	}
+	if c.MaxServices < 0 {
+		errs = append(errs, fmt.Errorf("max_services: must not be negative, got %d", c.MaxServices))
+	}
+	if c.ServiceIdle < 0 {
+		errs = append(errs, fmt.Errorf("service_idle: must not be negative, got %s", c.ServiceIdle))
 	}
 	if c.Shards < 0 {
 		errs = append(errs, fmt.Errorf("shards: must not be negative, got %d", c.Shards))

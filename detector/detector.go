@@ -35,6 +35,7 @@ type Detector struct {
 	stats     counters
 	windows   windowLimiter
 	waiting   waitingLinks
+	services  *serviceNames
 }
 
 // waitingLinks holds span links whose producer trace has not arrived yet
@@ -96,6 +97,7 @@ func New(cfg Config, sink Sink) (*Detector, error) {
 		allowSvc: toSet(cfg.AllowServices),
 		shared:   toSet(cfg.SharedTenants),
 		seed:     maphash.MakeSeed(),
+		services: newServiceNames(cfg.MaxServices, cfg.ServiceIdle),
 	}
 	if d.now == nil {
 		d.now = time.Now
@@ -310,6 +312,7 @@ func (d *Detector) Sweep() {
 		sh.mu.Unlock()
 	}
 	d.windows.sweep(now, max(d.cfg.UnscopedWindow, d.cfg.CoverageWindow))
+	d.ageServices(now)
 	d.stats.linksUnresolved.Add(uint64(d.waiting.expire(now.Add(-d.cfg.IdleWindow))))
 }
 
@@ -372,30 +375,6 @@ func (d *Detector) Stats() Stats {
 		st.FindingsByRule[r] = c.byRule[i].Load()
 	}
 	return st
-}
-
-// ServiceCoverage is how many spans a service sent, and how many of them
-// carried no tenant.
-type ServiceCoverage struct {
-	Spans         uint64
-	WithoutTenant uint64
-}
-
-// Coverage returns per-service span counts since start. It locks each shard
-// briefly: call it at scrape time, not per span.
-func (d *Detector) Coverage() map[string]ServiceCoverage {
-	out := map[string]ServiceCoverage{}
-	for _, sh := range d.shards {
-		sh.mu.Lock()
-		for name, c := range sh.svcs {
-			cur := out[name]
-			cur.Spans += c.spans
-			cur.WithoutTenant += c.withoutTenant
-			out[name] = cur
-		}
-		sh.mu.Unlock()
-	}
-	return out
 }
 
 // windowLimiter lets one per-service finding through per key and window.

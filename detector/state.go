@@ -97,7 +97,7 @@ type shard struct {
 	anc      []ancestor // crossingEdges' memo, reused
 	path     []int32    // crossingEdges' walk, reused
 	lastVers uint64
-	svcs     map[string]*serviceCounts
+	svcs     map[string]*serviceCounts // this shard's share of per-service coverage (services.go)
 	tombs    map[TraceID]tomb
 	tombQ    idRing // the tombs' trace ids, oldest first
 	// annotate is the Batch.Annotate of the batch holding the lock, if any.
@@ -107,15 +107,6 @@ type shard struct {
 	// belongs to it and needs no map lookup. release clears it.
 	last *traceState
 }
-
-// maxServicesTracked caps per-service coverage counters per shard; services
-// beyond it are counted under OtherServices, so a client that invents
-// service names cannot grow memory or metric cardinality.
-const maxServicesTracked = 500
-
-// OtherServices is the service name coverage is counted under once
-// maxServicesTracked services have been seen.
-const OtherServices = "_other"
 
 func newShard(d *Detector, limit int) *shard {
 	return &shard{
@@ -157,20 +148,7 @@ func CapString(s string, n int) string {
 
 func (sh *shard) newEndpoint(service, name string) *endpoint {
 	e := &endpoint{service: sh.strs.intern(service), name: sh.strs.intern(name)}
-	c, ok := sh.svcs[e.service]
-	if !ok {
-		if len(sh.svcs) >= maxServicesTracked {
-			c = sh.svcs[OtherServices]
-			if c == nil {
-				c = &serviceCounts{}
-				sh.svcs[OtherServices] = c
-			}
-		} else {
-			c = &serviceCounts{}
-			sh.svcs[e.service] = c
-		}
-	}
-	e.svc = c
+	sh.bindService(e)
 	return e
 }
 
@@ -251,6 +229,9 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 	ts.spanCount++
 
 	ep := sh.eps.get(capName(s.Service), capName(s.Name), sh.newEndpoint)
+	if ep.svc.gone || (ep.svc.other && ep.gen != d.services.freed.Load()) {
+		sh.bindService(ep)
+	}
 	ep.svc.spans++
 	if len(ts.services) < maxServicesPerTrace && !contains(ts.services, ep.service) {
 		ts.services = append(ts.services, ep.service)

@@ -607,7 +607,7 @@ func loadProcessorConfig(ctx context.Context, configs, sets []string, name strin
 	if err := sub.Unmarshal(cfg); err != nil {
 		return nil, fmt.Errorf("processors::%s: %w", chosen, err)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := confmap.Validate(cfg); err != nil {
 		return nil, fmt.Errorf("processors::%s: %w", chosen, err)
 	}
 	return cfg, nil

@@ -41,6 +41,8 @@ func main() {
 		},
 	}
 	cmd := otelcol.NewCommand(set)
+	// main prints the error; cobra printing it too showed every error twice.
+	cmd.SilenceErrors = true
 	cmd.AddCommand(newLeaksCommand())
 	cmd.AddCommand(newScanCommand())
 	if err := cmd.Execute(); err != nil {

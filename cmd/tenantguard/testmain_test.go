@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tenantguard/tenantguard/internal/chserver"
 )
 
 // e2eDir holds the binary the end-to-end tests build; TestMain removes it.
@@ -22,6 +24,7 @@ func TestMain(m *testing.M) {
 	e2eDir = dir
 	code := m.Run()
 	_ = os.RemoveAll(dir)
+	chserver.Shutdown() // the ClickHouse engine of the leaks tests, before the process exits
 	os.Exit(code)
 }
 

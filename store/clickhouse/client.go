@@ -119,6 +119,11 @@ func options(ctx context.Context, cfg config.ClickHouse, database string) (*ch.O
 			Version string
 		}{{Name: "tenantguard"}}},
 	}
+	if cfg.Protocol == "http" {
+		// ClickHouse's HTTP interface (HTTPS with TLS, as on ClickHouse
+		// Cloud's port 8443): the same Native blocks, compressed alike.
+		opts.Protocol = ch.HTTP
+	}
 	switch cfg.Compression {
 	case "zstd":
 		opts.Compression = &ch.Compression{Method: ch.CompressionZSTD}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,9 @@ type tcpProxy struct {
 
 	wg       sync.WaitGroup
 	accepted atomic.Int64
+	// life serialises Stop and Start: a Stop the marker set off waits for
+	// the proxy's goroutines, and a Start must not add one meanwhile.
+	life sync.Mutex
 }
 
 // newTCPProxy listens on 127.0.0.1 (a free port) and forwards to target.
@@ -215,6 +219,8 @@ func (p *tcpProxy) StopWhenClientSends(marker string, nth int) <-chan struct{} {
 // Stop closes the listener and cuts every open connection; it returns once
 // all the proxy's goroutines are done. Stopping a stopped proxy is a no-op.
 func (p *tcpProxy) Stop() {
+	p.life.Lock()
+	defer p.life.Unlock()
 	p.mu.Lock()
 	if p.ln != nil {
 		_ = p.ln.Close()
@@ -234,6 +240,8 @@ func (p *tcpProxy) Stop() {
 // no-op. The address is normally free again at once (Go listeners set
 // SO_REUSEADDR); a short retry covers the port being briefly taken.
 func (p *tcpProxy) Start() error {
+	p.life.Lock()
+	defer p.life.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ln != nil {
@@ -521,15 +529,20 @@ func liveProxiedConfig(t *testing.T) (direct, proxied config.ClickHouse, px prox
 
 // cutMidBatch arms every proxy to stop right after the nth insert into
 // tenant_leak_spans from now goes out: that batch's findings are in
-// tenant_leaks, its spans never arrive, and its acknowledgement is never
-// seen. Through TLS the query is not visible; it returns nil then.
+// tenant_leaks, its spans never arrive (or arrive and their acknowledgement
+// is lost). Over HTTP the statement travels URL-encoded in the request
+// line. Through TLS the query is not visible; it returns nil then.
 func cutMidBatch(cfg config.ClickHouse, px proxies, nth int) []<-chan struct{} {
 	if !cfg.TLS.Insecure {
 		return nil
 	}
+	marker := "INSERT INTO tenant_leak_spans"
+	if cfg.Protocol == "http" {
+		marker = url.QueryEscape(marker)
+	}
 	var cuts []<-chan struct{}
 	for _, p := range px {
-		cuts = append(cuts, p.StopWhenClientSends("INSERT INTO tenant_leak_spans", nth))
+		cuts = append(cuts, p.StopWhenClientSends(marker, nth))
 	}
 	return cuts
 }
