@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/slack-go/slack"
 
@@ -23,6 +24,7 @@ func (n *SlackNotifier) newAlert(ev *store.Evidence, kind string) *alert {
 	a := &alert{
 		Kind: kind, LeakID: ev.LeakID, Rule: ev.Rule, Severity: ev.Severity, TraceID: ev.TraceID,
 		SpanCount: ev.SpanCount, FirstSeen: ev.FirstSeen, AllowedBy: ev.AllowedBy,
+		Status: ev.Status, Reason: ev.Reason, Reached: n.reached(ev), Summary: clip(Summary(n.shown(ev)), maxSummary),
 	}
 	for _, t := range ev.Tenants {
 		a.Tenants = append(a.Tenants, n.tenant(t))
@@ -48,6 +50,52 @@ func (n *SlackNotifier) newAlert(ev *store.Evidence, kind string) *alert {
 	return a
 }
 
+// reached is the first data-bearing, not refused evidence span of a tenant
+// the trace crossed into: what makes a crossing critical.
+func (n *SlackNotifier) reached(ev *store.Evidence) *reachView {
+	for _, e := range ev.CrossingEdges {
+		for _, s := range ev.Spans {
+			if s.Data && s.Outcome != "blocked" && s.Tenant != "" && s.Tenant == e.To.Tenant {
+				return &reachView{Service: s.Service, Span: s.Name, Tenant: n.tenant(s.Tenant)}
+			}
+		}
+	}
+	return nil
+}
+
+// shown is the finding as a message may show it, for Summary: tenants
+// replaced by what tenant() shows, span attributes left out.
+func (n *SlackNotifier) shown(ev *store.Evidence) *store.Evidence {
+	c := *ev
+	c.Tenants = make([]string, len(ev.Tenants))
+	for i, t := range ev.Tenants {
+		c.Tenants[i] = n.tenant(t)
+	}
+	c.CrossingEdges = append([]store.CrossingEdge(nil), ev.CrossingEdges...)
+	for i := range c.CrossingEdges {
+		c.CrossingEdges[i].From.Tenant = n.tenant(c.CrossingEdges[i].From.Tenant)
+		c.CrossingEdges[i].To.Tenant = n.tenant(c.CrossingEdges[i].To.Tenant)
+	}
+	c.Mismatches = append([]store.Mismatch(nil), ev.Mismatches...)
+	for i := range c.Mismatches {
+		vals := append(c.Mismatches[i].Values[:0:0], c.Mismatches[i].Values...)
+		for j := range vals {
+			vals[j].Tenant = n.tenant(vals[j].Tenant)
+		}
+		c.Mismatches[i].Values = vals
+	}
+	c.Keys = append([]store.KeyUse(nil), ev.Keys...)
+	for i := range c.Keys {
+		c.Keys[i].KeyTenant, c.Keys[i].SpanTenant = n.tenant(c.Keys[i].KeyTenant), n.tenant(c.Keys[i].SpanTenant)
+	}
+	c.Spans = make([]store.Span, len(ev.Spans))
+	for i, s := range ev.Spans {
+		s.Tenant, s.Attributes = n.tenant(s.Tenant), nil
+		c.Spans[i] = s
+	}
+	return &c
+}
+
 // tenant shows a tenant id, or its stable pseudonym: the same tenant always
 // maps to the same pseudonym, so on-call can still tell tenants apart and
 // the incident team can map it back with the key.
@@ -69,6 +117,26 @@ func esc(s string) string {
 }
 
 func code(s string) string { return "`" + esc(s) + "`" }
+
+// escSentence is esc for a sentence that marks span names as code itself.
+func escSentence(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// maxSummary bounds the sentence a reply carries (Slack cuts sections at 3,000 characters).
+const maxSummary = 1000
+
+// clip cuts s to at most n bytes on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
 
 var severityIcon = map[string]string{
 	"critical": ":rotating_light:",
@@ -110,6 +178,9 @@ func (n *SlackNotifier) blocks(a *alert, count int) []slack.Block {
 	}
 	out := []slack.Block{
 		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "*"+title+"*", false, false), nil, nil),
+	}
+	if line := statusLine(a); line != "" {
+		out = append(out, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, line, false, false), nil, nil))
 	}
 	fields := []*slack.TextBlockObject{
 		mdField("Severity", a.Severity),
@@ -163,11 +234,41 @@ func (n *SlackNotifier) traceURL(traceID string) string {
 	return strings.ReplaceAll(n.cfg.TraceURLTemplate, "{trace_id}", url.PathEscape(traceID))
 }
 
+// statusLine says, on the top-level message, where the finding stands when
+// it is no longer simply open; "" while it is.
+func statusLine(a *alert) string {
+	switch a.Status {
+	case "allowed":
+		return fmt.Sprintf(":white_check_mark: *Withdrawn*: the trace passed through an allowed path (%s). No action needed.", esc(a.AllowedBy))
+	case "reclassified":
+		return ":white_check_mark: *Reclassified*: " + esc(a.Reason) + ". No leak: isolation held."
+	case "closed":
+		return "*Closed*: the trace went idle; this is the finding's final state."
+	}
+	return ""
+}
+
+// escalationText says what raised a finding's severity: "now critical:
+// reached ledger-svc's data (`INSERT entries`, tenant globex)".
+func escalationText(a *alert) string {
+	if a.Reached != nil {
+		return fmt.Sprintf("now %s: reached %s's data (%s, tenant %s)", a.Severity, esc(a.Reached.Service), code(a.Reached.Span), esc(a.Reached.Tenant))
+	}
+	if a.Reason != "" {
+		return fmt.Sprintf("now %s: %s", a.Severity, esc(a.Reason))
+	}
+	return "now " + a.Severity
+}
+
 // replyText is a thread reply for a later version of a finding.
 func (n *SlackNotifier) replyText(a *alert) string {
 	switch a.Kind {
 	case "withdrawn":
 		return fmt.Sprintf("Withdrawn: the trace passed through an allowed path (%s). No action needed.", esc(a.AllowedBy))
+	case "reclassified":
+		return fmt.Sprintf("Reclassified: %s. %s", esc(a.Reason), escSentence(a.Summary))
+	case "escalated":
+		return fmt.Sprintf("%s %s\n%s", severityIcon[a.Severity], escalationText(a), escSentence(a.Summary))
 	case "grouped":
 		return fmt.Sprintf("Same crossing again in trace %s (leak %s): %s", code(a.TraceID), code(a.LeakID), headline(a))
 	default:

@@ -58,6 +58,10 @@ type Slack struct {
 	OutboxPath string `mapstructure:"outbox_path"`
 	// Timeout bounds one Slack call. Default: 10s.
 	Timeout time.Duration `mapstructure:"timeout"`
+	// InitialBackoff is the wait before an alert's first retry; each
+	// further failure of the same alert doubles it, up to MaxBackoff (a
+	// larger value is cut to MaxBackoff). Default: 1s.
+	InitialBackoff time.Duration `mapstructure:"initial_backoff"`
 	// MaxBackoff caps the wait between retries. Default: 5m.
 	MaxBackoff time.Duration `mapstructure:"max_backoff"`
 
@@ -85,11 +89,12 @@ func (s *Slack) Unmarshal(conf *confmap.Conf) error {
 // DefaultSlack returns the Slack defaults (off).
 func DefaultSlack() Slack {
 	return Slack{
-		MinSeverity: "high",
-		GroupWindow: 10 * time.Minute,
-		OutboxPath:  "./data/slack-outbox.jsonl",
-		Timeout:     10 * time.Second,
-		MaxBackoff:  5 * time.Minute,
+		MinSeverity:    "high",
+		GroupWindow:    10 * time.Minute,
+		OutboxPath:     "./data/slack-outbox.jsonl",
+		Timeout:        10 * time.Second,
+		InitialBackoff: time.Second,
+		MaxBackoff:     5 * time.Minute,
 	}
 }
 
@@ -151,6 +156,9 @@ func (s *Slack) Validate() error {
 	}
 	if s.Timeout <= 0 || s.MaxBackoff <= 0 {
 		errs = append(errs, errors.New("alerts.slack.timeout and max_backoff: must be positive"))
+	}
+	if s.InitialBackoff <= 0 {
+		errs = append(errs, fmt.Errorf("alerts.slack.initial_backoff: must be positive, got %s", s.InitialBackoff))
 	}
 	return errors.Join(errs...)
 }

@@ -716,8 +716,9 @@ func testDetectionDepth(t *testing.T) {
 	}
 
 	// On-call: (b)'s three findings page (min_severity high); (a)'s low
-	// ones do not. Alerts go out in the order findings were stored, so once
-	// (b)'s messages are in, any message for (a) would be too.
+	// ones do not. The notifier drops a low finding when it is handed it,
+	// before (b)'s are queued, so once (b)'s messages are in, none for (a)
+	// can follow.
 	paged := []string{cross.LeakID, found[traceB][ruleMismatch].LeakID, unscoped.LeakID}
 	var msgs []string
 	eventually(t, 10*time.Second, "Slack messages for the served trace's findings", func() (bool, string) {
