@@ -31,6 +31,9 @@ type alert struct {
 	SpanCount int           `json:"span_count"`
 	FirstSeen time.Time     `json:"first_seen"`
 	AllowedBy string        `json:"allowed_by,omitempty"`
+	// Message is the finding's message as Slack shows it (escaped,
+	// tenants pseudonymized when configured).
+	Message string `json:"message,omitempty"`
 }
 
 type edgeSummary struct {

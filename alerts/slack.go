@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tenantguard/tenantguard/config"
+	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
 )
 
@@ -212,7 +213,7 @@ func (n *SlackNotifier) classify(ev *store.Evidence) string {
 		}
 		memo = &leakMemo{tenants: len(ev.Tenants), edges: len(ev.CrossingEdges)}
 		n.leaks[ev.LeakID] = memo
-		if config.SeverityRank(ev.Severity) < config.SeverityRank(n.cfg.MinSeverity) {
+		if detector.Severity(ev.Severity).Rank() < detector.Severity(n.cfg.MinSeverity).Rank() {
 			memo.skipped = true
 			return ""
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
 )
 
@@ -23,6 +24,7 @@ func (n *SlackNotifier) newAlert(ev *store.Evidence, kind string) *alert {
 	a := &alert{
 		Kind: kind, LeakID: ev.LeakID, Rule: ev.Rule, Severity: ev.Severity, TraceID: ev.TraceID,
 		SpanCount: ev.SpanCount, FirstSeen: ev.FirstSeen, AllowedBy: ev.AllowedBy,
+		Message: ev.Message(store.Style{Text: esc, Code: code, Tenant: n.tenant}),
 	}
 	for _, t := range ev.Tenants {
 		a.Tenants = append(a.Tenants, n.tenant(t))
@@ -70,26 +72,27 @@ func esc(s string) string {
 
 func code(s string) string { return "`" + esc(s) + "`" }
 
-var severityIcon = map[string]string{
-	"critical": ":rotating_light:",
-	"high":     ":warning:",
-	"medium":   ":large_orange_diamond:",
-	"low":      ":information_source:",
+var severityIcon = map[detector.Severity]string{
+	detector.SeverityCritical: ":rotating_light:",
+	detector.SeverityHigh:     ":warning:",
+	detector.SeverityMedium:   ":large_orange_diamond:",
+	detector.SeverityLow:      ":information_source:",
 }
 
-// headline is the message's first line: an icon and the story in a few words.
-func headline(a *alert) string { return severityIcon[a.Severity] + " " + headlineText(a) }
+// headline is the message's first line: an icon and the finding's message.
+func headline(a *alert) string {
+	return severityIcon[detector.Severity(a.Severity)] + " " + headlineText(a)
+}
 
-// headlineText is the headline without mrkdwn icons: the notification text.
+// headlineText is the headline without mrkdwn icons: the notification
+// text. It is the finding's message (store.Evidence.Message), the sentence
+// the log and `tenantguard leaks` print; an alert queued by an older build
+// has none and is named by rule and leak id.
 func headlineText(a *alert) string {
-	switch {
-	case a.Rule == "tenant_mismatch" && a.Mismatch != nil:
-		return fmt.Sprintf("Tenant mismatch on %s %s", esc(a.Mismatch.Service), code(a.Mismatch.Span))
-	case len(a.Edges) > 0:
-		return fmt.Sprintf("Cross-tenant leak: %s → %s", esc(a.Edges[0].FromTenant), esc(a.Edges[0].ToTenant))
-	default:
-		return fmt.Sprintf("Cross-tenant trace: %s", esc(strings.Join(a.Tenants, ", ")))
+	if a.Message != "" {
+		return a.Message
 	}
+	return fmt.Sprintf("%s finding %s", code(a.Rule), code(a.LeakID))
 }
 
 func edgeLine(e edgeSummary) string {

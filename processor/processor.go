@@ -86,7 +86,7 @@ func newTenantguard(set processor.Settings, cfg *Config) (*tenantguard, error) {
 // so it only enqueues.
 func (p *tenantguard) onFinding(f detector.Finding) {
 	p.observeFinding(&f)
-	ev := toEvidence(&f, p.cfg.Instance)
+	ev := store.NewEvidence(&f, p.cfg.Instance)
 	if !p.queue.push(ev) {
 		p.queueFull.Add(1)
 		p.logger.Error("evidence queue full: finding not recorded; raise queue_size or fix the store",

@@ -333,7 +333,7 @@ func (g *goldenFinding) normalize() {
 func reduceFindings(fs []detector.Finding) []goldenFinding {
 	out := make([]goldenFinding, 0, len(fs))
 	for i := range fs {
-		ev := toEvidence(&fs[i], "scenario-test")
+		ev := store.NewEvidence(&fs[i], "scenario-test")
 		g := goldenFinding{
 			LeakID: ev.LeakID, Rule: ev.Rule, Severity: ev.Severity, Status: ev.Status, TraceID: ev.TraceID,
 			Tenants: ev.Tenants, Services: ev.Services, CrossingEdges: ev.CrossingEdges, Mismatches: ev.Mismatches,
@@ -1052,7 +1052,7 @@ var scenarioFacts = map[string]func(t *testing.T, run *scenarioRun){
 		expectEdge(t, f.Edges[0],
 			edgeWant{"d71544edba40f308", "gateway", "GET /reports/{id}", "acme"},
 			edgeWant{"231a2065d42e117c", "reports-svc", "GET /reports/{id}", "globex"}, 1)
-		if rankOf(f.Severity) < rankOf(detector.SeverityHigh) {
+		if f.Severity.Rank() < detector.SeverityHigh.Rank() {
 			t.Errorf("severity %s, want at least high", f.Severity)
 		}
 
@@ -1291,8 +1291,4 @@ func expectUnscoped(t *testing.T, run *scenarioRun, trace, span, service, name s
 	if f.LeakID == detector.LeakID(f.TraceID, detector.RuleUnscopedQuery) {
 		t.Errorf("%s: leak id is the trace's; want one per service, statement and window", trace)
 	}
-}
-
-func rankOf(s detector.Severity) int {
-	return slices.Index([]detector.Severity{detector.SeverityLow, detector.SeverityMedium, detector.SeverityHigh, detector.SeverityCritical}, s)
 }

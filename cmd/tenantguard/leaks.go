@@ -17,7 +17,6 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
 
-	"github.com/tenantguard/tenantguard/alerts"
 	"github.com/tenantguard/tenantguard/config"
 	tenantguardprocessor "github.com/tenantguard/tenantguard/processor"
 	"github.com/tenantguard/tenantguard/store"
@@ -314,7 +313,7 @@ func runLeaksList(ctx context.Context, lf *leaksFlags, out, errOut io.Writer) er
 	for i := range found {
 		ev := &found[i]
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.LastSeen.Format(time.RFC3339), ev.Rule, ev.Severity,
-			ev.Status, strings.Join(ev.Tenants, ","), ev.TraceID, alerts.Summary(ev))
+			ev.Status, strings.Join(ev.Tenants, ","), ev.TraceID, ev.Message(store.Plain))
 	}
 	return tw.Flush()
 }
@@ -372,7 +371,7 @@ func writeFinding(out io.Writer, f *shownFinding) error {
 		status += " (" + ev.AllowedBy + ")"
 	}
 	fmt.Fprintf(tw, "FINDING\t%s (version %d)\n", ev.LeakID, ev.Version)
-	fmt.Fprintf(tw, "SUMMARY\t%s\n", alerts.Summary(ev))
+	fmt.Fprintf(tw, "SUMMARY\t%s\n", ev.Message(store.Plain))
 	fmt.Fprintf(tw, "RULE\t%s, severity %s, status %s\n", ev.Rule, ev.Severity, status)
 	fmt.Fprintf(tw, "TRACE\t%s\n", ev.TraceID)
 	fmt.Fprintf(tw, "TENANTS\t%s\n", strings.Join(ev.Tenants, ", "))

@@ -121,7 +121,7 @@ func TestLeaksShowOverJournal(t *testing.T) {
 	}
 	for _, want := range []string{
 		"leak-crossing (version 2)",
-		"went from tenant acme (gateway `GET /inventory`) into tenant globex (inventory-svc `SELECT stock`)",
+		"from tenant acme reached tenant globex at inventory-svc `SELECT stock` (from gateway `GET /inventory`",
 		"cross_tenant_trace, severity critical, status closed",
 		"CROSSING EDGES", "EVIDENCE SPANS", "a000000000000003",
 		"SPANS ONLY EARLIER VERSIONS RECORDED", "a000000000000009",

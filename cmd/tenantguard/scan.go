@@ -28,7 +28,6 @@ import (
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
-	"github.com/tenantguard/tenantguard/alerts"
 	"github.com/tenantguard/tenantguard/detector"
 	tenantguardprocessor "github.com/tenantguard/tenantguard/processor"
 	"github.com/tenantguard/tenantguard/store"
@@ -126,30 +125,20 @@ func addScanFlags(cmd *cobra.Command) *scanFlags {
 	return sf
 }
 
-// severityRank orders severities; a severity this build does not know ranks
-// highest, so that a newer rule fails closed.
-func severityRank(s string) int {
-	switch detector.Severity(s) {
-	case detector.SeverityLow:
-		return 1
-	case detector.SeverityMedium:
-		return 2
-	case detector.SeverityHigh:
-		return 3
-	case detector.SeverityCritical:
-		return 4
-	}
-	return 5
-}
+// failNone is the --fail-on rank of "none": above every severity, even one
+// this build does not know.
+var failNone = detector.Severity("").Rank() + 1
 
 func parseFailOn(s string) (int, error) {
-	switch v := strings.ToLower(strings.TrimSpace(s)); v {
-	case "none", "never":
-		return 6, nil // above every severity
-	case "low", "medium", "high", "critical":
-		return severityRank(v), nil
+	v := strings.ToLower(strings.TrimSpace(s))
+	if v == "none" || v == "never" {
+		return failNone, nil
 	}
-	return 0, fmt.Errorf("--fail-on %q: want low, medium, high, critical or none", s)
+	sev, err := detector.ParseSeverity(v)
+	if err != nil {
+		return 0, fmt.Errorf("--fail-on %q: want %s or none", s, detector.Names(detector.Severities))
+	}
+	return sev.Rank(), nil
 }
 
 // runScan is the whole command; it returns the exit status.
@@ -1013,20 +1002,20 @@ func (s *scanner) report(failRank int, all bool, elapsed time.Duration) *scanRep
 		started: time.Now().Add(-elapsed),
 	}
 	for _, sf := range s.findings {
-		ev := tenantguardprocessor.Evidence(&sf.f, s.cfg.Instance)
+		ev := store.NewEvidence(&sf.f, s.cfg.Instance)
 		allowed := sf.f.Status == detector.StatusAllowed
 		if allowed && !all {
 			rep.withdrawn++
 			continue
 		}
-		failing := !allowed && severityRank(ev.Severity) >= failRank
+		failing := !allowed && detector.Severity(ev.Severity).Rank() >= failRank
 		if failing {
 			rep.failing++
 		}
 		rep.findings = append(rep.findings, reportFinding{ev: ev, at: sf.at, failing: failing})
 	}
 	slices.SortFunc(rep.findings, func(a, b reportFinding) int {
-		if c := severityRank(b.ev.Severity) - severityRank(a.ev.Severity); c != 0 {
+		if c := detector.Severity(b.ev.Severity).Rank() - detector.Severity(a.ev.Severity).Rank(); c != 0 {
 			return c
 		}
 		if c := strings.Compare(a.ev.TraceID, b.ev.TraceID); c != 0 {
@@ -1045,8 +1034,8 @@ func plural(n int, one, many string) string {
 }
 
 func failOnName(rank int) string {
-	for _, s := range []detector.Severity{detector.SeverityLow, detector.SeverityMedium, detector.SeverityHigh, detector.SeverityCritical} {
-		if severityRank(string(s)) == rank {
+	for _, s := range detector.Severities {
+		if s.Rank() == rank {
 			return string(s)
 		}
 	}
@@ -1064,8 +1053,8 @@ func (r *scanReport) summary() string {
 			counts[f.ev.Severity]++
 		}
 		var parts []string
-		for _, sev := range []string{"critical", "high", "medium", "low"} {
-			if counts[sev] > 0 {
+		for _, s := range slices.Backward(detector.Severities) {
+			if sev := string(s); counts[sev] > 0 {
 				parts = append(parts, fmt.Sprintf("%d %s", counts[sev], sev))
 				delete(counts, sev)
 			}
@@ -1101,7 +1090,7 @@ func (f *reportFinding) details(indent string) string {
 	ev := &f.ev
 	var b strings.Builder
 	row := func(label, value string) { fmt.Fprintf(&b, "%s%-9s %s\n", indent, label, value) }
-	fmt.Fprintf(&b, "%s%s\n", indent, alerts.Summary(ev))
+	fmt.Fprintf(&b, "%s%s\n", indent, ev.Message(store.Plain))
 	row("trace", ev.TraceID)
 	row("tenants", strings.Join(ev.Tenants, ", "))
 	row("services", strings.Join(ev.Services, ", "))
@@ -1151,7 +1140,7 @@ func (f *reportFinding) verdict(failOn int) string {
 	case f.failing:
 		return "FAIL"
 	case f.ev.Status == string(detector.StatusAllowed):
-		return "allowed"
+		return string(detector.StatusAllowed)
 	}
 	return "note (below --fail-on " + failOnName(failOn) + ")"
 }
@@ -1251,8 +1240,11 @@ func xmlText(s string) string {
 func (r *scanReport) writeJUnit(w io.Writer) error {
 	host, _ := os.Hostname()
 	stamp := r.started.UTC().Format("2006-01-02T15:04:05")
-	rules := []string{string(detector.RuleCrossTenantTrace), string(detector.RuleTenantMismatch)}
-	for _, f := range r.findings {
+	var rules []string
+	for _, rule := range detector.Rules {
+		rules = append(rules, string(rule))
+	}
+	for _, f := range r.findings { // rules of a newer build
 		if !slices.Contains(rules, f.ev.Rule) {
 			rules = append(rules, f.ev.Rule)
 		}
@@ -1272,7 +1264,7 @@ func (r *scanReport) writeJUnit(w io.Writer) error {
 				Time:      "0",
 			}
 			if f.failing {
-				c.Failure = &junitProblem{Message: alerts.Summary(&f.ev), Type: f.ev.Severity, Body: xmlText(f.details(""))}
+				c.Failure = &junitProblem{Message: f.ev.Message(store.Plain), Type: f.ev.Severity, Body: xmlText(f.details(""))}
 				suite.Failures++
 			} else {
 				c.SystemOut = &junitText{xmlText(f.verdict(r.failOn) + "\n" + f.details(""))}
@@ -1398,9 +1390,15 @@ func sarifLevel(severity string) string {
 	return "error"
 }
 
-var ruleDescriptions = map[string]string{
-	string(detector.RuleCrossTenantTrace): "The spans of one trace carry two or more distinct tenants.",
-	string(detector.RuleTenantMismatch):   "One span carries different tenants under different keys.",
+// ruleLevel is the severity a rule's served finding gets at most: the
+// default level of its SARIF rule.
+var ruleLevel = map[detector.Rule]detector.Severity{
+	detector.RuleCrossTenantTrace:  detector.SeverityCritical,
+	detector.RuleBlockedAttempt:    detector.SeverityLow,
+	detector.RuleTenantMismatch:    detector.SeverityHigh,
+	detector.RuleForeignSigningKey: detector.SeverityCritical,
+	detector.RuleUnscopedQuery:     detector.SeverityHigh,
+	detector.RuleMissingTenant:     detector.SeverityMedium,
 }
 
 // writeSARIF writes a SARIF 2.1.0 log: one result per finding, ruleId the
@@ -1417,7 +1415,7 @@ func (r *scanReport) writeSARIF(w io.Writer) error {
 		if i, ok := ruleIndex[rule]; ok {
 			return i
 		}
-		desc := ruleDescriptions[rule]
+		desc := detector.Rule(rule).Describe()
 		if desc == "" {
 			desc = rule
 		}
@@ -1428,15 +1426,16 @@ func (r *scanReport) writeSARIF(w io.Writer) error {
 		})
 		return ruleIndex[rule]
 	}
-	addRule(string(detector.RuleCrossTenantTrace), string(detector.SeverityCritical))
-	addRule(string(detector.RuleTenantMismatch), string(detector.SeverityHigh))
+	for _, rule := range detector.Rules {
+		addRule(string(rule), string(ruleLevel[rule]))
+	}
 	for i := range r.findings {
 		f := &r.findings[i]
 		res := sarifResult{
 			RuleID:              f.ev.Rule,
 			RuleIndex:           addRule(f.ev.Rule, f.ev.Severity),
 			Level:               sarifLevel(f.ev.Severity),
-			Message:             sarifText{alerts.Summary(&f.ev)},
+			Message:             sarifText{f.ev.Message(store.Plain)},
 			PartialFingerprints: map[string]string{"tenantguardLeakId/v1": f.ev.LeakID},
 			Properties: map[string]any{
 				"severity": f.ev.Severity, "status": f.ev.Status, "trace_id": f.ev.TraceID,

@@ -30,6 +30,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
 )
 
@@ -753,8 +754,9 @@ func TestScanJUnit(t *testing.T) {
 	if err := xml.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.Tests != 3 || doc.Failures != 1 || doc.Errors != 1 {
-		t.Errorf("testsuites tests=%d failures=%d errors=%d, want 3, 1, 1\n%s", doc.Tests, doc.Failures, doc.Errors, raw)
+	if doc.Tests != 7 || doc.Failures != 1 || doc.Errors != 1 {
+		t.Errorf("testsuites tests=%d failures=%d errors=%d, want 7 (a case per rule, and the input error), 1, 1\n%s",
+			doc.Tests, doc.Failures, doc.Errors, raw)
 	}
 	var names []string
 	for _, s := range doc.Suites {
@@ -765,22 +767,33 @@ func TestScanJUnit(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{"tenantguard.cross_tenant_trace", "tenantguard.tenant_mismatch", "tenantguard.input"}; !slices.Equal(names, want) {
+	var want []string
+	for _, r := range detector.Rules {
+		want = append(want, "tenantguard."+string(r))
+	}
+	if want = append(want, "tenantguard.input"); !slices.Equal(names, want) {
 		t.Fatalf("suites %q, want %q", names, want)
+	}
+	// A rule nothing tripped has one passing case that says so.
+	for _, i := range []int{1, 3, 4, 5} {
+		cs := doc.Suites[i].Cases
+		if wantName := "no " + string(detector.Rules[i]) + " finding in 6 traces"; len(cs) != 1 || cs[0].Name != wantName || cs[0].Failure != nil {
+			t.Errorf("suite %s: want one passing case %q, got %+v", doc.Suites[i].Name, wantName, cs)
+		}
 	}
 	cross := doc.Suites[0].Cases
 	if len(cross) != 1 || cross[0].Failure == nil || cross[0].Failure.Type != "critical" ||
 		!strings.Contains(cross[0].Name, traceSharedInventory) ||
-		!strings.Contains(cross[0].Failure.Message, "into tenant globex (inventory-svc `SELECT stock`)") ||
+		!strings.Contains(cross[0].Failure.Message, "reached tenant globex at inventory-svc `SELECT stock`") ||
 		!strings.Contains(cross[0].Failure.Body, "crossing  gateway `GET /inventory` (acme) → inventory-svc `SELECT stock` (globex)") ||
 		!strings.HasSuffix(cross[0].File, "shared_inventory.json") {
 		t.Errorf("cross_tenant_trace: want one failing case for the shared inventory trace, got %+v", cross)
 	}
-	mm := doc.Suites[1].Cases
+	mm := doc.Suites[2].Cases
 	if len(mm) != 1 || mm[0].Failure != nil || !strings.Contains(mm[0].SystemOut, "below --fail-on critical") {
 		t.Errorf("tenant_mismatch below --fail-on: want a passing case with the finding in system-out, got %+v", mm)
 	}
-	in := doc.Suites[2].Cases
+	in := doc.Suites[6].Cases
 	if len(in) != 1 || in[0].Error == nil || !strings.Contains(in[0].Error.Message, bad+":1: invalid OTLP JSON") {
 		t.Errorf("input errors are error cases: %+v", in)
 	}
@@ -792,7 +805,7 @@ func TestScanJUnit(t *testing.T) {
 	if err := xml.Unmarshal([]byte(clean.stdout), &cdoc); err != nil {
 		t.Fatal(err)
 	}
-	if clean.code != exitClean || cdoc.Tests != 2 || cdoc.Failures != 0 || cdoc.Suites[0].Cases[0].Name != "no cross_tenant_trace finding in 4 traces" {
+	if clean.code != exitClean || cdoc.Tests != len(detector.Rules) || cdoc.Failures != 0 || cdoc.Suites[0].Cases[0].Name != "no cross_tenant_trace finding in 4 traces" {
 		t.Errorf("clean scan: exit %d, JUnit %s", clean.code, clean.stdout)
 	}
 
@@ -910,7 +923,7 @@ func TestScanTextReport(t *testing.T) {
 	out := runScanArgs(t, nil, "--config", scanConfigPath, noUnscoped, filepath.Join(scanScenarioDir, "shared_inventory.json"))
 	for _, want := range []string{
 		"critical cross_tenant_trace FAIL\n",
-		"  trace 286f490d… went from tenant acme (gateway `GET /inventory`) into tenant globex (inventory-svc `SELECT stock`)\n",
+		"  trace 286f490d… from tenant acme reached tenant globex at inventory-svc `SELECT stock` (from gateway `GET /inventory`, 1 span without a tenant between)\n",
 		"  tenants   acme, globex\n",
 		"  crossing  gateway `GET /inventory` (acme) → inventory-svc `SELECT stock` (globex), through 1 span without a tenant\n",
 		"  spans     fa034f5180477414 gateway `GET /inventory`, tenant acme (tenant.id)\n",
