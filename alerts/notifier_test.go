@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"go.uber.org/zap"
@@ -32,6 +33,12 @@ func TestLogNotifierLevels(t *testing.T) {
 		}
 		if e.ContextMap()["leak_id"] != "l1" {
 			t.Errorf("line %d lacks leak_id", i)
+		}
+		// Each line tells the version it logs in the finding's one sentence.
+		v := ev
+		v.Status = []string{"open", "open", "closed", "allowed"}[i]
+		if msg := v.Message(store.Plain); !strings.HasSuffix(e.Message, ": "+msg) {
+			t.Errorf("line %d: %q does not end in the finding's message %q", i, e.Message, msg)
 		}
 	}
 }

@@ -191,7 +191,7 @@ func TestFindingReachesJournalAndLog(t *testing.T) {
 	}
 	// The log says what the journal's record says, in the one sentence.
 	want := latest[0].Message(store.Plain)
-	if !strings.Contains(want, "from tenant acme reached tenant globex at inventory-svc `SELECT stock` (from gateway `GET /inventory`") {
+	if !strings.Contains(want, "from tenant acme reached tenant globex at inventory-svc `SELECT stock`, from gateway `GET /inventory`") {
 		t.Errorf("message of the journal's record: %q", want)
 	}
 	var said []string

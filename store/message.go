@@ -162,27 +162,30 @@ func (m messageWriter) crossing(e *Evidence, tid string) string {
 		}
 	}
 	c := e.CrossingEdges[i]
-	var s string
+	verb := "reached"
 	if refused {
-		s = fmt.Sprintf("trace %s from tenant %s tried to reach tenant %s at %s and was refused%s",
-			tid, m.tenant(c.From.Tenant), m.tenant(c.To.Tenant), m.at(c.To.Service, c.To.Span), refusal(e, c.To.SpanID))
-	} else {
-		s = fmt.Sprintf("trace %s from tenant %s reached tenant %s at %s", tid, m.tenant(c.From.Tenant), m.tenant(c.To.Tenant),
-			m.at(c.To.Service, c.To.Span))
+		verb = "tried to reach"
 	}
+	s := fmt.Sprintf("trace %s from tenant %s %s tenant %s at %s", tid, m.tenant(c.From.Tenant), verb, m.tenant(c.To.Tenant),
+		m.at(c.To.Service, c.To.Span))
 	if c.From.Service != "" || c.From.Span != "" {
-		via := "from"
 		if c.Link {
-			via = "through a span link from"
+			s += ", through a span link from " + m.at(c.From.Service, c.From.Span)
+		} else {
+			s += ", from " + m.at(c.From.Service, c.From.Span)
 		}
-		s += fmt.Sprintf(" (%s %s", via, m.at(c.From.Service, c.From.Span))
-		if c.Hops > 0 {
-			s += ", " + plural(c.Hops, "span", "spans") + " without a tenant between"
+		switch {
+		case c.Hops > 0 && c.Link:
+			s += " and " + plural(c.Hops, "span", "spans") + " without a tenant"
+		case c.Hops > 0:
+			s += " through " + plural(c.Hops, "span", "spans") + " without a tenant"
 		}
-		s += ")"
+	}
+	if refused {
+		s += ", and was refused" + refusal(e, c.To.SpanID)
 	}
 	if more := len(e.CrossingEdges) - 1; more > 0 {
-		s += ", and " + plural(more, "more crossing edge", "more crossing edges")
+		s += "; " + plural(more, "more crossing edge", "more crossing edges")
 	}
 	return s
 }
@@ -312,16 +315,22 @@ func shortTrace(id string) string {
 	return id
 }
 
-// cleanWord makes a telemetry-derived word safe for a one-line message:
-// valid UTF-8, no control characters, at most maxWordBytes.
-func cleanWord(s string) string {
+// OneLine makes a telemetry-derived value safe to print on one line of a
+// message or a table: valid UTF-8 (U+FFFD for a bad byte) and a space for
+// each control character (a newline, a tab, an escape sequence).
+func OneLine(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Map(func(r rune) rune {
+	return strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
 			return ' '
 		}
 		return r
 	}, s)
+}
+
+// cleanWord is OneLine, at most maxWordBytes.
+func cleanWord(s string) string {
+	s = OneLine(s)
 	if len(s) > maxWordBytes {
 		cut := maxWordBytes
 		for cut > 0 && !utf8.RuneStart(s[cut]) {

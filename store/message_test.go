@@ -39,18 +39,18 @@ func messageCases() []struct {
 	}{
 		{"cross_tenant_trace with its edge", Evidence{Rule: string(detector.RuleCrossTenantTrace), TraceID: tid,
 			Tenants: []string{"acme", "globex"}, CrossingEdges: []CrossingEdge{crossed}},
-			"trace 286f490d… from tenant acme reached tenant globex at inventory-svc `SELECT stock` (from gateway `GET /inventory`)"},
+			"trace 286f490d… from tenant acme reached tenant globex at inventory-svc `SELECT stock`, from gateway `GET /inventory`"},
 		{"cross_tenant_trace through a link, several edges", Evidence{Rule: string(detector.RuleCrossTenantTrace), TraceID: tid,
 			Tenants: []string{"acme", "globex"}, CrossingEdges: []CrossingEdge{link, crossed, crossed}},
-			"trace 286f490d… from tenant acme reached tenant globex at inventory-svc `SELECT stock` (through a span link from " +
-				"gateway `GET /inventory`, 2 spans without a tenant between), and 2 more crossing edges"},
+			"trace 286f490d… from tenant acme reached tenant globex at inventory-svc `SELECT stock`, through a span link from " +
+				"gateway `GET /inventory` and 2 spans without a tenant; 2 more crossing edges"},
 		{"cross_tenant_trace, edge not known", Evidence{Rule: string(detector.RuleCrossTenantTrace), TraceID: tid,
 			Tenants: []string{"acme", "globex"}},
 			"trace 286f490d… carries tenants acme and globex in branches with no tenant-carrying common ancestor"},
 		{"blocked_attempt", Evidence{Rule: string(detector.RuleBlockedAttempt), TraceID: tid, Tenants: []string{"acme", "globex"},
 			CrossingEdges: []CrossingEdge{crossed, refused}, Spans: []Span{refusedSpan}},
-			"trace 286f490d… from tenant acme tried to reach tenant globex at inventory-svc `GET /stock` and was refused (HTTP 403) " +
-				"(from storefront `POST /checkout`), and 1 more crossing edge"},
+			"trace 286f490d… from tenant acme tried to reach tenant globex at inventory-svc `GET /stock`, from storefront `POST /checkout`, " +
+				"and was refused (HTTP 403); 1 more crossing edge"},
 		{"tenant_mismatch", Evidence{Rule: string(detector.RuleTenantMismatch), TraceID: tid, Tenants: []string{"acme", "globex"},
 			Mismatches: []Mismatch{{SpanID: "c1", Service: "gateway", Span: "GET /documents/{id}", Values: []TenantSource{
 				{Key: "tenant.id", Tenant: "acme"}, {Key: "x-tenant-id", Tenant: "globex", Resource: true}}}},
@@ -119,8 +119,8 @@ func TestMessageReclassifiedCrossing(t *testing.T) {
 	ev := Evidence{Rule: string(detector.RuleCrossTenantTrace), Status: string(detector.StatusReclassified), TraceID: tid,
 		CrossingEdges: []CrossingEdge{edge("acme", "storefront", "POST /checkout", "globex", "inventory-svc", "GET /stock", "b3", detector.OutcomeBlocked)},
 		Spans:         []Span{{SpanID: "b3", Status: "error"}}}
-	want := "trace 286f490d… from tenant acme tried to reach tenant globex at inventory-svc `GET /stock` and was refused (error status) " +
-		"(from storefront `POST /checkout`); reclassified, see the trace's blocked_attempt finding"
+	want := "trace 286f490d… from tenant acme tried to reach tenant globex at inventory-svc `GET /stock`, from storefront `POST /checkout`, " +
+		"and was refused (error status); reclassified, see the trace's blocked_attempt finding"
 	if got := ev.Message(Plain); got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
@@ -151,7 +151,7 @@ func TestMessageStyle(t *testing.T) {
 		Tenant: func(s string) string { return "t-" + s },
 	}
 	got := ev.Message(st)
-	for _, want := range []string{"tenant t-acme reached tenant t-globex", "from &lt;!channel&gt; [a`b]", "at svc x ["} {
+	for _, want := range []string{"tenant t-acme reached tenant t-globex", ", from &lt;!channel&gt; [a`b]", "at svc x ["} {
 		if !strings.Contains(got, want) {
 			t.Errorf("styled message lacks %q: %s", want, got)
 		}

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"go.opentelemetry.io/collector/confmap"
 
 	"github.com/tenantguard/tenantguard/config"
+	"github.com/tenantguard/tenantguard/detector"
 	tenantguardprocessor "github.com/tenantguard/tenantguard/processor"
 	"github.com/tenantguard/tenantguard/store"
 	chstore "github.com/tenantguard/tenantguard/store/clickhouse"
@@ -82,7 +84,7 @@ func newLeaksCommand() *cobra.Command {
 		},
 	}
 	filterFlags(list)
-	list.Flags().Lookup("all").Usage = "also list findings withdrawn by an allow rule"
+	list.Flags().Lookup("all").Usage = "also list withdrawn findings: allowed by an allow rule, or reclassified as a refused attempt"
 	list.Flags().BoolVar(&lf.json, "json", false, "one JSON object per line instead of a table")
 	leaks.AddCommand(list)
 
@@ -301,6 +303,11 @@ func runLeaksList(ctx context.Context, lf *leaksFlags, out, errOut io.Writer) er
 	if err != nil {
 		return err
 	}
+	if !lf.all {
+		// The store leaves out allowed findings; a reclassified one is
+		// withdrawn too (its blocked_attempt finding tells the story).
+		found = slices.DeleteFunc(found, func(ev store.Evidence) bool { return detector.Status(ev.Status).Withdrawn() })
+	}
 	if lf.json {
 		return writeEvidenceJSON(out, found)
 	}
@@ -309,11 +316,12 @@ func runLeaksList(ctx context.Context, lf *leaksFlags, out, errOut io.Writer) er
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "LAST SEEN\tRULE\tSEVERITY\tSTATUS\tTENANTS\tTRACE\tSUMMARY")
+	fmt.Fprintln(tw, "LAST SEEN\tRULE\tSEVERITY\tSTATUS\tTENANTS\tTRACE\tMESSAGE")
 	for i := range found {
 		ev := &found[i]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.LastSeen.Format(time.RFC3339), ev.Rule, ev.Severity,
-			ev.Status, strings.Join(ev.Tenants, ","), ev.TraceID, ev.Message(store.Plain))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.LastSeen.Format(time.RFC3339), store.OneLine(ev.Rule),
+			store.OneLine(ev.Severity), store.OneLine(ev.Status), store.OneLine(strings.Join(ev.Tenants, ",")), store.OneLine(ev.TraceID),
+			ev.Message(store.Plain))
 	}
 	return tw.Flush()
 }
@@ -361,76 +369,122 @@ func runLeaksShow(ctx context.Context, lf *leaksFlags, id string, out, errOut io
 	return nil
 }
 
-// writeFinding prints one finding for a person: the facts, then the
-// crossing edges, mismatches and evidence spans as tables.
+// writeFinding prints one finding for a person: every field of the
+// record, the facts first, then the crossing edges, mismatches, keys,
+// queries and evidence spans as tables. Values come from telemetry, so each
+// is printed on one line (store.OneLine) whatever it holds.
 func writeFinding(out io.Writer, f *shownFinding) error {
 	ev := &f.ev
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	status := ev.Status
-	if ev.AllowedBy != "" {
-		status += " (" + ev.AllowedBy + ")"
+	row := func(label string, cells ...string) {
+		for i := range cells {
+			cells[i] = store.OneLine(cells[i])
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", label, strings.Join(cells, ""))
 	}
-	fmt.Fprintf(tw, "FINDING\t%s (version %d)\n", ev.LeakID, ev.Version)
-	fmt.Fprintf(tw, "SUMMARY\t%s\n", ev.Message(store.Plain))
-	fmt.Fprintf(tw, "RULE\t%s, severity %s, status %s\n", ev.Rule, ev.Severity, status)
-	fmt.Fprintf(tw, "TRACE\t%s\n", ev.TraceID)
-	fmt.Fprintf(tw, "TENANTS\t%s\n", strings.Join(ev.Tenants, ", "))
-	fmt.Fprintf(tw, "SERVICES\t%s\n", strings.Join(ev.Services, ", "))
-	fmt.Fprintf(tw, "SEEN\t%s to %s, %d spans\n", ev.FirstSeen.Format(time.RFC3339Nano), ev.LastSeen.Format(time.RFC3339Nano), ev.SpanCount)
-	fmt.Fprintf(tw, "DETECTED\t%s (%s after the first span)\n", ev.DetectedAt.Format(time.RFC3339Nano), ev.DetectedAt.Sub(ev.FirstSeen))
+	row("FINDING", ev.LeakID, fmt.Sprintf(" (version %d)", ev.Version))
+	row("MESSAGE", ev.Message(store.Plain))
+	row("RULE", ev.Rule, ", severity ", ev.Severity, ", status ", ev.Status)
+	if ev.Reason != "" {
+		row("REASON", ev.Reason)
+	}
+	if ev.AllowedBy != "" {
+		row("ALLOWED BY", ev.AllowedBy)
+	}
+	row("TRACE", ev.TraceID)
+	row("TENANTS", strings.Join(ev.Tenants, ", "))
+	row("SERVICES", strings.Join(ev.Services, ", "))
+	row("SEEN", fmt.Sprintf("%s to %s, %s", ev.FirstSeen.Format(time.RFC3339Nano), ev.LastSeen.Format(time.RFC3339Nano),
+		plural(ev.SpanCount, "span", "spans")))
+	row("DETECTED", fmt.Sprintf("%s (%s after the first span)", ev.DetectedAt.Format(time.RFC3339Nano), ev.DetectedAt.Sub(ev.FirstSeen)))
 	if ev.Collector != "" {
-		fmt.Fprintf(tw, "COLLECTOR\t%s\n", ev.Collector)
+		row("COLLECTOR", ev.Collector)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if len(ev.CrossingEdges) > 0 {
-		fmt.Fprintln(out, "\nCROSSING EDGES")
-		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "FROM TENANT\tFROM SERVICE\tFROM SPAN\tTO TENANT\tTO SERVICE\tTO SPAN\tHOPS")
-		for _, e := range ev.CrossingEdges {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", e.From.Tenant, e.From.Service, e.From.Span,
-				e.To.Tenant, e.To.Service, e.To.Span, e.Hops)
+	table := func(title, header string, rows [][]string) error {
+		if len(rows) == 0 {
+			return nil
 		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-	}
-	if len(ev.Mismatches) > 0 {
-		fmt.Fprintln(out, "\nMISMATCHES")
-		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SPAN ID\tSERVICE\tSPAN\tTENANT VALUES")
-		for _, m := range ev.Mismatches {
-			var vals []string
-			for _, v := range m.Values {
-				src := "span"
-				if v.Resource {
-					src = "resource"
-				}
-				vals = append(vals, fmt.Sprintf("%s=%s (%s)", v.Key, v.Tenant, src))
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.SpanID, m.Service, m.Span, strings.Join(vals, ", "))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-	}
-	writeSpans := func(title string, spans []store.Span) error {
 		fmt.Fprintln(out, "\n"+title)
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SPAN ID\tPARENT\tSERVICE\tSPAN\tTENANT\tTENANT KEY")
-		for _, s := range spans {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.SpanID, dash(s.ParentID), s.Service, s.Name, dash(s.Tenant), dash(s.TenantKey))
+		fmt.Fprintln(tw, header)
+		for _, r := range rows {
+			for i := range r {
+				r[i] = dash(store.OneLine(r[i]))
+			}
+			fmt.Fprintln(tw, strings.Join(r, "\t"))
 		}
 		return tw.Flush()
 	}
-	if len(ev.Spans) > 0 {
-		if err := writeSpans("EVIDENCE SPANS", ev.Spans); err != nil {
+	var edges, mismatches, keys, queries [][]string
+	for _, e := range ev.CrossingEdges {
+		via := "parent"
+		if e.Link {
+			via = "span link"
+		}
+		from := e.From.SpanID
+		if e.From.TraceID != "" {
+			from = e.From.TraceID + "/" + e.From.SpanID
+		}
+		edges = append(edges, []string{e.From.Tenant, e.From.Service, e.From.Span, from, e.To.Tenant, e.To.Service, e.To.Span,
+			e.To.SpanID, strconv.Itoa(e.Hops), via, e.Outcome})
+	}
+	for _, m := range ev.Mismatches {
+		var vals []string
+		for _, v := range m.Values {
+			src := "span"
+			if v.Resource {
+				src = "resource"
+			}
+			vals = append(vals, fmt.Sprintf("%s=%s (%s)", v.Key, v.Tenant, src))
+		}
+		mismatches = append(mismatches, []string{m.SpanID, m.Service, m.Span, strings.Join(vals, ", ")})
+	}
+	for _, k := range ev.Keys {
+		keyTenant := k.KeyTenant
+		if k.Global {
+			keyTenant = "global key"
+			if k.KeyTenant != "" {
+				keyTenant += ", " + k.KeyTenant
+			}
+		}
+		keys = append(keys, []string{k.SpanID, k.Service, k.Span, k.Attribute, k.Identifier, keyTenant, k.SpanTenant})
+	}
+	for _, q := range ev.Queries {
+		queries = append(queries, []string{q.SpanID, q.Service, q.Span, strings.Join(q.Tables, ", ")})
+	}
+	for _, t := range []struct {
+		title, header string
+		rows          [][]string
+	}{
+		{"CROSSING EDGES", "FROM TENANT\tFROM SERVICE\tFROM SPAN\tFROM SPAN ID\tTO TENANT\tTO SERVICE\tTO SPAN\tTO SPAN ID\tHOPS\tVIA\tOUTCOME", edges},
+		{"MISMATCHES", "SPAN ID\tSERVICE\tSPAN\tTENANT VALUES", mismatches},
+		{"KEYS", "SPAN ID\tSERVICE\tSPAN\tATTRIBUTE\tKEY ID\tKEY TENANT\tSPAN TENANT", keys},
+		{"UNSCOPED QUERIES (statement text is never stored)", "SPAN ID\tSERVICE\tSPAN\tTABLES", queries},
+	} {
+		if err := table(t.title, t.header, t.rows); err != nil {
 			return err
 		}
-		if err := writeSpanDetails(out, ev.Spans); err != nil {
-			return err
+	}
+	spanRows := func(spans []store.Span) [][]string {
+		var rows [][]string
+		for _, s := range spans {
+			data := ""
+			if s.Data {
+				data = "yes"
+			}
+			rows = append(rows, []string{s.SpanID, s.ParentID, s.Service, s.Name, s.Tenant, s.TenantKey, s.Outcome, data})
 		}
+		return rows
+	}
+	const spanHeader = "SPAN ID\tPARENT\tSERVICE\tSPAN\tTENANT\tTENANT KEY\tOUTCOME\tREAD DATA"
+	if err := table("EVIDENCE SPANS", spanHeader, spanRows(ev.Spans)); err != nil {
+		return err
+	}
+	if err := writeSpanDetails(out, ev.Spans); err != nil {
+		return err
 	}
 	var earlier []store.Span
 	for _, s := range f.history {
@@ -438,10 +492,7 @@ func writeFinding(out io.Writer, f *shownFinding) error {
 			earlier = append(earlier, s)
 		}
 	}
-	if len(earlier) > 0 {
-		return writeSpans("SPANS ONLY EARLIER VERSIONS RECORDED", earlier)
-	}
-	return nil
+	return table("SPANS ONLY EARLIER VERSIONS RECORDED", spanHeader, spanRows(earlier))
 }
 
 // writeSpanDetails lists what the evidence spans carried, one attribute a
@@ -450,26 +501,31 @@ func writeFinding(out io.Writer, f *shownFinding) error {
 func writeSpanDetails(out io.Writer, spans []store.Span) error {
 	var any bool
 	for _, s := range spans {
-		any = any || s.Kind != "" || len(s.Attributes) > 0
+		any = any || s.Kind != "" || len(s.Attributes) > 0 || !s.StartTime.IsZero()
 	}
 	if !any {
 		return nil
 	}
 	fmt.Fprintln(out, "\nEVIDENCE SPAN DETAILS")
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SPAN ID\tKIND\tSTATUS\tDURATION\tATTRIBUTE\tVALUE")
+	fmt.Fprintln(tw, "SPAN ID\tKIND\tSTATUS\tSTART\tDURATION\tATTRIBUTE\tVALUE")
 	for _, s := range spans {
-		if s.Kind == "" && len(s.Attributes) == 0 {
+		if s.Kind == "" && len(s.Attributes) == 0 && s.StartTime.IsZero() {
 			continue
 		}
-		row := fmt.Sprintf("%s\t%s\t%s\t%s", s.SpanID, dash(s.Kind), dash(s.Status), time.Duration(s.DurationNs))
+		start := ""
+		if !s.StartTime.IsZero() {
+			start = s.StartTime.Format(time.RFC3339Nano)
+		}
+		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", s.SpanID, dash(store.OneLine(s.Kind)), dash(store.OneLine(s.Status)), dash(start),
+			time.Duration(s.DurationNs))
 		keys := slices.Sorted(maps.Keys(s.Attributes))
 		if len(keys) == 0 {
 			fmt.Fprintf(tw, "%s\t-\t-\n", row)
 		}
 		for _, k := range keys {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", row, k, s.Attributes[k])
-			row = "\t\t\t"
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", row, store.OneLine(k), store.OneLine(s.Attributes[k]))
+			row = "\t\t\t\t"
 		}
 	}
 	return tw.Flush()

@@ -923,7 +923,7 @@ func TestScanTextReport(t *testing.T) {
 	out := runScanArgs(t, nil, "--config", scanConfigPath, noUnscoped, filepath.Join(scanScenarioDir, "shared_inventory.json"))
 	for _, want := range []string{
 		"critical cross_tenant_trace FAIL\n",
-		"  trace 286f490d… from tenant acme reached tenant globex at inventory-svc `SELECT stock` (from gateway `GET /inventory`, 1 span without a tenant between)\n",
+		"  trace 286f490d… from tenant acme reached tenant globex at inventory-svc `SELECT stock`, from gateway `GET /inventory` through 1 span without a tenant\n",
 		"  tenants   acme, globex\n",
 		"  crossing  gateway `GET /inventory` (acme) → inventory-svc `SELECT stock` (globex), through 1 span without a tenant\n",
 		"  spans     fa034f5180477414 gateway `GET /inventory`, tenant acme (tenant.id)\n",

@@ -427,7 +427,7 @@ func TestAssertNoLeaks(t *testing.T) {
 		g.AssertNoLeaks(rec)
 		got := rec.take()
 		for _, s := range []string{"2 tenant isolation findings in 3 spans", "high cross_tenant_trace: trace ",
-			"reached tenant globex at svc `child 0` (from svc `a`)", "high tenant_mismatch: svc `b` in trace ", "(tenant.id=acme, x-tenant=initech)"} {
+			"reached tenant globex at svc `child 0`, from svc `a`", "high tenant_mismatch: svc `b` in trace ", "(tenant.id=acme, x-tenant=initech)"} {
 			if !strings.Contains(got, s) {
 				t.Errorf("must say %q; said:\n%s", s, got)
 			}

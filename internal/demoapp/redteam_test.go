@@ -88,7 +88,7 @@ func TestRedTeamForgetfulInventoryIsCaught(t *testing.T) {
 		"gateway `GET /inventory` answered 200",
 		"inventory-svc `SELECT stock`",
 		"carries tenant globex under tenant.id",
-		"from tenant acme reached tenant globex at inventory-svc `SELECT stock` (from gateway `GET /inventory`",
+		"from tenant acme reached tenant globex at inventory-svc `SELECT stock`, from gateway `GET /inventory`",
 	} {
 		if !strings.Contains(blocked, want) {
 			t.Errorf("AssertBlocked on the leaking trace must report %q; it reported:\n%s", want, blocked)
