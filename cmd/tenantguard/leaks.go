@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -34,6 +37,8 @@ type leaksFlags struct {
 	tenant    string
 	service   string
 	rule      string
+	severity  string
+	status    string
 	json      bool
 	all       bool
 	// journal reads the local journal even when ClickHouse is configured.
@@ -42,8 +47,49 @@ type leaksFlags struct {
 	top int
 }
 
+// check refuses a filter value that names no rule, severity or status:
+// a typo must not read as "no findings".
+func (lf *leaksFlags) check() error {
+	for _, c := range []struct {
+		flag, value string
+		parse       func(string) error
+	}{
+		{"--rule", lf.rule, func(v string) error { _, err := detector.ParseRule(v); return err }},
+		{"--severity", lf.severity, func(v string) error { _, err := detector.ParseSeverity(v); return err }},
+		{"--status", lf.status, func(v string) error { _, err := detector.ParseStatus(v); return err }},
+	} {
+		if c.value == "" {
+			continue
+		}
+		if err := c.parse(c.value); err != nil {
+			return fmt.Errorf("%s: %w", c.flag, err)
+		}
+	}
+	return nil
+}
+
+// withdrawnListed reports whether `leaks list` shows withdrawn findings:
+// with --all, or when --status asks for allowed or reclassified ones.
+func (lf *leaksFlags) withdrawnListed() bool {
+	return lf.all || detector.Status(lf.status).Withdrawn()
+}
+
+// keep applies the filters the stores do not: --severity and --status,
+// and the withdrawn findings `leaks list` hides.
+func (lf *leaksFlags) keep(ev *store.Evidence) bool {
+	switch {
+	case !lf.withdrawnListed() && detector.Status(ev.Status).Withdrawn():
+		return false
+	case lf.severity != "" && detector.Severity(ev.Severity).Rank() < detector.Severity(lf.severity).Rank():
+		return false
+	case lf.status != "" && ev.Status != lf.status:
+		return false
+	}
+	return true
+}
+
 func (lf *leaksFlags) filter() store.Filter {
-	f := store.Filter{Tenant: lf.tenant, Service: lf.service, Rule: lf.rule, IncludeAllowed: lf.all}
+	f := store.Filter{Tenant: lf.tenant, Service: lf.service, Rule: lf.rule, IncludeAllowed: lf.withdrawnListed()}
 	if lf.since > 0 {
 		f.Since = time.Now().Add(-lf.since)
 	}
@@ -71,9 +117,18 @@ func newLeaksCommand() *cobra.Command {
 		cmd.Flags().DurationVar(&lf.since, "since", 0, "only findings seen within this long, e.g. 24h (default: all)")
 		cmd.Flags().StringVar(&lf.tenant, "tenant", "", "only findings that involve this tenant")
 		cmd.Flags().StringVar(&lf.service, "service", "", "only findings whose trace passed through this service")
-		cmd.Flags().StringVar(&lf.rule, "rule", "", "only findings of this rule (cross_tenant_trace, tenant_mismatch)")
+		cmd.Flags().StringVar(&lf.rule, "rule", "", "only findings of this rule: "+detector.Names(detector.Rules))
 		cmd.Flags().BoolVar(&lf.all, "all", false, "also count findings withdrawn by an allow rule")
 	}
+	// Errors are printed once, by main, as one line; a flag error names the
+	// help to read rather than printing the whole usage.
+	quiet := func(cmd *cobra.Command) {
+		cmd.SilenceUsage = true
+		cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+			return fmt.Errorf("%w (see %s --help)", err, c.CommandPath())
+		})
+	}
+	quiet(leaks)
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -84,7 +139,11 @@ func newLeaksCommand() *cobra.Command {
 		},
 	}
 	filterFlags(list)
+	quiet(list)
 	list.Flags().Lookup("all").Usage = "also list withdrawn findings: allowed by an allow rule, or reclassified as a refused attempt"
+	list.Flags().StringVar(&lf.severity, "severity", "", "only findings of this severity or higher: "+detector.Names(detector.Severities))
+	list.Flags().StringVar(&lf.status, "status", "", "only findings with this status: "+detector.Names(detector.Statuses)+
+		" (allowed and reclassified are listed without --all)")
 	list.Flags().BoolVar(&lf.json, "json", false, "one JSON object per line instead of a table")
 	leaks.AddCommand(list)
 
@@ -96,7 +155,8 @@ func newLeaksCommand() *cobra.Command {
 			return runLeaksShow(cmd.Context(), lf, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	show.Flags().BoolVar(&lf.json, "json", false, "one JSON object per finding, as `leaks list --json` prints them")
+	show.Flags().BoolVar(&lf.json, "json", false, "one JSON object per finding, as leaks list --json prints them")
+	quiet(show)
 	leaks.AddCommand(show)
 
 	stats := &cobra.Command{
@@ -108,6 +168,7 @@ func newLeaksCommand() *cobra.Command {
 		},
 	}
 	filterFlags(stats)
+	quiet(stats)
 	stats.Flags().IntVar(&lf.top, "top", chstore.DefaultTopEdges, "how many crossing edges to report")
 	stats.Flags().BoolVar(&lf.json, "json", false, "one JSON object instead of tables")
 	leaks.AddCommand(stats)
@@ -152,6 +213,21 @@ func openLeakSource(ctx context.Context, lf *leaksFlags, errOut io.Writer) (leak
 	return openJournalLeaks(cfg.Store.Journal.Path, errOut)
 }
 
+// journalPath is where the leaks commands read the journal: the config's
+// path, made absolute. The collector resolves a relative path against its
+// own working directory, which the CLI cannot know, so the CLI resolves it
+// against the current one and names the absolute path it read.
+func journalPath(path string) (string, error) {
+	if strings.TrimSpace(path) == "" {
+		return "", errors.New("store.journal.path is empty in the config")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("store.journal.path %q: %w", path, err)
+	}
+	return abs, nil
+}
+
 // ---------------------------------------------------------------- journal
 
 type journalLeaks struct {
@@ -159,7 +235,25 @@ type journalLeaks struct {
 	recs []store.Evidence
 }
 
-func openJournalLeaks(path string, errOut io.Writer) (*journalLeaks, error) {
+func openJournalLeaks(configured string, errOut io.Writer) (*journalLeaks, error) {
+	path, err := journalPath(configured)
+	if err != nil {
+		return nil, err
+	}
+	// journal.ReadFile reads a missing file as an empty journal (right for
+	// a collector that has recorded nothing yet); for a reader it is
+	// almost always the wrong directory, and must not say "no findings".
+	if _, err := os.Stat(path); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("journal %s: %w", path, err)
+		}
+		hint := ""
+		if !filepath.IsAbs(configured) {
+			hint = fmt.Sprintf(" (the config's relative store.journal.path %q is read from the current directory; "+
+				"run from the collector's working directory, or pass --set processors.tenantguard.store.journal.path=ABSOLUTE_PATH)", configured)
+		}
+		return nil, fmt.Errorf("no journal at %s%s", path, hint)
+	}
 	recs, rep, err := journal.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -294,6 +388,9 @@ func isHex32(s string) bool {
 // ---------------------------------------------------------------- commands
 
 func runLeaksList(ctx context.Context, lf *leaksFlags, out, errOut io.Writer) error {
+	if err := lf.check(); err != nil {
+		return err
+	}
 	src, err := openLeakSource(ctx, lf, errOut)
 	if err != nil {
 		return err
@@ -303,11 +400,9 @@ func runLeaksList(ctx context.Context, lf *leaksFlags, out, errOut io.Writer) er
 	if err != nil {
 		return err
 	}
-	if !lf.all {
-		// The store leaves out allowed findings; a reclassified one is
-		// withdrawn too (its blocked_attempt finding tells the story).
-		found = slices.DeleteFunc(found, func(ev store.Evidence) bool { return detector.Status(ev.Status).Withdrawn() })
-	}
+	// The stores leave out allowed findings; a reclassified one is withdrawn
+	// too (the trace's blocked_attempt finding tells the story).
+	found = slices.DeleteFunc(found, func(ev store.Evidence) bool { return !lf.keep(&ev) })
 	if lf.json {
 		return writeEvidenceJSON(out, found)
 	}
@@ -539,6 +634,9 @@ func dash(s string) string {
 }
 
 func runLeaksStats(ctx context.Context, lf *leaksFlags, out, errOut io.Writer) error {
+	if err := lf.check(); err != nil {
+		return err
+	}
 	src, err := openLeakSource(ctx, lf, errOut)
 	if err != nil {
 		return err
@@ -557,7 +655,7 @@ func runLeaksStats(ctx context.Context, lf *leaksFlags, out, errOut io.Writer) e
 		fmt.Fprintf(errOut, "no findings in %s\n", src.Describe())
 		return nil
 	}
-	fmt.Fprintf(out, "%d findings in %s\n", st.Findings, src.Describe())
+	fmt.Fprintf(out, "%s in %s\n", plural(st.Findings, "finding", "findings"), src.Describe())
 	section := func(title, header string, rows func(tw io.Writer)) error {
 		fmt.Fprintln(out, "\n"+title)
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -594,6 +692,33 @@ func runLeaksStats(ctx context.Context, lf *leaksFlags, out, errOut io.Writer) e
 	})
 }
 
+// checkConfigFile names a --config file that cannot be read by its absolute
+// path, before the config resolver wraps the same fact in three layers.
+// URIs with a provider scheme (env:, yaml:) are left to the resolver.
+func checkConfigFile(uri string) error {
+	path := uri
+	if scheme, rest, ok := strings.Cut(uri, ":"); ok && len(scheme) > 1 {
+		if scheme != "file" {
+			return nil
+		}
+		path = rest
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	info, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("--config %s: no such file", abs)
+	case err != nil:
+		return fmt.Errorf("--config %s: %w", abs, errors.Unwrap(err))
+	case info.IsDir():
+		return fmt.Errorf("--config %s: is a directory, not a config file", abs)
+	}
+	return nil
+}
+
 // loadProcessorConfig resolves the collector config the way the collector
 // does (same providers, same --set syntax) and decodes the tenantguard
 // processor's settings over the factory defaults.
@@ -602,6 +727,11 @@ func loadProcessorConfig(ctx context.Context, configs, sets []string, name strin
 		return nil, errors.New("--config is required: pass the collector config file the collector runs with")
 	}
 	uris := append([]string(nil), configs...)
+	for _, c := range configs {
+		if err := checkConfigFile(c); err != nil {
+			return nil, err
+		}
+	}
 	for _, s := range sets {
 		key, val, ok := strings.Cut(s, "=")
 		if !ok {
@@ -615,15 +745,15 @@ func loadProcessorConfig(ctx context.Context, configs, sets []string, name strin
 		DefaultScheme:     "env",
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	conf, err := resolver.Resolve(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	procs, err := conf.Sub("processors")
 	if err != nil {
-		return nil, fmt.Errorf("reading config: processors: %w", err)
+		return nil, fmt.Errorf("config: processors: %w", err)
 	}
 	var ids []string
 	for key := range procs.ToStringMap() {
@@ -657,10 +787,14 @@ func loadProcessorConfig(ctx context.Context, configs, sets []string, name strin
 	cfg := tenantguardprocessor.NewFactory().CreateDefaultConfig().(*tenantguardprocessor.Config)
 	sub, err := procs.Sub(chosen)
 	if err != nil {
-		return nil, fmt.Errorf("reading config: processors::%s: %w", chosen, err)
+		return nil, fmt.Errorf("config: processors::%s: %w", chosen, err)
 	}
 	if err := sub.Unmarshal(cfg); err != nil {
-		return nil, fmt.Errorf("processors::%s: %w", chosen, err)
+		// mapstructure's "decoding failed due to the following error(s):"
+		// heads a list; the list is the message.
+		msg := strings.Replace(err.Error(), "decoding failed due to the following error(s):", "", 1)
+		msg = strings.ReplaceAll(msg, "'processor.Config' has invalid keys:", "unknown keys:")
+		return nil, fmt.Errorf("processors::%s: %s", chosen, oneLine(msg))
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("processors::%s: %w", chosen, err)

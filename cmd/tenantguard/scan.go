@@ -99,7 +99,7 @@ still scanned and reported).`,
 		return nil
 	}
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		fmt.Fprintf(c.ErrOrStderr(), "tenantguard scan: %v\n\n%s", err, c.UsageString())
+		fmt.Fprintf(c.ErrOrStderr(), "tenantguard scan: %s (see tenantguard scan --help)\n", oneLine(err.Error()))
 		os.Exit(exitInput)
 		return err
 	})
@@ -144,7 +144,7 @@ func parseFailOn(s string) (int, error) {
 // runScan is the whole command; it returns the exit status.
 func runScan(ctx context.Context, sf *scanFlags, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	usage := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "tenantguard scan: "+format+"\n", a...)
+		fmt.Fprintln(stderr, "tenantguard scan: "+oneLine(fmt.Sprintf(format, a...)))
 		return exitInput
 	}
 	start := time.Now()
@@ -331,6 +331,21 @@ type input struct {
 type scanFinding struct {
 	f  detector.Finding
 	at location // the request whose reading first emitted the finding
+	// requests counts the requests the finding's trace came in, when a
+	// request after the trace's first changed the finding: then the result
+	// depends on when those requests arrive, which only the collector sees.
+	requests int
+}
+
+// maxTimedTraces bounds the traces scan remembers the requests of (about
+// 40 bytes each), so that a huge input cannot exhaust memory; traces beyond
+// it are judged the same, only never noted as arrival-dependent.
+const maxTimedTraces = 1 << 20
+
+// traceRequests is which requests a trace's spans came in.
+type traceRequests struct {
+	first, last uint32 // request numbers
+	count       int
 }
 
 type scanner struct {
@@ -346,6 +361,12 @@ type scanner struct {
 	jsonU    ptrace.JSONUnmarshaler
 	protoU   ptrace.ProtoUnmarshaler
 	line     []byte // JSON-lines buffer, reused
+	skipped  int    // files of a directory that are not OTLP
+	// request numbers the requests fed (from 1); feeding is set while one
+	// is judged, so the final Flush is not taken for a later request.
+	request  uint32
+	feeding  bool
+	traceReq map[detector.TraceID]*traceRequests
 }
 
 func newScanner(cfg *tenantguardprocessor.Config, errOut io.Writer) (*scanner, error) {
@@ -353,6 +374,7 @@ func newScanner(cfg *tenantguardprocessor.Config, errOut io.Writer) (*scanner, e
 		cfg:      cfg,
 		errOut:   errOut,
 		findings: map[string]*scanFinding{},
+		traceReq: map[detector.TraceID]*traceRequests{},
 	}
 	// The processor's own constructor: the same rules, derivations and
 	// allow conditions as in production. One shard: scan is sequential, and
@@ -369,13 +391,31 @@ func newScanner(cfg *tenantguardprocessor.Config, errOut io.Writer) (*scanner, e
 // sink keeps the latest version of each finding. The detector calls it from
 // this goroutine (Batch.Add, Batch.Close, Flush), so no lock is needed.
 func (s *scanner) sink(f detector.Finding) {
-	if prev, ok := s.findings[f.LeakID]; ok {
-		if f.Version > prev.f.Version {
-			prev.f = f
-		}
-		return
+	sf, ok := s.findings[f.LeakID]
+	if !ok {
+		sf = &scanFinding{f: f, at: s.cur}
+		s.findings[f.LeakID] = sf
+	} else if f.Version > sf.f.Version {
+		sf.f = f
 	}
-	s.findings[f.LeakID] = &scanFinding{f: f, at: s.cur}
+	// A per-trace finding that a request after the trace's first raised or
+	// changed: the collector would judge that request's spans as late if it
+	// came after idle_window. Per-service rules judge one span at a time.
+	if tr := s.traceReq[f.TraceID]; s.feeding && tr != nil && tr.first < s.request &&
+		f.Rule != detector.RuleUnscopedQuery && f.Rule != detector.RuleMissingTenant {
+		sf.requests = tr.count
+	}
+}
+
+// arrivalNote says why a finding's result depends on when its spans
+// arrive; "" when it does not.
+func (s *scanner) arrivalNote(sf *scanFinding) string {
+	if sf.requests < 2 {
+		return ""
+	}
+	return fmt.Sprintf("the trace's spans came in %d requests, judged here as one trace; the collector does so only if "+
+		"each request arrives within idle_window (%s) of the trace's last span, and judges a later one as late spans "+
+		"against what is left of the closed trace, so its severity and edges can differ", sf.requests, s.cfg.IdleWindow)
 }
 
 func (s *scanner) fail(e *inputError) {
@@ -386,9 +426,80 @@ func (s *scanner) fail(e *inputError) {
 // feed judges one request, as the processor does: one batch per request.
 func (s *scanner) feed(at location, td ptrace.Traces) {
 	s.cur = at
+	s.request++
+	s.noteTraces(td)
+	s.feeding = true
+	defer func() { s.feeding = false }()
 	b := s.d.NewBatch()
 	defer b.Close() // the batch holds a shard's lock between spans
 	s.invalid += s.ex.Feed(b, td)
+}
+
+// noteTraces records the request each trace of td came in.
+func (s *scanner) noteTraces(td ptrace.Traces) {
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		sss := rss.At(i).ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				id := detector.TraceID(spans.At(k).TraceID())
+				tr := s.traceReq[id]
+				switch {
+				case tr == nil && len(s.traceReq) < maxTimedTraces:
+					s.traceReq[id] = &traceRequests{first: s.request, last: s.request, count: 1}
+				case tr != nil && tr.last != s.request:
+					tr.last, tr.count = s.request, tr.count+1
+				}
+			}
+		}
+	}
+}
+
+// otlpSniffBytes is how much of a file notOTLP reads: OTLP JSON opens with
+// resourceSpans, and every JSON line of the file exporter holds it.
+const otlpSniffBytes = 64 << 10
+
+// notOTLP says why a file a directory holds is not OTLP, or "" when it may
+// be: protobuf (no marker to check) or JSON that names resourceSpans,
+// either gzip-compressed. A test fixture (a golden file of expected findings)
+// sits beside the traces in many repositories; it is skipped, by name.
+func notOTLP(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "" // reading it reports the error
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	var r io.Reader = br
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return "" // reading it reports the bad gzip header
+		}
+		defer zr.Close()
+		r = zr
+	}
+	head := make([]byte, otlpSniffBytes)
+	n, _ := io.ReadFull(r, head)
+	body := bytes.TrimLeft(bytes.TrimPrefix(head[:n], utf8BOM), " \t\r\n")
+	switch {
+	case len(body) == 0:
+		return "empty"
+	case body[0] != '{' && body[0] != '[':
+		if isJSONName(path) {
+			return "not JSON"
+		}
+		return "" // protobuf
+	case !bytes.Contains(body, []byte(`"resourceSpans"`)) && !bytes.Contains(body, []byte(`"resource_spans"`)):
+		return "JSON without resourceSpans: not OTLP traces"
+	}
+	return ""
+}
+
+func isJSONName(name string) bool {
+	ext := filepath.Ext(strings.TrimSuffix(strings.ToLower(name), ".gz"))
+	return ext == ".json" || ext == ".jsonl" || ext == ".ndjson"
 }
 
 func isTraceFile(name string) bool {
@@ -453,6 +564,11 @@ func (s *scanner) expand(args []string) []input {
 					return nil
 				}
 			} else if !d.Type().IsRegular() {
+				return nil
+			}
+			if why := notOTLP(path); why != "" {
+				s.skipped++
+				fmt.Fprintf(s.errOut, "tenantguard scan: skipped %s: %s\n", path, why)
 				return nil
 			}
 			add(path, path)
@@ -972,12 +1088,16 @@ type reportFinding struct {
 	ev      store.Evidence
 	at      location
 	failing bool
+	// arrival says why the collector could judge the finding otherwise.
+	arrival string
 }
 
 type scanReport struct {
 	findings  []reportFinding
 	failing   int
 	withdrawn int // allowed findings left out (without --all)
+	skipped   int // files of a directory that are not OTLP
+	arrival   int // findings whose result depends on when their spans arrive
 	failOn    int
 	inputs    int
 	spans     uint64
@@ -998,6 +1118,7 @@ func (s *scanner) report(failRank int, all bool, elapsed time.Duration) *scanRep
 		spans:   st.Spans,
 		traces:  st.TracesExpired + st.TracesEvicted,
 		errs:    s.errs,
+		skipped: s.skipped,
 		elapsed: elapsed,
 		started: time.Now().Add(-elapsed),
 	}
@@ -1012,7 +1133,11 @@ func (s *scanner) report(failRank int, all bool, elapsed time.Duration) *scanRep
 		if failing {
 			rep.failing++
 		}
-		rep.findings = append(rep.findings, reportFinding{ev: ev, at: sf.at, failing: failing})
+		note := s.arrivalNote(sf)
+		if note != "" {
+			rep.arrival++
+		}
+		rep.findings = append(rep.findings, reportFinding{ev: ev, at: sf.at, failing: failing, arrival: note})
 	}
 	slices.SortFunc(rep.findings, func(a, b reportFinding) int {
 		if c := detector.Severity(b.ev.Severity).Rank() - detector.Severity(a.ev.Severity).Rank(); c != 0 {
@@ -1069,6 +1194,13 @@ func (r *scanReport) summary() string {
 		plural(int(r.spans), "span", "spans"), plural(r.inputs, "input", "inputs"))
 	if r.withdrawn > 0 {
 		fmt.Fprintf(&b, "; %s withdrawn by an allow rule (--all lists them)", plural(r.withdrawn, "finding", "findings"))
+	}
+	if r.arrival > 0 {
+		fmt.Fprintf(&b, "; %s on when spans arrive, which only the collector sees (see \"arrival\")",
+			plural(r.arrival, "finding depends", "findings depend"))
+	}
+	if r.skipped > 0 {
+		fmt.Fprintf(&b, "; %s skipped (not OTLP)", plural(r.skipped, "file", "files"))
 	}
 	if len(r.errs) > 0 {
 		fmt.Fprintf(&b, "; %s: the report covers what was readable", plural(len(r.errs), "input error", "input errors"))
@@ -1129,6 +1261,9 @@ func (f *reportFinding) details(indent string) string {
 	}
 	if ev.AllowedBy != "" {
 		row("allowed", ev.AllowedBy)
+	}
+	if f.arrival != "" {
+		row("arrival", f.arrival)
 	}
 	row("found in", f.at.String())
 	row("leak id", fmt.Sprintf("%s (%s, %s)", ev.LeakID, ev.Status, plural(ev.SpanCount, "span", "spans")))
@@ -1441,6 +1576,9 @@ func (r *scanReport) writeSARIF(w io.Writer) error {
 				"severity": f.ev.Severity, "status": f.ev.Status, "trace_id": f.ev.TraceID,
 				"tenants": f.ev.Tenants, "services": f.ev.Services, "fails": f.failing,
 			},
+		}
+		if f.arrival != "" {
+			res.Properties["arrival"] = f.arrival
 		}
 		var loc sarifLocation
 		loc.PhysicalLocation.ArtifactLocation.URI = (&url.URL{Path: filepath.ToSlash(f.at.input)}).String()

@@ -667,7 +667,7 @@ func TestScanUsageErrors(t *testing.T) {
 		{[]string{"--format", "xml", clean}, `--format "xml"`},
 		{[]string{"--fail-on", "severe", clean}, `--fail-on "severe"`},
 		{[]string{"--processor", "tenantguard/x", clean}, "--processor needs --config"},
-		{[]string{"--config", "/no/such/collector.yaml", clean}, "reading config"},
+		{[]string{"--config", "/no/such/collector.yaml", clean}, "tenantguard scan: --config /no/such/collector.yaml: no such file\n"},
 		{[]string{"--output", "/no/such/dir/report.xml", clean}, "--output"},
 		{[]string{"/no/such/traces.json"}, "/no/such/traces.json: no such file or directory"},
 		{[]string{emptyDir}, emptyDir + ": directory holds no trace file"},
