@@ -198,7 +198,7 @@ func (s *scanner) arrivalNote(sf *scanFinding) string {
 
 func (s *scanner) fail(e *inputError) {
 	s.errs = append(s.errs, e)
-	fmt.Fprintf(s.errOut, "tenantguard scan: %v\n", e)
+	fmt.Fprintln(s.errOut, "tenantguard scan: "+oneLine(e.Error()))
 }
 
 // feed judges one request, as the processor does: one batch per request.
