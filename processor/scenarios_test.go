@@ -301,10 +301,13 @@ func firstSpan(f detector.Finding) string {
 // goldenFinding is a stored finding reduced to the fields that do not depend
 // on the clock or the collector.
 type goldenFinding struct {
-	LeakID        string               `json:"leak_id"`
-	Rule          string               `json:"rule"`
-	Severity      string               `json:"severity"`
-	Status        string               `json:"status"`
+	LeakID   string `json:"leak_id"`
+	Rule     string `json:"rule"`
+	Severity string `json:"severity"`
+	Status   string `json:"status"`
+	// Message is the finding's sentence, as the log, Slack, leaks and scan
+	// print it.
+	Message       string               `json:"message"`
 	TraceID       string               `json:"trace_id"`
 	Tenants       []string             `json:"tenants"`
 	Services      []string             `json:"services"`
@@ -335,7 +338,7 @@ func reduceFindings(fs []detector.Finding) []goldenFinding {
 	for i := range fs {
 		ev := store.NewEvidence(&fs[i], "scenario-test")
 		g := goldenFinding{
-			LeakID: ev.LeakID, Rule: ev.Rule, Severity: ev.Severity, Status: ev.Status, TraceID: ev.TraceID,
+			LeakID: ev.LeakID, Rule: ev.Rule, Severity: ev.Severity, Status: ev.Status, Message: ev.Message(store.Plain), TraceID: ev.TraceID,
 			Tenants: ev.Tenants, Services: ev.Services, CrossingEdges: ev.CrossingEdges, Mismatches: ev.Mismatches,
 			Keys: ev.Keys, Queries: ev.Queries, SpanCount: ev.SpanCount,
 		}

@@ -148,7 +148,9 @@ func (m messageWriter) crossing(e *Evidence, tid string) string {
 		case e.Status == string(detector.StatusOpen):
 			return s + "; the crossing edge is not known yet"
 		}
-		return s + " in branches with no tenant-carrying common ancestor"
+		// Why no edge (branches with no common tenant-carrying ancestor, a
+		// late span whose parent left with the closed trace) is the reason.
+		return s + "; no crossing edge was found between them"
 	}
 	want := detector.OutcomeSucceeded
 	if refused {

@@ -46,7 +46,7 @@ func messageCases() []struct {
 				"gateway `GET /inventory` and 2 spans without a tenant; 2 more crossing edges"},
 		{"cross_tenant_trace, edge not known", Evidence{Rule: string(detector.RuleCrossTenantTrace), TraceID: tid,
 			Tenants: []string{"acme", "globex"}},
-			"trace 286f490d… carries tenants acme and globex in branches with no tenant-carrying common ancestor"},
+			"trace 286f490d… carries tenants acme and globex; no crossing edge was found between them"},
 		{"blocked_attempt", Evidence{Rule: string(detector.RuleBlockedAttempt), TraceID: tid, Tenants: []string{"acme", "globex"},
 			CrossingEdges: []CrossingEdge{crossed, refused}, Spans: []Span{refusedSpan}},
 			"trace 286f490d… from tenant acme tried to reach tenant globex at inventory-svc `GET /stock`, from storefront `POST /checkout`, " +

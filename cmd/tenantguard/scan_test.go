@@ -64,10 +64,13 @@ func runScanArgs(t *testing.T, stdin io.Reader, args ...string) scanOutcome {
 
 // scanGolden is a finding reduced to the fields the scenario goldens hold.
 type scanGolden struct {
-	LeakID        string               `json:"leak_id"`
-	Rule          string               `json:"rule"`
-	Severity      string               `json:"severity"`
-	Status        string               `json:"status"`
+	LeakID   string `json:"leak_id"`
+	Rule     string `json:"rule"`
+	Severity string `json:"severity"`
+	Status   string `json:"status"`
+	// Message is the finding's sentence, as the log, Slack, leaks and scan
+	// print it.
+	Message       string               `json:"message"`
 	TraceID       string               `json:"trace_id"`
 	Tenants       []string             `json:"tenants"`
 	Services      []string             `json:"services"`
@@ -123,7 +126,7 @@ func reduce(evs []store.Evidence) string {
 	gs := []scanGolden{}
 	for _, ev := range evs {
 		gs = append(gs, scanGolden{
-			LeakID: ev.LeakID, Rule: ev.Rule, Severity: ev.Severity, Status: ev.Status, TraceID: ev.TraceID,
+			LeakID: ev.LeakID, Rule: ev.Rule, Severity: ev.Severity, Status: ev.Status, Message: ev.Message(store.Plain), TraceID: ev.TraceID,
 			Tenants: ev.Tenants, Services: ev.Services, CrossingEdges: ev.CrossingEdges, Mismatches: ev.Mismatches,
 			Keys: ev.Keys, Queries: ev.Queries, SpanCount: ev.SpanCount,
 		})
