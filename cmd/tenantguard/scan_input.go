@@ -145,6 +145,8 @@ type scanner struct {
 	request  uint32
 	feeding  bool
 	traceReq map[detector.TraceID]*traceRequests
+	// annotate keeps the evidence spans' details as the collector does.
+	annotate func(td ptrace.Traces) func(*detector.Finding)
 }
 
 func newScanner(cfg *tenantguardprocessor.Config, errOut io.Writer) (*scanner, error) {
@@ -153,6 +155,7 @@ func newScanner(cfg *tenantguardprocessor.Config, errOut io.Writer) (*scanner, e
 		errOut:   errOut,
 		findings: map[string]*scanFinding{},
 		traceReq: map[detector.TraceID]*traceRequests{},
+		annotate: tenantguardprocessor.EvidenceAnnotator(cfg),
 	}
 	// The processor's own constructor: the same rules, derivations and
 	// allow conditions as in production. One shard: scan is sequential, and
@@ -203,14 +206,55 @@ func (s *scanner) fail(e *inputError) {
 
 // feed judges one request, as the processor does: one batch per request.
 func (s *scanner) feed(at location, td ptrace.Traces) {
+	r := s.beginRequest(at)
+	defer r.end() // the batch holds a shard's lock between spans
+	r.add(td)
+}
+
+// maxAnnotatedSpans bounds the spans of one request scan keeps until the
+// request is judged, to give evidence spans their details as the collector
+// does. A streamed request larger than that is judged whole, but spans past
+// the bound leave their evidence without details (and a refusal without its
+// status code in the message).
+const maxAnnotatedSpans = 1 << 16
+
+// request is one request being judged: one detector batch, fed the whole
+// request or one resourceSpans entry at a time.
+type request struct {
+	s       *scanner
+	b       *detector.Batch
+	entries []ptrace.Traces // what the request carried, for Batch.Annotate
+	spans   int
+}
+
+func (s *scanner) beginRequest(at location) *request {
 	s.cur = at
 	s.request++
-	s.noteTraces(td)
 	s.feeding = true
-	defer func() { s.feeding = false }()
-	b := s.d.NewBatch()
-	defer b.Close() // the batch holds a shard's lock between spans
-	s.invalid += s.ex.Feed(b, td)
+	r := &request{s: s, b: s.d.NewBatch()}
+	if s.annotate != nil {
+		r.b.Annotate = func(f *detector.Finding) {
+			for _, td := range r.entries {
+				s.annotate(td)(f)
+			}
+		}
+	}
+	return r
+}
+
+// add feeds one part of the request.
+func (r *request) add(td ptrace.Traces) {
+	r.s.noteTraces(td)
+	if n := td.SpanCount(); r.s.annotate != nil && r.spans+n <= maxAnnotatedSpans {
+		r.entries, r.spans = append(r.entries, td), r.spans+n
+	}
+	r.s.invalid += r.s.ex.Feed(r.b, td)
+}
+
+// end judges the request: the detector's rules run when its batch closes.
+func (r *request) end() {
+	defer func() { r.s.feeding = false }()
+	r.b.Close()
 }
 
 // noteTraces records the request each trace of td came in.

@@ -14,8 +14,6 @@ import (
 	"io"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
-
-	"github.com/tenantguard/tenantguard/detector"
 )
 
 // ---------------------------------------------------------------- OTLP JSON
@@ -166,10 +164,9 @@ func (s *scanner) scanJSONDocuments(name string, r io.Reader) {
 			return
 		}
 		at := location{input: name, line: lineAt(dec, lc, dec.InputOffset()), offset: -1}
-		s.cur = at
-		b := s.d.NewBatch()
-		err = s.readDocument(name, dec, lc, b)
-		b.Close() // judge what was read, even when the rest is not readable
+		req := s.beginRequest(at)
+		err = s.readDocument(name, dec, lc, req)
+		req.end() // judge what was read, even when the rest is not readable
 		if err != nil {
 			s.fail(err.(*inputError))
 			return
@@ -178,7 +175,7 @@ func (s *scanner) scanJSONDocuments(name string, r io.Reader) {
 }
 
 // readDocument reads the members of one request object, its '{' consumed.
-func (s *scanner) readDocument(name string, dec *json.Decoder, lc *lineCounter, b *detector.Batch) error {
+func (s *scanner) readDocument(name string, dec *json.Decoder, lc *lineCounter, req *request) error {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -217,7 +214,7 @@ func (s *scanner) readDocument(name string, dec *json.Decoder, lc *lineCounter, 
 				s.fail(&inputError{input: name, line: line, err: fmt.Errorf("%s[%d]: invalid OTLP JSON: %w", key, i, err)})
 				continue
 			}
-			s.invalid += s.ex.Feed(b, td)
+			req.add(td)
 		}
 		if _, err := dec.Token(); err != nil { // ']'
 			return s.jsonError(name, dec, lc, err)
@@ -322,9 +319,8 @@ func truncated(err error, what string, want uint64, got int) error {
 // resource_spans entry is read and judged on its own, within one batch, so
 // memory is bounded by the largest entry rather than the request.
 func (s *scanner) scanProtoRequest(name string, compressed bool, r *pbReader) {
-	s.cur = location{input: name, offset: -1}
-	b := s.d.NewBatch()
-	defer b.Close() // judge what was read, even when the rest is not readable
+	req := s.beginRequest(location{input: name, offset: -1})
+	defer req.end() // judge what was read, even when the rest is not readable
 	for {
 		start := r.off
 		tag, err := r.uvarint()
@@ -361,7 +357,7 @@ func (s *scanner) scanProtoRequest(name string, compressed bool, r *pbReader) {
 				s.fail(s.pbError(name, compressed, start, fmt.Errorf("invalid OTLP protobuf in resource_spans entry: %w", err)))
 				continue // the framing holds: the next entry still reads
 			}
-			s.invalid += s.ex.Feed(b, td)
+			req.add(td)
 		case field == 0 || wire == 3 || wire == 4 || wire > 5:
 			s.fail(s.pbError(name, compressed, start, fmt.Errorf(
 				"not an OTLP ExportTraceServiceRequest (field %d, wire type %d)", field, wire)))
