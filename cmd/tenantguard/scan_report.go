@@ -158,7 +158,7 @@ func (f *reportFinding) details(indent string) string {
 	row := func(label, value string) { fmt.Fprintf(&b, "%s%-9s %s\n", indent, label, value) }
 	fmt.Fprintf(&b, "%s%s\n", indent, ev.Message(store.Plain))
 	row("trace", ev.TraceID)
-	row("tenants", strings.Join(ev.Tenants, ", "))
+	row("tenants", dash(strings.Join(ev.Tenants, ", ")))
 	row("services", strings.Join(ev.Services, ", "))
 	for i, e := range ev.CrossingEdges {
 		label := ""
