@@ -39,8 +39,9 @@ type alert struct {
 	// Reached is the data-bearing span of a foreign tenant, when the
 	// evidence has one: what made a crossing critical.
 	Reached *reachView `json:"reached,omitempty"`
-	// Summary is alerts.Summary of the version, with tenants as shown.
-	Summary string `json:"summary,omitempty"`
+	// Message is the finding's message as Slack shows it (escaped,
+	// tenants pseudonymized when configured).
+	Message string `json:"message,omitempty"`
 }
 
 type edgeSummary struct {

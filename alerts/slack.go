@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tenantguard/tenantguard/config"
+	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
 )
 
@@ -240,14 +241,13 @@ func (n *SlackNotifier) classify(ev *store.Evidence) string {
 		memo, known = &leakMemo{tenants: th.Tenants, edges: th.Edges, severity: sev}, true
 		n.leaks[ev.LeakID] = memo
 	}
-	if ev.Status != "open" {
+	if ev.Status != string(detector.StatusOpen) {
 		defer delete(n.leaks, ev.LeakID) // the finding's last version
 	}
-	rank := config.SeverityRank
-	paged := rank(ev.Severity) >= rank(n.cfg.MinSeverity)
+	paged := detector.Severity(ev.Severity).Rank() >= detector.Severity(n.cfg.MinSeverity).Rank()
 	switch {
 	case !known:
-		if ev.Status == "allowed" || ev.Status == "reclassified" {
+		if ev.Status == string(detector.StatusAllowed) || ev.Status == string(detector.StatusReclassified) {
 			return ""
 		}
 		n.leaks[ev.LeakID] = &leakMemo{tenants: len(ev.Tenants), edges: len(ev.CrossingEdges), severity: ev.Severity, skipped: !paged}
@@ -256,7 +256,7 @@ func (n *SlackNotifier) classify(ev *store.Evidence) string {
 		}
 		return "new"
 	case memo.skipped:
-		if !paged || ev.Status == "allowed" || ev.Status == "reclassified" {
+		if !paged || ev.Status == string(detector.StatusAllowed) || ev.Status == string(detector.StatusReclassified) {
 			return ""
 		}
 		// Below min_severity until now: this is its first message.
@@ -264,21 +264,21 @@ func (n *SlackNotifier) classify(ev *store.Evidence) string {
 		return "new"
 	}
 	grew := len(ev.Tenants) > memo.tenants || len(ev.CrossingEdges) > memo.edges
-	escalated := rank(ev.Severity) > rank(memo.severity)
+	escalated := detector.Severity(ev.Severity).Rank() > detector.Severity(memo.severity).Rank()
 	memo.tenants, memo.edges = max(memo.tenants, len(ev.Tenants)), max(memo.edges, len(ev.CrossingEdges))
 	if escalated {
 		memo.severity = ev.Severity
 	}
 	switch {
-	case ev.Status == "allowed":
+	case ev.Status == string(detector.StatusAllowed):
 		return "withdrawn"
-	case ev.Status == "reclassified":
+	case ev.Status == string(detector.StatusReclassified):
 		return "reclassified"
 	case escalated:
 		return "escalated"
 	case grew:
 		return "update"
-	case ev.Status == "closed":
+	case ev.Status == string(detector.StatusClosed):
 		return "closed"
 	default:
 		return ""
@@ -488,7 +488,7 @@ func (n *SlackNotifier) postFailed(a *alert, err error) {
 // message of its own: an incoming webhook can neither thread nor edit, so
 // the other changes are counted as skipped.
 func (n *SlackNotifier) deliverWebhook(a *alert) (string, time.Duration, error) {
-	escalation := a.Kind == "escalated" && a.Severity == "critical"
+	escalation := a.Kind == "escalated" && a.Severity == string(detector.SeverityCritical)
 	if a.Kind != "new" && !escalation {
 		return n.finish(a, ResultSkipped)
 	}
@@ -512,7 +512,7 @@ func (n *SlackNotifier) deliverWebhook(a *alert) (string, time.Duration, error) 
 	if escalation {
 		msg.Text = escalationText(a)
 		msg.Blocks.BlockSet = append([]slack.Block{slack.NewSectionBlock(
-			slack.NewTextBlockObject(slack.MarkdownType, "*"+severityIcon[a.Severity]+" "+escalationText(a)+"*", false, false), nil, nil)},
+			slack.NewTextBlockObject(slack.MarkdownType, "*"+severityIcon[detector.Severity(a.Severity)]+" "+escalationText(a)+"*", false, false), nil, nil)},
 			msg.Blocks.BlockSet...)
 	}
 	ctx, cancel := n.callCtx()
@@ -688,7 +688,7 @@ func (n *SlackNotifier) deliverChange(a *alert, th thread) (string, time.Duratio
 	n.mu.Lock()
 	th = n.threads[a.LeakID]
 	th.Tenants, th.Edges = max(th.Tenants, len(a.Tenants)), max(th.Edges, len(a.Edges)+a.MoreEdges)
-	if config.SeverityRank(a.Severity) > config.SeverityRank(th.Severity) {
+	if detector.Severity(a.Severity).Rank() > detector.Severity(th.Severity).Rank() {
 		th.Severity = a.Severity
 	}
 	n.threads[a.LeakID] = th

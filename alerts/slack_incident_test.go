@@ -136,8 +136,8 @@ func TestSlackTracksEachIncident(t *testing.T) {
 	if !strings.Contains(reply.Text, "now critical: reached ledger-svc's data (`INSERT entries`, tenant globex)") {
 		t.Errorf("the escalation reply does not say what changed: %q", reply.Text)
 	}
-	if !strings.Contains(reply.Text, Summary(toLedger(a))) {
-		t.Errorf("the escalation reply lacks the finding's sentence %q: %q", Summary(toLedger(a)), reply.Text)
+	if msg := toLedger(a).Message(store.Style{Text: esc, Code: code}); !strings.Contains(reply.Text, msg) {
+		t.Errorf("the escalation reply lacks the finding's message %q: %q", msg, reply.Text)
 	}
 
 	// A grouped finding that escalates raises its incident's message.

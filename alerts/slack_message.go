@@ -11,6 +11,7 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
 )
 
@@ -24,7 +25,8 @@ func (n *SlackNotifier) newAlert(ev *store.Evidence, kind string) *alert {
 	a := &alert{
 		Kind: kind, LeakID: ev.LeakID, Rule: ev.Rule, Severity: ev.Severity, TraceID: ev.TraceID,
 		SpanCount: ev.SpanCount, FirstSeen: ev.FirstSeen, AllowedBy: ev.AllowedBy,
-		Status: ev.Status, Reason: ev.Reason, Reached: n.reached(ev), Summary: clip(Summary(n.shown(ev)), maxSummary),
+		Status: ev.Status, Reason: ev.Reason, Reached: n.reached(ev),
+		Message: clip(ev.Message(store.Style{Text: esc, Code: code, Tenant: n.tenant}), maxMessage),
 	}
 	for _, t := range ev.Tenants {
 		a.Tenants = append(a.Tenants, n.tenant(t))
@@ -63,39 +65,6 @@ func (n *SlackNotifier) reached(ev *store.Evidence) *reachView {
 	return nil
 }
 
-// shown is the finding as a message may show it, for Summary: tenants
-// replaced by what tenant() shows, span attributes left out.
-func (n *SlackNotifier) shown(ev *store.Evidence) *store.Evidence {
-	c := *ev
-	c.Tenants = make([]string, len(ev.Tenants))
-	for i, t := range ev.Tenants {
-		c.Tenants[i] = n.tenant(t)
-	}
-	c.CrossingEdges = append([]store.CrossingEdge(nil), ev.CrossingEdges...)
-	for i := range c.CrossingEdges {
-		c.CrossingEdges[i].From.Tenant = n.tenant(c.CrossingEdges[i].From.Tenant)
-		c.CrossingEdges[i].To.Tenant = n.tenant(c.CrossingEdges[i].To.Tenant)
-	}
-	c.Mismatches = append([]store.Mismatch(nil), ev.Mismatches...)
-	for i := range c.Mismatches {
-		vals := append(c.Mismatches[i].Values[:0:0], c.Mismatches[i].Values...)
-		for j := range vals {
-			vals[j].Tenant = n.tenant(vals[j].Tenant)
-		}
-		c.Mismatches[i].Values = vals
-	}
-	c.Keys = append([]store.KeyUse(nil), ev.Keys...)
-	for i := range c.Keys {
-		c.Keys[i].KeyTenant, c.Keys[i].SpanTenant = n.tenant(c.Keys[i].KeyTenant), n.tenant(c.Keys[i].SpanTenant)
-	}
-	c.Spans = make([]store.Span, len(ev.Spans))
-	for i, s := range ev.Spans {
-		s.Tenant, s.Attributes = n.tenant(s.Tenant), nil
-		c.Spans[i] = s
-	}
-	return &c
-}
-
 // tenant shows a tenant id, or its stable pseudonym: the same tenant always
 // maps to the same pseudonym, so on-call can still tell tenants apart and
 // the incident team can map it back with the key.
@@ -118,13 +87,8 @@ func esc(s string) string {
 
 func code(s string) string { return "`" + esc(s) + "`" }
 
-// escSentence is esc for a sentence that marks span names as code itself.
-func escSentence(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
-}
-
-// maxSummary bounds the sentence a reply carries (Slack cuts sections at 3,000 characters).
-const maxSummary = 1000
+// maxMessage bounds the sentence a message carries (Slack cuts sections at 3,000 characters).
+const maxMessage = 1000
 
 // clip cuts s to at most n bytes on a rune boundary, marking the cut.
 func clip(s string, n int) string {
@@ -138,26 +102,27 @@ func clip(s string, n int) string {
 	return s[:n] + "…"
 }
 
-var severityIcon = map[string]string{
-	"critical": ":rotating_light:",
-	"high":     ":warning:",
-	"medium":   ":large_orange_diamond:",
-	"low":      ":information_source:",
+var severityIcon = map[detector.Severity]string{
+	detector.SeverityCritical: ":rotating_light:",
+	detector.SeverityHigh:     ":warning:",
+	detector.SeverityMedium:   ":large_orange_diamond:",
+	detector.SeverityLow:      ":information_source:",
 }
 
-// headline is the message's first line: an icon and the story in a few words.
-func headline(a *alert) string { return severityIcon[a.Severity] + " " + headlineText(a) }
+// headline is the message's first line: an icon and the finding's message.
+func headline(a *alert) string {
+	return severityIcon[detector.Severity(a.Severity)] + " " + headlineText(a)
+}
 
-// headlineText is the headline without mrkdwn icons: the notification text.
+// headlineText is the headline without mrkdwn icons: the notification
+// text. It is the finding's message (store.Evidence.Message), the sentence
+// the log and `tenantguard leaks` print; an alert queued by an older build
+// has none and is named by rule and leak id.
 func headlineText(a *alert) string {
-	switch {
-	case a.Rule == "tenant_mismatch" && a.Mismatch != nil:
-		return fmt.Sprintf("Tenant mismatch on %s %s", esc(a.Mismatch.Service), code(a.Mismatch.Span))
-	case len(a.Edges) > 0:
-		return fmt.Sprintf("Cross-tenant leak: %s → %s", esc(a.Edges[0].FromTenant), esc(a.Edges[0].ToTenant))
-	default:
-		return fmt.Sprintf("Cross-tenant trace: %s", esc(strings.Join(a.Tenants, ", ")))
+	if a.Message != "" {
+		return a.Message
 	}
+	return fmt.Sprintf("%s finding %s", code(a.Rule), code(a.LeakID))
 }
 
 func edgeLine(e edgeSummary) string {
@@ -237,12 +202,12 @@ func (n *SlackNotifier) traceURL(traceID string) string {
 // statusLine says, on the top-level message, where the finding stands when
 // it is no longer simply open; "" while it is.
 func statusLine(a *alert) string {
-	switch a.Status {
-	case "allowed":
+	switch detector.Status(a.Status) {
+	case detector.StatusAllowed:
 		return fmt.Sprintf(":white_check_mark: *Withdrawn*: the trace passed through an allowed path (%s). No action needed.", esc(a.AllowedBy))
-	case "reclassified":
+	case detector.StatusReclassified:
 		return ":white_check_mark: *Reclassified*: " + esc(a.Reason) + ". No leak: isolation held."
-	case "closed":
+	case detector.StatusClosed:
 		return "*Closed*: the trace went idle; this is the finding's final state."
 	}
 	return ""
@@ -266,9 +231,9 @@ func (n *SlackNotifier) replyText(a *alert) string {
 	case "withdrawn":
 		return fmt.Sprintf("Withdrawn: the trace passed through an allowed path (%s). No action needed.", esc(a.AllowedBy))
 	case "reclassified":
-		return fmt.Sprintf("Reclassified: %s. %s", esc(a.Reason), escSentence(a.Summary))
+		return fmt.Sprintf("Reclassified: %s. %s", esc(a.Reason), a.Message)
 	case "escalated":
-		return fmt.Sprintf("%s %s\n%s", severityIcon[a.Severity], escalationText(a), escSentence(a.Summary))
+		return fmt.Sprintf("%s %s\n%s", severityIcon[detector.Severity(a.Severity)], escalationText(a), a.Message)
 	case "grouped":
 		return fmt.Sprintf("Same crossing again in trace %s (leak %s): %s", code(a.TraceID), code(a.LeakID), headline(a))
 	default:

@@ -119,8 +119,8 @@ func TestSlackBotOneMessagePerFindingWithThreadedUpdates(t *testing.T) {
 			t.Errorf("message blocks lack %q:\n%s", want, top.Blocks)
 		}
 	}
-	if top.Text != "Cross-tenant leak: acme → globex" {
-		t.Errorf("notification text %q", top.Text)
+	if want := ev.Message(store.Plain); top.Text != want || !strings.Contains(top.Blocks, want) {
+		t.Errorf("notification text %q, want the finding's message %q in the text and the blocks", top.Text, want)
 	}
 	if !strings.Contains(top.Metadata, `"leak_id":"leak1"`) {
 		t.Errorf("message metadata must carry the leak id: %s", top.Metadata)

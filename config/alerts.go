@@ -10,6 +10,8 @@ import (
 
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/confmap"
+
+	"github.com/tenantguard/tenantguard/detector"
 )
 
 // Alerts says who is told about findings.
@@ -89,7 +91,7 @@ func (s *Slack) Unmarshal(conf *confmap.Conf) error {
 // DefaultSlack returns the Slack defaults (off).
 func DefaultSlack() Slack {
 	return Slack{
-		MinSeverity:    "high",
+		MinSeverity:    string(detector.SeverityHigh),
 		GroupWindow:    10 * time.Minute,
 		OutboxPath:     "./data/slack-outbox.jsonl",
 		Timeout:        10 * time.Second,
@@ -100,19 +102,6 @@ func DefaultSlack() Slack {
 
 // Enabled reports whether a token or webhook is configured.
 func (s *Slack) Enabled() bool { return s.Token != "" || s.WebhookURL != "" }
-
-// Severities, lowest first.
-var Severities = []string{"low", "medium", "high", "critical"}
-
-// SeverityRank orders severities; unknown ones rank 0.
-func SeverityRank(s string) int {
-	for i, v := range Severities {
-		if v == s {
-			return i + 1
-		}
-	}
-	return 0
-}
 
 // Validate names the bad field. Secrets are never echoed.
 func (s *Slack) Validate() error {
@@ -142,8 +131,8 @@ func (s *Slack) Validate() error {
 	if s.TraceURLTemplate != "" && !strings.Contains(s.TraceURLTemplate, "{trace_id}") {
 		errs = append(errs, fmt.Errorf("alerts.slack.trace_url_template: %q has no {trace_id}", s.TraceURLTemplate))
 	}
-	if SeverityRank(s.MinSeverity) == 0 {
-		errs = append(errs, fmt.Errorf("alerts.slack.min_severity: %q is not one of %s", s.MinSeverity, strings.Join(Severities, ", ")))
+	if _, err := detector.ParseSeverity(s.MinSeverity); err != nil {
+		errs = append(errs, fmt.Errorf("alerts.slack.min_severity: %w", err))
 	}
 	if s.GroupWindow < 0 {
 		errs = append(errs, fmt.Errorf("alerts.slack.group_window: must not be negative, got %s", s.GroupWindow))

@@ -95,7 +95,7 @@ func newTenantguard(set processor.Settings, cfg *Config) (*tenantguard, error) {
 // finding whatever the journal's state, and on the evidence queue.
 func (p *tenantguard) onFinding(f detector.Finding) {
 	p.observeFinding(&f)
-	ev := toEvidence(&f, p.cfg.Instance)
+	ev := store.NewEvidence(&f, p.cfg.Instance)
 	if !p.alertQueue.push(ev) {
 		p.logger.Error("alert queue full: finding not announced (it is still recorded); the notifiers are stuck",
 			zap.String("leak_id", ev.LeakID), zap.String("trace_id", ev.TraceID), zap.String("rule", ev.Rule),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -746,4 +747,54 @@ func (c *collector) scrapeMetrics(t *testing.T) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// ---------------------------------------------------------------- the CLI
+
+// cliRun is what one run of the built binary printed and returned.
+type cliRun struct {
+	stdout, stderr string
+	code           int
+}
+
+// runCLI runs the built binary with args in dir ("" for the test's own
+// directory) and returns its output and exit status.
+func runCLI(t *testing.T, dir string, args ...string) cliRun {
+	t.Helper()
+	cmd := exec.Command(tenantguardBinary(t), args...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return cliRun{stdout: stdout.String(), stderr: stderr.String(), code: exit.ExitCode()}
+	case err != nil:
+		t.Fatalf("tenantguard %q: %v", args, err)
+	}
+	return cliRun{stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// writeJournal writes recs to a new journal in dir and a collector config
+// that names it; it returns the config's path.
+func writeJournal(t *testing.T, dir string, recs []store.Evidence) (cfgPath, journalPath string) {
+	t.Helper()
+	journalPath = filepath.Join(dir, "leaks.jsonl")
+	j, err := journal.Open(journalPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Append(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath = filepath.Join(dir, "collector.yaml")
+	body := "processors:\n  tenantguard:\n    store:\n      journal: {path: " + strconv.Quote(journalPath) + "}\n"
+	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath, journalPath
 }
