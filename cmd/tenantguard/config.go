@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -50,6 +51,10 @@ func checkConfigFile(uri string) error {
 // loadProcessorConfig resolves the collector config the way the collector
 // does (same providers, same --set syntax) and decodes the tenantguard
 // processor's settings over the factory defaults.
+// decodeNoise is the heading mapstructure puts before its list of errors,
+// with the (here empty) name of the struct being decoded.
+var decodeNoise = regexp.MustCompile(`(?:'[^']*' )?decoding failed due to the following error\(s\):`)
+
 func loadProcessorConfig(ctx context.Context, configs, sets []string, name string) (*tenantguardprocessor.Config, error) {
 	if len(configs) == 0 {
 		return nil, errors.New("--config is required: pass the collector config file the collector runs with")
@@ -120,7 +125,7 @@ func loadProcessorConfig(ctx context.Context, configs, sets []string, name strin
 	if err := sub.Unmarshal(cfg); err != nil {
 		// mapstructure's "decoding failed due to the following error(s):"
 		// heads a list; the list is the message.
-		msg := strings.Replace(err.Error(), "decoding failed due to the following error(s):", "", 1)
+		msg := decodeNoise.ReplaceAllString(err.Error(), "")
 		msg = strings.ReplaceAll(msg, "'processor.Config' has invalid keys:", "unknown keys:")
 		return nil, fmt.Errorf("processors::%s: %s", chosen, oneLine(msg))
 	}
