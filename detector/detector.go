@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tenantguard/tenantguard/detector/sqlscope"
 )
 
 // Sink receives every new version of a finding. It is called with a shard
@@ -25,7 +27,7 @@ type Detector struct {
 	keys      []string // tenant attributes, then derivation attributes
 	derive    []Derivator
 	bindings  []binding
-	sql       *SQLScope
+	sql       *sqlscope.Scope
 	aware     map[string]struct{}
 	allowSvc  map[string]struct{}
 	shared    map[string]struct{}
@@ -121,7 +123,7 @@ func New(cfg Config, sink Sink) (*Detector, error) {
 		d.bindings = append(d.bindings, binding{attribute: b.Attribute, tenants: b.Tenants, global: toSet(b.Global)})
 	}
 	if len(cfg.ScopedTables) > 0 {
-		d.sql, _ = NewSQLScope(cfg.ScopedTables, cfg.tenantColumn()) // validated above
+		d.sql, _ = sqlscope.New(cfg.ScopedTables, cfg.tenantColumn()) // validated above
 	}
 	d.windows.seen = map[windowKey]time.Time{}
 	n := cfg.Shards
