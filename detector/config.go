@@ -7,6 +7,8 @@ import (
 	"regexp/syntax"
 	"strings"
 	"time"
+
+	"github.com/tenantguard/tenantguard/detector/sqlscope"
 )
 
 // Config is the detector's rule and state configuration. The processor maps
@@ -225,7 +227,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if len(c.ScopedTables) > 0 {
-		if _, err := NewSQLScope(c.ScopedTables, c.tenantColumn()); err != nil {
+		if _, err := sqlscope.New(c.ScopedTables, c.tenantColumn()); err != nil {
 			errs = append(errs, fmt.Errorf("unscoped_query: %w", err))
 		}
 	}

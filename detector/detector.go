@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tenantguard/tenantguard/detector/sqlscope"
 )
 
 // Sink receives every new version of a finding. It is called with a shard
@@ -25,7 +27,7 @@ type Detector struct {
 	keys      []string // tenant attributes, then derivation attributes
 	derive    []Derivator
 	bindings  []binding
-	sql       *SQLScope
+	sql       *sqlscope.Scope
 	aware     map[string]struct{}
 	allowSvc  map[string]struct{}
 	shared    map[string]struct{}
@@ -58,16 +60,26 @@ type Derivator struct {
 	KeyIndex  uint8
 	re        *regexp.Regexp
 	group     int
+	rejected  *atomic.Uint64 // the detector's TenantsRejected
 }
 
 // Derive returns the tenant the pattern captures in value, if any. Only
-// the first 4 KiB of value are looked at.
+// the first 4 KiB of value are looked at. A match that reaches that cut
+// might have read on past it (`…&tenant=tailspin` cut after `tail`), so it
+// is discarded, never a tenant, and counted in Stats.TenantsRejected.
 func (dv *Derivator) Derive(value string) (string, bool) {
-	if len(value) > maxDerivationInput {
+	cut := len(value) > maxDerivationInput
+	if cut {
 		value = value[:maxDerivationInput]
 	}
 	m := dv.re.FindStringSubmatchIndex(value)
 	if m == nil || m[2*dv.group] < 0 {
+		return "", false
+	}
+	if cut && m[1] == len(value) {
+		if dv.rejected != nil {
+			dv.rejected.Add(1)
+		}
 		return "", false
 	}
 	return value[m[2*dv.group]:m[2*dv.group+1]], true
@@ -104,14 +116,14 @@ func New(cfg Config, sink Sink) (*Detector, error) {
 	}
 	for i, dv := range cfg.Derivations {
 		re, group, _ := compileDerivation(i, dv) // validated above
-		d.derive = append(d.derive, Derivator{Attribute: dv.Attribute, KeyIndex: uint8(len(d.keys)), re: re, group: group})
+		d.derive = append(d.derive, Derivator{Attribute: dv.Attribute, KeyIndex: uint8(len(d.keys)), re: re, group: group, rejected: &d.stats.rejected})
 		d.keys = append(d.keys, dv.Attribute)
 	}
 	for _, b := range cfg.Bindings {
 		d.bindings = append(d.bindings, binding{attribute: b.Attribute, tenants: b.Tenants, global: toSet(b.Global)})
 	}
 	if len(cfg.ScopedTables) > 0 {
-		d.sql, _ = NewSQLScope(cfg.ScopedTables, cfg.tenantColumn()) // validated above
+		d.sql, _ = sqlscope.New(cfg.ScopedTables, cfg.tenantColumn()) // validated above
 	}
 	d.windows.seen = map[windowKey]time.Time{}
 	n := cfg.Shards
@@ -332,7 +344,7 @@ type Stats struct {
 	Spans              uint64 // spans observed
 	SpansWithoutTenant uint64 // spans with no tenant under any configured key
 	SpansOverCap       uint64 // spans not recorded because their trace hit MaxSpansPerTrace
-	TenantsRejected    uint64 // tenant values rejected (too long, unusable type)
+	TenantsRejected    uint64 // tenant values rejected (too long, unusable type, a derivation cut at 4 KiB)
 	SpansLate          uint64 // spans that arrived for a trace already closed (within LateWindow)
 	LinksUnresolved    uint64 // span links whose producer span was not (or no longer) known
 	TracesActive       int64  // traces in memory now

@@ -36,7 +36,7 @@ var (
 	descSpansLate = newDesc(prometheus.CounterValue, "spans_late_total",
 		"Spans that arrived for a trace the detector had most likely already closed (ended more than an idle window ago).", "processor")
 	descTenantsRejected = newDesc(prometheus.CounterValue, "tenant_values_rejected_total",
-		"Tenant attribute values rejected: too long, or of a type that cannot name a tenant.", "processor")
+		"Tenant attribute values rejected: too long, of a type that cannot name a tenant, or a derivation match at the 4 KiB cut.", "processor")
 	descTraces = newDesc(prometheus.GaugeValue, "traces_in_memory",
 		"Traces held in memory.", "processor")
 	descTracesExpired = newDesc(prometheus.CounterValue, "traces_expired_total",
