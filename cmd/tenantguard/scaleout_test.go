@@ -555,7 +555,9 @@ func scaleOutLBBinary(t *testing.T) string {
 			return
 		}
 		bin := filepath.Join(e2eDir, "tenantguard-lb")
-		cmd := exec.Command(goTool, "build", "-o", bin, ".")
+		// Built as deploy/Dockerfile builds it (one build cache for both).
+		cmd := exec.Command(goTool, "build", "-trimpath", "-o", bin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Dir = filepath.Join("..", "..", "internal", "lbcollector")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			scaleOutLB.err = fmt.Errorf("go build (internal/lbcollector): %w\n%s", err, out)
