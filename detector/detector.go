@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,9 +13,12 @@ import (
 	"github.com/tenantguard/tenantguard/detector/sqlscope"
 )
 
-// Sink receives every new version of a finding. It is called with a shard
-// locked, so it must not block and must not call back into the Detector; the
-// processor's evidence queue is such a sink.
+// Sink receives every new version of a finding, in the order the versions
+// of one finding were raised. It is called with no shard locked (the
+// detector collects what a locked region raises and hands it over once the
+// lock is released), from the goroutine that raised it: the request's in
+// Batch.Close, the sweeper's in Sweep, the caller's in Flush. It must be
+// safe for concurrent use and should not block: it delays that goroutine.
 type Sink func(Finding)
 
 // Detector holds the per-trace state and runs the rules. It is safe for
@@ -190,8 +194,11 @@ func (d *Detector) shardOf(id TraceID) *shard {
 type Batch struct {
 	// Annotate, when set, sees every finding version this batch raises
 	// before the sink does, while the caller still holds the request: it
-	// may fill the evidence spans' Detail. It runs with a shard locked and
-	// must not call back into the detector. Close clears it.
+	// may fill the evidence spans' Detail, and later versions of the same
+	// finding (built after the request is gone: the close, late spans)
+	// carry what it filled. Close calls it after every shard is released,
+	// so it may take its time and may call into the detector. Close
+	// clears it.
 	Annotate func(*Finding)
 
 	d       *Detector
@@ -200,14 +207,16 @@ type Batch struct {
 	links   []pendingLink
 	held    *shard // locked by Add
 	spans   uint64 // counted once per batch: a global atomic per span showed in profiles
+	// raised collects, while the batch holds shards, copies of the finding
+	// versions it raises; Close hands them over once no shard is locked.
+	raised []Finding
 }
 
 // release unlocks the shard Add kept locked.
 func (b *Batch) release() {
 	if sh := b.held; sh != nil {
-		sh.annotate = nil
 		b.held = nil
-		sh.mu.Unlock()
+		sh.unlock()
 	}
 }
 
@@ -236,8 +245,7 @@ func (b *Batch) Add(s *Span) {
 	sh := d.shardOf(s.TraceID)
 	if sh != b.held {
 		b.release()
-		sh.mu.Lock()
-		sh.annotate = b.Annotate
+		sh.lock(&b.raised)
 		b.held = sh
 	}
 	sh.ingest(s, b.now)
@@ -255,8 +263,10 @@ func (b *Batch) Add(s *Span) {
 const maxLinksPerBatch = 4096
 
 // Close joins the flows the batch's span links connect, runs the rules on
-// every trace the batch touched, emits findings and returns the batch to
-// the pool.
+// every trace the batch touched and returns the batch to the pool. Then,
+// with no shard locked, it passes every finding version the batch raised
+// (in Add, in link resolution, in the rules) to Annotate and the sink, in
+// the order they were raised.
 func (b *Batch) Close() {
 	b.release()
 	d := b.d
@@ -264,34 +274,77 @@ func (b *Batch) Close() {
 	d.stats.spans.Add(b.spans)
 	b.spans = 0
 	for _, pl := range b.links {
-		d.resolveLink(pl, true, now, b.Annotate)
+		d.resolveLink(pl, true, now, &b.raised)
 	}
 	if d.waiting.n.Load() > 0 {
 		// Producers that consumers were waiting for may be in this batch.
 		for _, id := range b.touched {
 			for _, pl := range d.waiting.take(id) {
-				d.resolveLink(pl, false, now, b.Annotate)
+				d.resolveLink(pl, false, now, &b.raised)
 			}
 		}
 	}
 	for _, id := range b.touched {
 		sh := d.shardOf(id)
-		sh.mu.Lock()
+		sh.lock(&b.raised)
 		if ts, ok := sh.traces[id]; ok && ts.dirty {
-			sh.evaluateFor(ts, now, b.Annotate)
+			sh.evaluate(ts, now)
 		}
-		sh.mu.Unlock()
+		sh.unlock()
 	}
 	b.touched = b.touched[:0]
 	b.links = b.links[:0]
+	annotate := b.Annotate
 	b.Annotate = nil
-	d.batchPool.Put(b)
+	defer b.recycle() // even if Annotate or the sink panics: the batch holds no lock now
+	if len(b.raised) == 0 {
+		return
+	}
+	if annotate != nil {
+		for i := range b.raised {
+			annotate(&b.raised[i])
+		}
+		d.remember(b.raised)
+	}
+	d.deliver(b.raised)
+}
+
+// recycle returns the batch to the pool, dropping the findings it held.
+func (b *Batch) recycle() {
+	clear(b.raised)
+	b.raised = b.raised[:0]
+	b.d.batchPool.Put(b)
+}
+
+// deliver hands finding versions to the sink; no shard may be locked.
+func (d *Detector) deliver(raised []Finding) {
+	for i := range raised {
+		d.sink(raised[i])
+	}
+}
+
+// remember keeps the evidence details a batch's Annotate filled in, so
+// that later versions of the same findings (built after the request is
+// gone: the close at the idle window, late spans) carry them. It locks
+// each finding's shard briefly.
+func (d *Detector) remember(raised []Finding) {
+	for i := range raised {
+		f := &raised[i]
+		if !slices.ContainsFunc(f.Spans, func(s EvidenceSpan) bool { return s.Detail != nil }) {
+			continue
+		}
+		sh := d.shardOf(f.TraceID)
+		sh.mu.Lock()
+		sh.remember(f)
+		sh.mu.Unlock()
+	}
 }
 
 // resolveLink reads the producer span's tenant from its trace (or the
 // closed trace's tombstone) and records the link on the consumer span's
-// trace. The two shards are locked one after the other, never together.
-func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time, annotate func(*Finding)) {
+// trace. The two shards are locked one after the other, never together;
+// what the consumer's trace raises is collected in raised.
+func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time, raised *[]Finding) {
 	src := d.shardOf(pl.target.TraceID)
 	src.mu.Lock()
 	from, ok := src.linkEnd(pl.target)
@@ -305,24 +358,26 @@ func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time, anno
 		return
 	}
 	dst := d.shardOf(pl.trace)
-	dst.mu.Lock()
+	dst.lock(raised)
 	// The consumer's trace may not be in this batch (its producer arrived
 	// late): judge it now.
 	if ts := dst.addLink(pl, from); ts != nil && ts.dirty {
-		dst.evaluateFor(ts, now, annotate)
+		dst.evaluate(ts, now)
 	}
-	dst.mu.Unlock()
+	dst.unlock()
 }
 
 // Sweep expires traces idle for longer than the idle window, emitting the
 // closing version of their findings. The processor calls it on a ticker.
 func (d *Detector) Sweep() {
 	now := d.now()
+	var raised []Finding
 	for _, sh := range d.shards {
-		sh.mu.Lock()
+		sh.lock(&raised)
 		sh.expire(now, false)
-		sh.mu.Unlock()
+		sh.unlock()
 	}
+	d.deliver(raised)
 	d.windows.sweep(now, max(d.cfg.UnscopedWindow, d.cfg.CoverageWindow))
 	d.ageServices(now)
 	d.stats.linksUnresolved.Add(uint64(d.waiting.expire(now.Add(-d.cfg.IdleWindow))))
@@ -332,11 +387,13 @@ func (d *Detector) Sweep() {
 // finding's last version is lost.
 func (d *Detector) Flush() {
 	now := d.now()
+	var raised []Finding
 	for _, sh := range d.shards {
-		sh.mu.Lock()
+		sh.lock(&raised)
 		sh.expire(now, true)
-		sh.mu.Unlock()
+		sh.unlock()
 	}
+	d.deliver(raised)
 }
 
 // Stats is a snapshot of the detector's counters.

@@ -211,7 +211,8 @@ type EvidenceSpan struct {
 	Outcome   string // succeeded or blocked
 	Data      bool   // the span read or wrote stored data
 	// Detail is what the caller read from the span itself while it still
-	// held it (Batch.Annotate); nil when the span came in an earlier request.
+	// held the request (Batch.Annotate, after the batch released its
+	// shards), or what an earlier version carried; nil otherwise.
 	Detail *SpanDetail
 }
 

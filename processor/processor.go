@@ -90,9 +90,11 @@ func newTenantguard(set processor.Settings, cfg *Config) (*tenantguard, error) {
 	return p, nil
 }
 
-// onFinding is the detector's sink. It runs with a detector shard locked,
-// so it only enqueues: on the alert queue, so that people hear of the
-// finding whatever the journal's state, and on the evidence queue.
+// onFinding is the detector's sink. The detector calls it with no shard
+// locked, from the goroutine that raised the finding (a request's, after
+// requestState.see; the sweeper's; shutdown's Flush). It only enqueues, so
+// that the request is not held up: on the alert queue, so that people hear
+// of the finding whatever the journal's state, and on the evidence queue.
 func (p *tenantguard) onFinding(f detector.Finding) {
 	p.observeFinding(&f)
 	ev := store.NewEvidence(&f, p.cfg.Instance)
@@ -116,7 +118,6 @@ func (p *tenantguard) onFinding(f detector.Finding) {
 // acknowledges its evidence. Clean requests never wait.
 func (p *tenantguard) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
 	r := p.requests.Get().(*requestState)
-	r.evidence.td = td
 	p.feed(r, td)
 	p.awaitDurable(ctx, r)
 	r.reset()

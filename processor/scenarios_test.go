@@ -236,7 +236,7 @@ func runScenario(t *testing.T, cfg *Config, steps []scenarioStep) *scenarioRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	annotate := EvidenceAnnotator(cfg)
+	evidence := NewEvidenceReader(cfg)
 	for i, st := range steps {
 		if st.advance > 0 {
 			clockMu.Lock()
@@ -245,8 +245,10 @@ func runScenario(t *testing.T, cfg *Config, steps []scenarioStep) *scenarioRun {
 			d.Sweep()
 		} else {
 			b := d.NewBatch()
-			if annotate != nil { // as processTraces does
-				b.Annotate = annotate(st.td)
+			if evidence != nil { // as processTraces does
+				evidence.Reset()
+				evidence.Read(st.td)
+				b.Annotate = evidence.Fill
 			}
 			if n := ex.Feed(b, st.td); n != 0 {
 				t.Fatalf("request %d: %d spans with an invalid trace id", i+1, n)

@@ -145,8 +145,9 @@ type scanner struct {
 	request  uint32
 	feeding  bool
 	traceReq map[detector.TraceID]*traceRequests
-	// annotate keeps the evidence spans' details as the collector does.
-	annotate func(td ptrace.Traces) func(*detector.Finding)
+	// evidence keeps the evidence spans' details as the collector does;
+	// nil when evidence_attributes is off.
+	evidence *tenantguardprocessor.EvidenceReader
 }
 
 func newScanner(cfg *tenantguardprocessor.Config, errOut io.Writer) (*scanner, error) {
@@ -155,7 +156,7 @@ func newScanner(cfg *tenantguardprocessor.Config, errOut io.Writer) (*scanner, e
 		errOut:   errOut,
 		findings: map[string]*scanFinding{},
 		traceReq: map[detector.TraceID]*traceRequests{},
-		annotate: tenantguardprocessor.EvidenceAnnotator(cfg),
+		evidence: tenantguardprocessor.NewEvidenceReader(cfg),
 	}
 	// The processor's own constructor: the same rules, derivations and
 	// allow conditions as in production. One shard: scan is sequential, and
@@ -170,7 +171,7 @@ func newScanner(cfg *tenantguardprocessor.Config, errOut io.Writer) (*scanner, e
 }
 
 // sink keeps the latest version of each finding. The detector calls it from
-// this goroutine (Batch.Add, Batch.Close, Flush), so no lock is needed.
+// this goroutine (Batch.Close, Flush), so no lock is needed.
 func (s *scanner) sink(f detector.Finding) {
 	sf, ok := s.findings[f.LeakID]
 	if !ok {
@@ -221,10 +222,9 @@ const maxAnnotatedSpans = 1 << 16
 // request is one request being judged: one detector batch, fed the whole
 // request or one resourceSpans entry at a time.
 type request struct {
-	s       *scanner
-	b       *detector.Batch
-	entries []ptrace.Traces // what the request carried, for Batch.Annotate
-	spans   int
+	s     *scanner
+	b     *detector.Batch
+	spans int // what the scanner's EvidenceReader holds of the request
 }
 
 func (s *scanner) beginRequest(at location) *request {
@@ -232,12 +232,9 @@ func (s *scanner) beginRequest(at location) *request {
 	s.request++
 	s.feeding = true
 	r := &request{s: s, b: s.d.NewBatch()}
-	if s.annotate != nil {
-		r.b.Annotate = func(f *detector.Finding) {
-			for _, td := range r.entries {
-				s.annotate(td)(f)
-			}
-		}
+	if s.evidence != nil {
+		s.evidence.Reset()
+		r.b.Annotate = s.evidence.Fill
 	}
 	return r
 }
@@ -245,8 +242,9 @@ func (s *scanner) beginRequest(at location) *request {
 // add feeds one part of the request.
 func (r *request) add(td ptrace.Traces) {
 	r.s.noteTraces(td)
-	if n := td.SpanCount(); r.s.annotate != nil && r.spans+n <= maxAnnotatedSpans {
-		r.entries, r.spans = append(r.entries, td), r.spans+n
+	if n := td.SpanCount(); r.s.evidence != nil && r.spans+n <= maxAnnotatedSpans {
+		r.s.evidence.Read(td)
+		r.spans += n
 	}
 	r.s.invalid += r.s.ex.Feed(r.b, td)
 }
