@@ -11,6 +11,7 @@ import (
 
 	"github.com/tenantguard/tenantguard/config"
 	"github.com/tenantguard/tenantguard/detector"
+	"github.com/tenantguard/tenantguard/internal/sharedcomponent"
 )
 
 // Type is the processor's type in collector configs.
@@ -18,11 +19,23 @@ var Type = component.MustNewType("tenantguard")
 
 const stability = component.StabilityLevelDevelopment
 
-// NewFactory returns the tenantguard processor factory.
+// NewFactory returns the tenantguard processor factory. The factory owns
+// what its processors share (see shared).
 func NewFactory() processor.Factory {
+	sh := newShared()
 	return processor.NewFactory(Type, createDefaultConfig,
-		processor.WithTraces(createTraces, stability))
+		processor.WithTraces(sh.createTraces, stability))
 }
+
+// shared is what the processors one factory creates share, each resource
+// held by reference count: an open journal (and its ClickHouse shipper) per
+// path, and the metrics registry with a server per endpoint.
+type shared struct {
+	journals  sharedcomponent.Map[string, *sharedJournal]
+	telemetry *telemetry
+}
+
+func newShared() *shared { return &shared{telemetry: newTelemetry()} }
 
 func createDefaultConfig() component.Config {
 	instance, _ := os.Hostname()
@@ -51,11 +64,11 @@ func createDefaultConfig() component.Config {
 	}
 }
 
-func createTraces(ctx context.Context, set processor.Settings, cfg component.Config, next consumer.Traces) (processor.Traces, error) {
+func (sh *shared) createTraces(ctx context.Context, set processor.Settings, cfg component.Config, next consumer.Traces) (processor.Traces, error) {
 	if err := cfg.(*Config).Alerts.Slack.CheckSecrets(); err != nil {
 		return nil, err
 	}
-	p, err := newTenantguard(set, cfg.(*Config))
+	p, err := newTenantguard(set, cfg.(*Config), sh)
 	if err != nil {
 		return nil, err
 	}

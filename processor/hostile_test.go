@@ -339,7 +339,7 @@ func TestHostileTraceAndSpanIDs(t *testing.T) {
 // its counters.
 func startProcessorHostile(t *testing.T, cfg *Config) *tenantguard {
 	t.Helper()
-	p, err := newTenantguard(processortest.NewNopSettings(Type), cfg)
+	p, err := newTenantguard(processortest.NewNopSettings(Type), cfg, newShared())
 	if err != nil {
 		t.Fatal(err)
 	}
