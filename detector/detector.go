@@ -4,7 +4,6 @@ import (
 	"hash/maphash"
 	"regexp"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,12 +12,14 @@ import (
 	"github.com/tenantguard/tenantguard/detector/sqlscope"
 )
 
-// Sink receives every new version of a finding, in the order the versions
-// of one finding were raised. It is called with no shard locked (the
-// detector collects what a locked region raises and hands it over once the
-// lock is released), from the goroutine that raised it: the request's in
-// Batch.Close, the sweeper's in Sweep, the caller's in Flush. It must be
-// safe for concurrent use and should not block: it delays that goroutine.
+// Sink receives every new version of a finding, the versions of one
+// finding in the order they were raised. It is called with no shard locked
+// (the detector collects what it raises while a shard is locked and hands
+// it over once the lock is released; see handover.go), from the goroutine
+// that raised it: a batch's (in Add or Close), the sweeper's, Flush's
+// caller's. It must be safe for concurrent use, should not block (later
+// versions raised in the same shard wait for it), and must not feed the
+// detector (Batch, Sweep, Flush).
 type Sink func(Finding)
 
 // Detector holds the per-trace state and runs the rules. It is safe for
@@ -196,9 +197,8 @@ type Batch struct {
 	// before the sink does, while the caller still holds the request: it
 	// may fill the evidence spans' Detail, and later versions of the same
 	// finding (built after the request is gone: the close, late spans)
-	// carry what it filled. Close calls it after every shard is released,
-	// so it may take its time and may call into the detector. Close
-	// clears it.
+	// carry what it filled. It runs as the sink does: with no shard locked,
+	// under the same contract. Close clears it.
 	Annotate func(*Finding)
 
 	d       *Detector
@@ -207,9 +207,7 @@ type Batch struct {
 	links   []pendingLink
 	held    *shard // locked by Add
 	spans   uint64 // counted once per batch: a global atomic per span showed in profiles
-	// raised collects, while the batch holds shards, copies of the finding
-	// versions it raises; Close hands them over once no shard is locked.
-	raised []Finding
+	out     holder // what the batch raises while it holds a shard
 }
 
 // release unlocks the shard Add kept locked.
@@ -245,7 +243,8 @@ func (b *Batch) Add(s *Span) {
 	sh := d.shardOf(s.TraceID)
 	if sh != b.held {
 		b.release()
-		sh.lock(&b.raised)
+		b.out.annotate = b.Annotate
+		sh.lock(&b.out)
 		b.held = sh
 	}
 	sh.ingest(s, b.now)
@@ -263,30 +262,30 @@ func (b *Batch) Add(s *Span) {
 const maxLinksPerBatch = 4096
 
 // Close joins the flows the batch's span links connect, runs the rules on
-// every trace the batch touched and returns the batch to the pool. Then,
-// with no shard locked, it passes every finding version the batch raised
-// (in Add, in link resolution, in the rules) to Annotate and the sink, in
-// the order they were raised.
+// every trace the batch touched and returns the batch to the pool. Every
+// finding version the batch raised (in Add, in link resolution, in the
+// rules) has gone to Annotate and the sink when it returns.
 func (b *Batch) Close() {
 	b.release()
 	d := b.d
 	now := b.now
 	d.stats.spans.Add(b.spans)
 	b.spans = 0
+	b.out.annotate = b.Annotate
 	for _, pl := range b.links {
-		d.resolveLink(pl, true, now, &b.raised)
+		d.resolveLink(pl, true, now, &b.out)
 	}
 	if d.waiting.n.Load() > 0 {
 		// Producers that consumers were waiting for may be in this batch.
 		for _, id := range b.touched {
 			for _, pl := range d.waiting.take(id) {
-				d.resolveLink(pl, false, now, &b.raised)
+				d.resolveLink(pl, false, now, &b.out)
 			}
 		}
 	}
 	for _, id := range b.touched {
 		sh := d.shardOf(id)
-		sh.lock(&b.raised)
+		sh.lock(&b.out)
 		if ts, ok := sh.traces[id]; ok && ts.dirty {
 			sh.evaluate(ts, now)
 		}
@@ -294,57 +293,15 @@ func (b *Batch) Close() {
 	}
 	b.touched = b.touched[:0]
 	b.links = b.links[:0]
-	annotate := b.Annotate
-	b.Annotate = nil
-	defer b.recycle() // even if Annotate or the sink panics: the batch holds no lock now
-	if len(b.raised) == 0 {
-		return
-	}
-	if annotate != nil {
-		for i := range b.raised {
-			annotate(&b.raised[i])
-		}
-		d.remember(b.raised)
-	}
-	d.deliver(b.raised)
-}
-
-// recycle returns the batch to the pool, dropping the findings it held.
-func (b *Batch) recycle() {
-	clear(b.raised)
-	b.raised = b.raised[:0]
-	b.d.batchPool.Put(b)
-}
-
-// deliver hands finding versions to the sink; no shard may be locked.
-func (d *Detector) deliver(raised []Finding) {
-	for i := range raised {
-		d.sink(raised[i])
-	}
-}
-
-// remember keeps the evidence details a batch's Annotate filled in, so
-// that later versions of the same findings (built after the request is
-// gone: the close at the idle window, late spans) carry them. It locks
-// each finding's shard briefly.
-func (d *Detector) remember(raised []Finding) {
-	for i := range raised {
-		f := &raised[i]
-		if !slices.ContainsFunc(f.Spans, func(s EvidenceSpan) bool { return s.Detail != nil }) {
-			continue
-		}
-		sh := d.shardOf(f.TraceID)
-		sh.mu.Lock()
-		sh.remember(f)
-		sh.mu.Unlock()
-	}
+	b.Annotate, b.out.annotate = nil, nil
+	d.batchPool.Put(b)
 }
 
 // resolveLink reads the producer span's tenant from its trace (or the
 // closed trace's tombstone) and records the link on the consumer span's
 // trace. The two shards are locked one after the other, never together;
-// what the consumer's trace raises is collected in raised.
-func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time, raised *[]Finding) {
+// what the consumer's trace raises goes to h.
+func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time, h *holder) {
 	src := d.shardOf(pl.target.TraceID)
 	src.mu.Lock()
 	from, ok := src.linkEnd(pl.target)
@@ -358,7 +315,7 @@ func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time, rais
 		return
 	}
 	dst := d.shardOf(pl.trace)
-	dst.lock(raised)
+	dst.lock(h)
 	// The consumer's trace may not be in this batch (its producer arrived
 	// late): judge it now.
 	if ts := dst.addLink(pl, from); ts != nil && ts.dirty {
@@ -371,13 +328,12 @@ func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time, rais
 // closing version of their findings. The processor calls it on a ticker.
 func (d *Detector) Sweep() {
 	now := d.now()
-	var raised []Finding
+	var h holder
 	for _, sh := range d.shards {
-		sh.lock(&raised)
+		sh.lock(&h)
 		sh.expire(now, false)
 		sh.unlock()
 	}
-	d.deliver(raised)
 	d.windows.sweep(now, max(d.cfg.UnscopedWindow, d.cfg.CoverageWindow))
 	d.ageServices(now)
 	d.stats.linksUnresolved.Add(uint64(d.waiting.expire(now.Add(-d.cfg.IdleWindow))))
@@ -387,13 +343,12 @@ func (d *Detector) Sweep() {
 // finding's last version is lost.
 func (d *Detector) Flush() {
 	now := d.now()
-	var raised []Finding
+	var h holder
 	for _, sh := range d.shards {
-		sh.lock(&raised)
+		sh.lock(&h)
 		sh.expire(now, true)
 		sh.unlock()
 	}
-	d.deliver(raised)
 }
 
 // Stats is a snapshot of the detector's counters.

@@ -162,7 +162,7 @@ func (sh *shard) send(f *finding, out Finding, now time.Time) {
 func (sh *shard) raise(out Finding) {
 	sh.d.stats.findings.Add(1)
 	sh.d.stats.byRule[indexOfRule(out.Rule)].Add(1)
-	*sh.raised = append(*sh.raised, out)
+	sh.holder.raised = append(sh.holder.raised, out)
 }
 
 func indexOfRule(r Rule) int {

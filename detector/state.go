@@ -84,51 +84,15 @@ type shard struct {
 	buried    ring[buriedSpan]
 	buriedSeq uint64
 	buriedCap int
-	// raised is where the holder of the lock collects the finding versions
-	// the shard raises (lock sets it): nothing leaves a locked shard.
-	raised *[]Finding
+	// holder is whoever holds the lock (lock sets it): the finding
+	// versions the shard raises are collected there, and nothing leaves
+	// the shard until unlock (handover.go).
+	holder *holder
+	turns  turns
 	// last is the trace the previous span went to: instrumentation exports
 	// a trace's spans from one service together, so the next span often
 	// belongs to it and needs no map lookup. release clears it.
 	last *traceState
-}
-
-// lock locks the shard for a holder that collects in raised the finding
-// versions raised while it holds the lock; unlock lets go of both.
-func (sh *shard) lock(raised *[]Finding) {
-	sh.mu.Lock()
-	sh.raised = raised
-}
-
-func (sh *shard) unlock() {
-	sh.raised = nil
-	sh.mu.Unlock()
-}
-
-// remember gives the last version of f's finding, kept for later versions
-// (in the live trace, or in the tomb of a closed one), the evidence details
-// f holds that it lacks. The kept version is replaced, never written to:
-// versions already handed out share its evidence spans.
-func (sh *shard) remember(f *Finding) {
-	with := func(prev *Finding) *Finding {
-		c := *prev
-		c.Spans = slices.Clone(prev.Spans)
-		carryDetails(&c, f)
-		return &c
-	}
-	if ts, ok := sh.traces[f.TraceID]; ok {
-		for _, tf := range ts.findings {
-			if tf != nil && tf.leakID == f.LeakID && tf.last != nil {
-				tf.last = with(tf.last)
-				return
-			}
-		}
-	}
-	if tb, ok := sh.tombs[f.TraceID]; ok && tb.more != nil {
-		if prev := tb.more.findings[f.Rule]; prev != nil && prev.LeakID == f.LeakID {
-			tb.more.findings[f.Rule] = with(prev)
-		}
-	}
 }
 
 func newShard(d *Detector, limit int) *shard {

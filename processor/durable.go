@@ -42,7 +42,7 @@ func (p *tenantguard) newRequest() any {
 	return r
 }
 
-// see is the batch's Annotate: Batch.Close calls it, with no shard locked,
+// see is the batch's Annotate: the detector calls it with no shard locked,
 // right before it hands the same finding version to onFinding, so the
 // request waits for a version before the version can be made durable.
 func (r *requestState) see(f *detector.Finding) {
@@ -209,8 +209,8 @@ func (p *tenantguard) awaitDurable(ctx context.Context, r *requestState) bool {
 
 // feed reads one request into the detector. The batch is closed before
 // feed returns, even on a panic: it holds a shard's lock between spans.
-// Closing it runs the rules and hands what they raised to r.see and then
-// onFinding, with no shard locked.
+// What the batch raises goes to r.see and then onFinding, with no shard
+// locked, before Close returns.
 func (p *tenantguard) feed(r *requestState, td ptrace.Traces) {
 	if r.evidence != nil {
 		r.evidence.Read(td)

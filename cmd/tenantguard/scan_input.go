@@ -171,7 +171,7 @@ func newScanner(cfg *tenantguardprocessor.Config, errOut io.Writer) (*scanner, e
 }
 
 // sink keeps the latest version of each finding. The detector calls it from
-// this goroutine (Batch.Close, Flush), so no lock is needed.
+// this goroutine (Batch.Add, Batch.Close, Flush), so no lock is needed.
 func (s *scanner) sink(f detector.Finding) {
 	sf, ok := s.findings[f.LeakID]
 	if !ok {
