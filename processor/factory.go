@@ -37,30 +37,27 @@ type shared struct {
 
 func newShared() *shared { return &shared{telemetry: newTelemetry()} }
 
+// createDefaultConfig holds no default of its own but the queue size: the
+// detector's settings come from detector.DefaultConfig, the sections' from
+// their config.Default functions.
 func createDefaultConfig() component.Config {
 	instance, _ := os.Hostname()
+	dc := detector.DefaultConfig()
 	return &Config{
-		TenantAttributes:   detector.DefaultTenantKeys(),
-		IdleWindow:         detector.DefaultIdleWindow,
-		MaxTraces:          detector.DefaultMaxTraces,
-		MaxSpansPerTrace:   detector.DefaultMaxSpansPerTrace,
-		MaxEvidenceSpans:   detector.DefaultMaxEvidenceSpans,
-		LateWindow:         detector.DefaultRuleWindow,
-		UnscopedQuery:      UnscopedQueryConfig{TenantColumn: detector.DefaultTenantColumn, Window: detector.DefaultRuleWindow},
-		Coverage:           CoverageConfig{Window: detector.DefaultRuleWindow},
+		TenantAttributes:   dc.TenantKeys,
+		IdleWindow:         dc.IdleWindow,
+		MaxTraces:          dc.MaxTraces,
+		MaxSpansPerTrace:   dc.MaxSpansPerTrace,
+		MaxEvidenceSpans:   dc.MaxEvidenceSpans,
+		LateWindow:         dc.LateWindow,
+		UnscopedQuery:      UnscopedQueryConfig{TenantColumn: dc.TenantColumn, Window: dc.UnscopedWindow},
+		Coverage:           CoverageConfig{Window: dc.CoverageWindow},
 		EvidenceAttributes: config.DefaultEvidenceAttributes(),
-		QueueSize:          10_000,
+		QueueSize:          defaultQueueSize,
 		Instance:           instance,
-		Store: config.Store{
-			Journal:    config.Journal{Path: config.DefaultJournalPath},
-			ClickHouse: config.DefaultClickHouse(),
-		},
-		Alerts: config.Alerts{Log: config.LogAlerts{Enabled: true}, Slack: config.DefaultSlack()},
-		Metrics: config.Metrics{
-			Endpoint:    config.DefaultMetricsEndpoint,
-			MaxServices: detector.DefaultMaxServices,
-			ServiceIdle: detector.DefaultServiceIdle,
-		},
+		Store:              config.DefaultStore(),
+		Alerts:             config.DefaultAlerts(),
+		Metrics:            config.DefaultMetrics(),
 	}
 }
 

@@ -173,7 +173,8 @@ func NewShipper(cfg config.ClickHouse, journalPath string, w Writer, logger *zap
 		jitter:     rand.Float64,
 	}
 	if s.attempt <= 0 {
-		s.attempt = 35 * time.Second
+		d := config.DefaultClickHouse()
+		s.attempt = d.DialTimeout + d.ReadTimeout
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.cur, err = loadCursor(s.cursorPath)
