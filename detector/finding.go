@@ -200,7 +200,10 @@ type CrossingEdge struct {
 }
 
 // EvidenceSpan is what the detector keeps of a span: enough to show where
-// the crossing happened, never attribute values beyond the tenant.
+// the crossing happened. Of the span's attributes the detector itself keeps
+// only the tenant; Detail, which the caller fills, may carry others, in the
+// form the caller's evidence settings allow (the processor's
+// evidence_attributes: clear-listed values, digests or [redacted]).
 type EvidenceSpan struct {
 	SpanID    SpanID
 	ParentID  SpanID
