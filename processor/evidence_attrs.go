@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"hash"
+	"iter"
 	"strings"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -178,6 +179,17 @@ func (q *EvidenceReader) Fill(f *detector.Finding) {
 // eachSpan calls yield on every span of the request until it returns false.
 func (q *EvidenceReader) eachSpan(yield func(ptrace.Span) bool) {
 	for _, td := range q.parts {
+		for sp := range Spans(td) {
+			if !yield(sp) {
+				return
+			}
+		}
+	}
+}
+
+// Spans yields every span of td, resource by resource, scope by scope.
+func Spans(td ptrace.Traces) iter.Seq[ptrace.Span] {
+	return func(yield func(ptrace.Span) bool) {
 		rss := td.ResourceSpans()
 		for i := 0; i < rss.Len(); i++ {
 			sss := rss.At(i).ScopeSpans()

@@ -257,21 +257,14 @@ func (r *request) end() {
 
 // noteTraces records the request each trace of td came in.
 func (s *scanner) noteTraces(td ptrace.Traces) {
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		sss := rss.At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				id := detector.TraceID(spans.At(k).TraceID())
-				tr := s.traceReq[id]
-				switch {
-				case tr == nil && len(s.traceReq) < maxTimedTraces:
-					s.traceReq[id] = &traceRequests{first: s.request, last: s.request, count: 1}
-				case tr != nil && tr.last != s.request:
-					tr.last, tr.count = s.request, tr.count+1
-				}
-			}
+	for sp := range tenantguardprocessor.Spans(td) {
+		id := detector.TraceID(sp.TraceID())
+		tr := s.traceReq[id]
+		switch {
+		case tr == nil && len(s.traceReq) < maxTimedTraces:
+			s.traceReq[id] = &traceRequests{first: s.request, last: s.request, count: 1}
+		case tr != nil && tr.last != s.request:
+			tr.last, tr.count = s.request, tr.count+1
 		}
 	}
 }
