@@ -1,6 +1,9 @@
 // Package alerts tells people about findings. A Notifier receives each new
-// version of a finding after it is durably stored; the log notifier writes
-// one structured line per version, and Slack builds on the same interface.
-// Notifiers see only what evidence holds (ids, services, span names,
-// tenants), never attribute values.
+// version of a finding as it is raised, whatever the state of the evidence
+// store; the log notifier writes one structured line per version, and Slack
+// builds on the same interface (with an outbox of its own, so an alert
+// survives a restart). Notifiers receive the whole evidence record, but what
+// they send out holds ids, services, span names, tenants (pseudonymized in
+// Slack when configured) and the finding's message, never the evidence
+// spans' attributes.
 package alerts

@@ -13,8 +13,10 @@ import (
 // processor's alert worker, never from the span path, once per version of a
 // finding as it is raised (versions raised while the worker is busy
 // coalesce), whatever the state of the evidence store; it may block (a slow
-// disk) without slowing telemetry. Implementations must be safe for
-// concurrent use.
+// disk) without slowing telemetry. The worker is one goroutine, so Notify
+// is never called concurrently with itself and what only Notify touches
+// needs no lock; state that other goroutines also read (the Slack
+// notifier's Pending, at scrape time) is the implementation's to guard.
 type Notifier interface {
 	// Name identifies the notifier in logs and metrics ("log", "slack").
 	Name() string
@@ -37,8 +39,8 @@ func NewLogNotifier(logger *zap.Logger) *LogNotifier {
 // Name implements Notifier.
 func (*LogNotifier) Name() string { return "log" }
 
-// Notify implements Notifier. The alert worker calls it from one
-// goroutine, so the seen set needs no lock.
+// Notify implements Notifier. Only Notify touches the seen set, and it is
+// never called concurrently (see Notifier), so the set needs no lock.
 func (n *LogNotifier) Notify(_ context.Context, ev *store.Evidence) error {
 	fields := []zap.Field{
 		zap.String("leak_id", ev.LeakID),

@@ -21,7 +21,8 @@ type alert struct {
 	At  time.Time `json:"at"`
 	// Kind is what the version changed: new, update (more tenants or
 	// edges), escalated (higher severity), reclassified, withdrawn (allowed)
-	// or closed.
+	// or closed; grouped for a finding threaded under an earlier one of the
+	// same incident (deliverGrouped).
 	Kind      string        `json:"kind"`
 	LeakID    string        `json:"leak_id"`
 	Rule      string        `json:"rule"`

@@ -1,11 +1,13 @@
-// Package bench measures tenantguard side by side with the collector's own
-// trace-grouping processors (groupbytrace, tail_sampling) on the same
-// synthetic traffic: CPU and allocations per span, live heap per in-flight
-// trace, detection latency, scaling across cores and the memory budget under
-// a stream of unique trace ids. It is its own Go module, so the peers' contrib
-// dependencies never reach the main module; BENCHMARKS.md at the repository
-// root has the method, the commands and the results.
+// Package bench measures tenantguard: CPU and allocations per span, live
+// heap per in-flight trace, detection latency, the durable acknowledgement
+// of requests that raise findings, scaling across cores and the memory
+// budget under a stream of unique trace ids. The collector's own
+// trace-grouping processors (groupbytrace, tail_sampling) run through the
+// same benchmarks on the same traffic in ./peers, a module of its own; the
+// traffic, meters and harness both use are in ./benchkit, and ./load drives
+// a whole collector with that traffic. This module keeps the peers' contrib
+// dependencies out of the main one. BENCHMARKS.md at the repository root has
+// the method, the commands and the results.
 //
-// The package itself holds only the traffic generator (shared with the
-// whole-collector load test in ./load); the benchmarks are in *_test.go.
+// The package holds no code: the benchmarks are in *_test.go.
 package bench

@@ -24,7 +24,13 @@ type Alerts struct {
 
 // LogAlerts configures the log notifier.
 type LogAlerts struct {
+	// Enabled writes findings to the collector's log. Default: true.
 	Enabled bool `mapstructure:"enabled"`
+}
+
+// DefaultAlerts returns the alert defaults: the log on, Slack off.
+func DefaultAlerts() Alerts {
+	return Alerts{Log: LogAlerts{Enabled: true}, Slack: DefaultSlack()}
 }
 
 // Slack configures the Slack notifier. Set either Token and Channel (bot
@@ -33,12 +39,15 @@ type LogAlerts struct {
 type Slack struct {
 	// Token is a bot token (xoxb-…); use ${env:SLACK_BOT_TOKEN}. Needs
 	// chat:write, and channels:history to find its own messages after a crash.
+	// Default: none.
 	Token configopaque.String `mapstructure:"token"`
-	// Channel is the channel id or name for bot mode.
+	// Channel is the channel id or name for bot mode. Default: none.
 	Channel string `mapstructure:"channel"`
 	// WebhookURL is an incoming-webhook URL; use ${env:SLACK_WEBHOOK_URL}.
+	// Default: none.
 	WebhookURL configopaque.String `mapstructure:"webhook_url"`
-	// APIURL overrides https://slack.com/api/ (Enterprise Grid, proxies, tests).
+	// APIURL overrides https://slack.com/api/ (Enterprise Grid, proxies,
+	// tests). Default: none (https://slack.com/api/).
 	APIURL string `mapstructure:"api_url"`
 	// TraceURLTemplate links each message to the trace; {trace_id} is
 	// replaced, e.g. https://jaeger.example.com/trace/{trace_id}. Default: no link.
@@ -52,8 +61,10 @@ type Slack struct {
 	GroupWindow time.Duration `mapstructure:"group_window"`
 	// PseudonymizeTenants shows tenants as stable pseudonyms (t-3f9a…)
 	// instead of their ids, for channels wider than the incident team.
+	// Default: false.
 	PseudonymizeTenants bool `mapstructure:"pseudonymize_tenants"`
 	// PseudonymKey keys the pseudonyms; use ${env:TENANTGUARD_PSEUDONYM_KEY}.
+	// Default: none.
 	PseudonymKey configopaque.String `mapstructure:"pseudonym_key"`
 	// OutboxPath keeps alerts until Slack has them, and which message each
 	// finding went to, across restarts. Default: ./data/slack-outbox.jsonl.

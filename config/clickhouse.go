@@ -25,7 +25,7 @@ type ClickHouse struct {
 	Database string `mapstructure:"database"`
 	// Username. Default: default.
 	Username string `mapstructure:"username"`
-	// Password; use ${env:CLICKHOUSE_PASSWORD}. Never logged.
+	// Password; use ${env:CLICKHOUSE_PASSWORD}. Never logged. Default: none.
 	Password configopaque.String `mapstructure:"password"`
 	// TLS for the connection. Default: TLS with certificate verification
 	// against the system roots (evidence is sensitive); `insecure: true`
@@ -50,9 +50,10 @@ type ClickHouse struct {
 	// BatchAge ships a partial batch after this long. Default: 5s.
 	BatchAge time.Duration `mapstructure:"batch_age"`
 	// RetryInitial and RetryMax bound the shipper's exponential backoff.
-	// Defaults: 1s and 1m.
+	// RetryInitial default: 1s.
 	RetryInitial time.Duration `mapstructure:"retry_initial_interval"`
-	RetryMax     time.Duration `mapstructure:"retry_max_interval"`
+	// RetryMax default: 1m.
+	RetryMax time.Duration `mapstructure:"retry_max_interval"`
 	// MaxAttempts splits a batch that fails this many times for a reason
 	// the shipper does not know (an unlisted server error code), so that
 	// the records around the failing one ship; the failing record is

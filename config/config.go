@@ -8,7 +8,8 @@ import (
 // Store says where evidence is kept.
 type Store struct {
 	// Journal is the embedded JSON-lines store, always on: with ClickHouse
-	// it is the write-ahead log that the shipper reads.
+	// it is the write-ahead log that the shipper reads. Default: at
+	// DefaultJournalPath.
 	Journal Journal `mapstructure:"journal"`
 	// ClickHouse is the shared leak history. Default: off.
 	ClickHouse ClickHouse `mapstructure:"clickhouse"`
@@ -23,6 +24,12 @@ type Journal struct {
 
 // DefaultJournalPath is where the journal lives unless configured.
 const DefaultJournalPath = "./data/leaks.jsonl"
+
+// DefaultStore returns the store defaults: the journal at
+// DefaultJournalPath, ClickHouse off.
+func DefaultStore() Store {
+	return Store{Journal: Journal{Path: DefaultJournalPath}, ClickHouse: DefaultClickHouse()}
+}
 
 // Validate names the bad field. ClickHouse validates itself: confmap.Validate,
 // which the collector and the analyst commands run, visits every section.

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tenantguard/tenantguard/detector"
 )
 
 // Metrics configures the Prometheus endpoint.
 type Metrics struct {
-	// Endpoint serves /metrics. Every tenantguard processor in the process
-	// shares one registry and one server per endpoint. Empty turns it off.
+	// Endpoint serves /metrics. The tenantguard processors of a collector
+	// share one registry and one server per endpoint. Empty turns it off.
 	// Default: 127.0.0.1:9464 (loopback: metrics name services and tenants'
 	// traffic shapes). An endpoint that cannot be bound fails the start.
 	Endpoint string `mapstructure:"endpoint"`
@@ -26,6 +28,12 @@ type Metrics struct {
 
 // DefaultMetricsEndpoint is where /metrics is served unless configured.
 const DefaultMetricsEndpoint = "127.0.0.1:9464"
+
+// DefaultMetrics returns the metrics defaults; the per-service caps are the
+// detector's, which keeps the series.
+func DefaultMetrics() Metrics {
+	return Metrics{Endpoint: DefaultMetricsEndpoint, MaxServices: detector.DefaultMaxServices, ServiceIdle: detector.DefaultServiceIdle}
+}
 
 // Validate names the bad field.
 func (m *Metrics) Validate() error {

@@ -70,7 +70,8 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Defaults, shared by the processor's createDefaultConfig and offline scans.
+// Defaults. DefaultConfig gathers them; the processor's createDefaultConfig
+// reads that, and offline scans start from the processor's defaults.
 const (
 	DefaultIdleWindow       = 60 * time.Second
 	DefaultMaxTraces        = 100_000

@@ -12,9 +12,14 @@ import (
 	"github.com/tenantguard/tenantguard/detector/sqlscope"
 )
 
-// Sink receives every new version of a finding. It is called with a shard
-// locked, so it must not block and must not call back into the Detector; the
-// processor's evidence queue is such a sink.
+// Sink receives every new version of a finding, the versions of one
+// finding in the order they were raised. It is called with no shard locked
+// (the detector collects what it raises while a shard is locked and hands
+// it over once the lock is released; see handover.go), from the goroutine
+// that raised it: a batch's (in Add or Close), the sweeper's, Flush's
+// caller's. It must be safe for concurrent use, should not block (later
+// versions raised in the same shard wait for it), and must not feed the
+// detector (Batch, Sweep, Flush).
 type Sink func(Finding)
 
 // Detector holds the per-trace state and runs the rules. It is safe for
@@ -190,8 +195,10 @@ func (d *Detector) shardOf(id TraceID) *shard {
 type Batch struct {
 	// Annotate, when set, sees every finding version this batch raises
 	// before the sink does, while the caller still holds the request: it
-	// may fill the evidence spans' Detail. It runs with a shard locked and
-	// must not call back into the detector. Close clears it.
+	// may fill the evidence spans' Detail, and later versions of the same
+	// finding (built after the request is gone: the close, late spans)
+	// carry what it filled. It runs as the sink does: with no shard locked,
+	// under the same contract. Close clears it.
 	Annotate func(*Finding)
 
 	d       *Detector
@@ -200,14 +207,14 @@ type Batch struct {
 	links   []pendingLink
 	held    *shard // locked by Add
 	spans   uint64 // counted once per batch: a global atomic per span showed in profiles
+	out     holder // what the batch raises while it holds a shard
 }
 
 // release unlocks the shard Add kept locked.
 func (b *Batch) release() {
 	if sh := b.held; sh != nil {
-		sh.annotate = nil
 		b.held = nil
-		sh.mu.Unlock()
+		sh.unlock()
 	}
 }
 
@@ -236,8 +243,8 @@ func (b *Batch) Add(s *Span) {
 	sh := d.shardOf(s.TraceID)
 	if sh != b.held {
 		b.release()
-		sh.mu.Lock()
-		sh.annotate = b.Annotate
+		b.out.annotate = b.Annotate
+		sh.lock(&b.out)
 		b.held = sh
 	}
 	sh.ingest(s, b.now)
@@ -255,43 +262,46 @@ func (b *Batch) Add(s *Span) {
 const maxLinksPerBatch = 4096
 
 // Close joins the flows the batch's span links connect, runs the rules on
-// every trace the batch touched, emits findings and returns the batch to
-// the pool.
+// every trace the batch touched and returns the batch to the pool. Every
+// finding version the batch raised (in Add, in link resolution, in the
+// rules) has gone to Annotate and the sink when it returns.
 func (b *Batch) Close() {
 	b.release()
 	d := b.d
 	now := b.now
 	d.stats.spans.Add(b.spans)
 	b.spans = 0
+	b.out.annotate = b.Annotate
 	for _, pl := range b.links {
-		d.resolveLink(pl, true, now, b.Annotate)
+		d.resolveLink(pl, true, now, &b.out)
 	}
 	if d.waiting.n.Load() > 0 {
 		// Producers that consumers were waiting for may be in this batch.
 		for _, id := range b.touched {
 			for _, pl := range d.waiting.take(id) {
-				d.resolveLink(pl, false, now, b.Annotate)
+				d.resolveLink(pl, false, now, &b.out)
 			}
 		}
 	}
 	for _, id := range b.touched {
 		sh := d.shardOf(id)
-		sh.mu.Lock()
+		sh.lock(&b.out)
 		if ts, ok := sh.traces[id]; ok && ts.dirty {
-			sh.evaluateFor(ts, now, b.Annotate)
+			sh.evaluate(ts, now)
 		}
-		sh.mu.Unlock()
+		sh.unlock()
 	}
 	b.touched = b.touched[:0]
 	b.links = b.links[:0]
-	b.Annotate = nil
+	b.Annotate, b.out.annotate = nil, nil
 	d.batchPool.Put(b)
 }
 
 // resolveLink reads the producer span's tenant from its trace (or the
 // closed trace's tombstone) and records the link on the consumer span's
-// trace. The two shards are locked one after the other, never together.
-func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time, annotate func(*Finding)) {
+// trace. The two shards are locked one after the other, never together;
+// what the consumer's trace raises goes to h.
+func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time, h *holder) {
 	src := d.shardOf(pl.target.TraceID)
 	src.mu.Lock()
 	from, ok := src.linkEnd(pl.target)
@@ -305,23 +315,24 @@ func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time, anno
 		return
 	}
 	dst := d.shardOf(pl.trace)
-	dst.mu.Lock()
+	dst.lock(h)
 	// The consumer's trace may not be in this batch (its producer arrived
 	// late): judge it now.
 	if ts := dst.addLink(pl, from); ts != nil && ts.dirty {
-		dst.evaluateFor(ts, now, annotate)
+		dst.evaluate(ts, now)
 	}
-	dst.mu.Unlock()
+	dst.unlock()
 }
 
 // Sweep expires traces idle for longer than the idle window, emitting the
 // closing version of their findings. The processor calls it on a ticker.
 func (d *Detector) Sweep() {
 	now := d.now()
+	var h holder
 	for _, sh := range d.shards {
-		sh.mu.Lock()
+		sh.lock(&h)
 		sh.expire(now, false)
-		sh.mu.Unlock()
+		sh.unlock()
 	}
 	d.windows.sweep(now, max(d.cfg.UnscopedWindow, d.cfg.CoverageWindow))
 	d.ageServices(now)
@@ -332,10 +343,11 @@ func (d *Detector) Sweep() {
 // finding's last version is lost.
 func (d *Detector) Flush() {
 	now := d.now()
+	var h holder
 	for _, sh := range d.shards {
-		sh.mu.Lock()
+		sh.lock(&h)
 		sh.expire(now, true)
-		sh.mu.Unlock()
+		sh.unlock()
 	}
 }
 

@@ -17,3 +17,15 @@ func (d *Detector) BuriedSpansForTest() int {
 	}
 	return n
 }
+
+// ShardLockedForTest reports whether any shard is locked now. Only a test
+// with no other goroutine in the detector may ask.
+func (d *Detector) ShardLockedForTest() bool {
+	for _, sh := range d.shards {
+		if !sh.mu.TryLock() {
+			return true
+		}
+		sh.mu.Unlock()
+	}
+	return false
+}

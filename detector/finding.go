@@ -200,7 +200,10 @@ type CrossingEdge struct {
 }
 
 // EvidenceSpan is what the detector keeps of a span: enough to show where
-// the crossing happened, never attribute values beyond the tenant.
+// the crossing happened. Of the span's attributes the detector itself keeps
+// only the tenant; Detail, which the caller fills, may carry others, in the
+// form the caller's evidence settings allow (the processor's
+// evidence_attributes: clear-listed values, digests or [redacted]).
 type EvidenceSpan struct {
 	SpanID    SpanID
 	ParentID  SpanID
@@ -211,7 +214,8 @@ type EvidenceSpan struct {
 	Outcome   string // succeeded or blocked
 	Data      bool   // the span read or wrote stored data
 	// Detail is what the caller read from the span itself while it still
-	// held it (Batch.Annotate); nil when the span came in an earlier request.
+	// held the request (Batch.Annotate, after the batch released its
+	// shards), or what an earlier version carried; nil otherwise.
 	Detail *SpanDetail
 }
 

@@ -56,14 +56,6 @@ type edgeRef struct {
 	blocked  bool
 }
 
-// evaluateFor evaluates for a batch: the findings it raises pass through
-// the batch's Annotate.
-func (sh *shard) evaluateFor(ts *traceState, now time.Time, annotate func(*Finding)) {
-	sh.annotate = annotate
-	sh.evaluate(ts, now)
-	sh.annotate = nil
-}
-
 // evaluate runs the per-trace rules on one trace and emits what changed.
 func (sh *shard) evaluate(ts *traceState, now time.Time) {
 	ts.dirty = false
@@ -157,15 +149,20 @@ func (sh *shard) send(f *finding, out Finding, now time.Time) {
 	if f.last != nil {
 		carryDetails(&out, f.last)
 	}
-	if sh.annotate != nil {
-		sh.annotate(&out)
-	}
 	f.lastVersion, f.emitted, f.shape = v, true, shapeOf(&out)
 	last := out
 	f.last = &last
+	// The raised copy's evidence spans are its own: the batch's Annotate
+	// fills them after the lock is released, while f.last stays as it is.
+	out.Spans = slices.Clone(out.Spans)
+	sh.raise(out)
+}
+
+// raise counts a finding version and collects it for the lock's holder.
+func (sh *shard) raise(out Finding) {
 	sh.d.stats.findings.Add(1)
 	sh.d.stats.byRule[indexOfRule(out.Rule)].Add(1)
-	sh.d.sink(out)
+	sh.holder.raised = append(sh.holder.raised, out)
 }
 
 func indexOfRule(r Rule) int {
@@ -601,12 +598,7 @@ func (sh *shard) sendStandalone(out Finding) {
 	}
 	sh.lastVers = v
 	out.Version = v
-	if sh.annotate != nil {
-		sh.annotate(&out)
-	}
-	sh.d.stats.findings.Add(1)
-	sh.d.stats.byRule[indexOfRule(out.Rule)].Add(1)
-	sh.d.sink(out)
+	sh.raise(out)
 }
 
 // carryDetails gives the evidence spans of a new version the details an

@@ -84,8 +84,11 @@ type shard struct {
 	buried    ring[buriedSpan]
 	buriedSeq uint64
 	buriedCap int
-	// annotate is the Batch.Annotate of the batch holding the lock, if any.
-	annotate func(*Finding)
+	// holder is whoever holds the lock (lock sets it): the finding
+	// versions the shard raises are collected there, and nothing leaves
+	// the shard until unlock (handover.go).
+	holder *holder
+	turns  turns
 	// last is the trace the previous span went to: instrumentation exports
 	// a trace's spans from one service together, so the next span often
 	// belongs to it and needs no map lookup. release clears it.

@@ -44,7 +44,8 @@ func TestDeadClickHouseLosesNothing(t *testing.T) {
 	}
 	sink := new(consumertest.TracesSink)
 	set := processortest.NewNopSettings(Type)
-	proc, err := NewFactory().CreateTraces(context.Background(), set, cfg, sink)
+	sh := newShared() // the factory's, reachable: the test finds its processor there
+	proc, err := sh.createTraces(context.Background(), set, cfg, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,13 +62,13 @@ func TestDeadClickHouseLosesNothing(t *testing.T) {
 	}
 	// The processor behind the factory's wrapper: find it through the registry.
 	var p *tenantguard
-	telemetry.Lock()
-	for inst := range telemetry.instances {
+	sh.telemetry.mu.Lock()
+	for inst := range sh.telemetry.instances {
 		if inst.cfg == cfg {
 			p = inst
 		}
 	}
-	telemetry.Unlock()
+	sh.telemetry.mu.Unlock()
 	if p == nil {
 		t.Fatal("processor not registered")
 	}

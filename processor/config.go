@@ -51,10 +51,12 @@ type Config struct {
 	MaxEvidenceSpans int `mapstructure:"max_evidence_spans"`
 	// EvidenceAttributes says what of each evidence span's own attributes
 	// is stored: clear-listed values as they are, others as keyed digests.
+	// Default: on, the default clear list, no key (values outside the clear
+	// list stored as [redacted]), at most 32 a span.
 	EvidenceAttributes config.EvidenceAttributes `mapstructure:"evidence_attributes"`
 	// QueueSize caps the findings waiting for the store and notifiers.
 	// Versions of the same finding coalesce, so this counts findings, not
-	// versions. Default: 10000.
+	// versions. Default: 10000 (defaultQueueSize).
 	QueueSize int `mapstructure:"queue_size"`
 	// Instance names this collector in stored evidence. Default: the host name.
 	Instance string `mapstructure:"instance"`
@@ -63,42 +65,55 @@ type Config struct {
 	// Alerts says who is told. Default: the collector log.
 	Alerts config.Alerts `mapstructure:"alerts"`
 	// Metrics says where Prometheus scrapes the detector's health.
-	// Default: 127.0.0.1:9464.
+	// Default: 127.0.0.1:9464, 500 services with their own series, each
+	// forgotten after 1h idle.
 	Metrics config.Metrics `mapstructure:"metrics"`
 
 	// unitless holds Unmarshal's complaints about durations without a unit.
 	unitless error
 }
 
+// defaultQueueSize is queue_size unless configured.
+const defaultQueueSize = 10_000
+
 // AllowConfig lists the legitimate multi-tenant paths.
 type AllowConfig struct {
 	// Services whose traces may touch several tenants (by service.name).
+	// Default: none.
 	Services []string `mapstructure:"services"`
-	// SharedTenants are values that never count as a tenant, such as "system".
+	// SharedTenants are values that never count as a tenant, such as
+	// "system". Default: none.
 	SharedTenants []string `mapstructure:"shared_tenants"`
 	// Conditions are OTTL conditions in the span context; a span that
 	// matches one exempts its trace, e.g.
 	// `resource.attributes["service.name"] == "admin-console" and IsMatch(span.name, "^GET /support/")`.
+	// Default: none.
 	Conditions []string `mapstructure:"conditions"`
 }
 
 // DerivationConfig extracts a tenant from an attribute.
 type DerivationConfig struct {
+	// Attribute is read, span first, then resource. Required, no default.
 	Attribute string `mapstructure:"attribute"`
-	Regex     string `mapstructure:"regex"`
+	// Regex has a named group `tenant`. Required, no default.
+	Regex string `mapstructure:"regex"`
 }
 
 // BindingConfig maps the values of one attribute to tenants.
 type BindingConfig struct {
-	Attribute string            `mapstructure:"attribute"`
-	Tenants   map[string]string `mapstructure:"tenants"`
+	// Attribute carries the identifier. Required, no default.
+	Attribute string `mapstructure:"attribute"`
+	// Tenants maps each identifier to its tenant. Default: none.
+	Tenants map[string]string `mapstructure:"tenants"`
 	// Global lists identifiers that belong to no tenant (a shared key).
+	// Default: none.
 	Global []string `mapstructure:"global"`
 }
 
 // UnscopedQueryConfig configures the unscoped_query rule.
 type UnscopedQueryConfig struct {
 	// Tables are the tenant-scoped tables (schema-qualified or not).
+	// Default: none (the rule is off).
 	Tables []string `mapstructure:"tables"`
 	// TenantColumn is their tenant column. Default: tenant_id.
 	TenantColumn string `mapstructure:"tenant_column"`
@@ -109,7 +124,8 @@ type UnscopedQueryConfig struct {
 
 // CoverageConfig configures the missing_tenant rule.
 type CoverageConfig struct {
-	// TenantAwareServices must put a tenant on every span.
+	// TenantAwareServices must put a tenant on every span. Default: none
+	// (the rule is off).
 	TenantAwareServices []string `mapstructure:"tenant_aware_services"`
 	// Window reports one finding per service and span name per window.
 	// Default: 10m.

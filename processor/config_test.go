@@ -145,7 +145,7 @@ func TestSlackSecretResolvingToNothing(t *testing.T) {
 			if err := confmap.Validate(cfg); err != nil {
 				t.Fatalf("the analyst commands read this config: it must validate, got %v", err)
 			}
-			_, err = createTraces(context.Background(), processortest.NewNopSettings(Type), cfg, consumertest.NewNop())
+			_, err = NewFactory().CreateTraces(context.Background(), processortest.NewNopSettings(Type), cfg, consumertest.NewNop())
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("Slack left out must build, got %v", err)

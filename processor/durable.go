@@ -20,13 +20,13 @@ import (
 const durableAckWait = 2 * time.Second
 
 // requestState is one ConsumeTraces call while its spans are read: it fills the
-// evidence details of the findings it raises (requestEvidence) and notes
+// evidence details of the findings it raises (EvidenceReader) and notes
 // each of them, so that the call returns only once they are durable.
 // Requests are pooled with their Annotate bound once, so a request that
 // raises no finding allocates nothing here.
 type requestState struct {
 	p        *tenantguard
-	evidence requestEvidence
+	evidence *EvidenceReader // nil: evidence spans keep no details
 	annotate func(*detector.Finding)
 	raised   bool // a finding was raised: only then is there anything to wait for
 
@@ -37,24 +37,26 @@ type requestState struct {
 }
 
 func (p *tenantguard) newRequest() any {
-	r := &requestState{p: p, done: make(chan struct{}, 1)}
-	r.evidence.r = p.redactor
+	r := &requestState{p: p, done: make(chan struct{}, 1), evidence: newEvidenceReader(p.redactor)}
 	r.annotate = r.see
 	return r
 }
 
-// see is the batch's Annotate: it runs with a shard locked, right before
-// the detector hands the same finding version to onFinding.
+// see is the batch's Annotate: the detector calls it with no shard locked,
+// right before it hands the same finding version to onFinding, so the
+// request waits for a version before the version can be made durable.
 func (r *requestState) see(f *detector.Finding) {
-	if r.evidence.r != nil {
-		r.evidence.annotate(f)
+	if r.evidence != nil {
+		r.evidence.Fill(f)
 	}
 	r.raised = true
 	r.p.acks.expect(r, f.LeakID, f.Version)
 }
 
 func (r *requestState) reset() {
-	r.evidence = requestEvidence{r: r.p.redactor}
+	if r.evidence != nil {
+		r.evidence.Reset()
+	}
 	r.leaks = r.leaks[:0]
 	r.raised = false
 	r.outstanding = 0
@@ -207,7 +209,12 @@ func (p *tenantguard) awaitDurable(ctx context.Context, r *requestState) bool {
 
 // feed reads one request into the detector. The batch is closed before
 // feed returns, even on a panic: it holds a shard's lock between spans.
+// What the batch raises goes to r.see and then onFinding, with no shard
+// locked, before Close returns.
 func (p *tenantguard) feed(r *requestState, td ptrace.Traces) {
+	if r.evidence != nil {
+		r.evidence.Read(td)
+	}
 	b := p.det.NewBatch()
 	defer b.Close()
 	b.Annotate = r.annotate

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"hash"
+	"iter"
 	"strings"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -100,20 +101,53 @@ func capUTF8(s string, n int) string {
 	return detector.CapString(strings.ToValidUTF8(s, "\uFFFD"), n)
 }
 
-// requestEvidence annotates the findings one request raises with the
-// details of their evidence spans that this request carries. Most requests
-// raise no finding and a few raise one: the first finding walks the request
-// for its spans; a second one indexes the request by trace once, so a
-// request that raises many (a leak storm, evictions of open findings) costs
-// one pass plus a lookup each, not a pass each.
-type requestEvidence struct {
+// EvidenceReader gives the evidence spans of the findings one request
+// raises the details that request carries: kind, timing, status, and
+// attributes stored as evidence_attributes says. The processor keeps one
+// per pooled request; offline tools (`tenantguard scan`) use one so that
+// their records, and so their messages, are the collector's.
+//
+// Most requests raise no finding and a few raise one: the first finding
+// walks the request for its spans; a second one indexes the request by
+// trace once, so a request that raises many (a leak storm, evictions of
+// open findings) costs one pass plus a lookup each, not a pass each.
+type EvidenceReader struct {
 	r     *evidenceRedactor
-	td    ptrace.Traces
+	parts []ptrace.Traces
 	calls int
 	index map[detector.TraceID][]ptrace.Span
 }
 
-func (q *requestEvidence) annotate(f *detector.Finding) {
+// NewEvidenceReader returns a reader for requests judged under cfg, or nil
+// when evidence_attributes is off (evidence spans then keep no details).
+func NewEvidenceReader(cfg *Config) *EvidenceReader {
+	return newEvidenceReader(newEvidenceRedactor(cfg.EvidenceAttributes, cfg.TenantAttributes))
+}
+
+func newEvidenceReader(r *evidenceRedactor) *EvidenceReader {
+	if r == nil {
+		return nil
+	}
+	return &EvidenceReader{r: r}
+}
+
+// Read adds td, the whole request or one part of it, to what Fill looks in.
+func (q *EvidenceReader) Read(td ptrace.Traces) {
+	q.parts = append(q.parts, td)
+	q.index = nil
+}
+
+// Reset forgets the request, keeping the reader's buffers for the next.
+func (q *EvidenceReader) Reset() {
+	clear(q.parts)
+	q.parts = q.parts[:0]
+	q.calls = 0
+	q.index = nil
+}
+
+// Fill gives f's evidence spans without details the details of the spans
+// with their ids that the request carries. It is a Batch.Annotate.
+func (q *EvidenceReader) Fill(f *detector.Finding) {
 	missing := 0
 	for i := range f.Spans {
 		if f.Spans[i].Detail == nil {
@@ -134,14 +168,37 @@ func (q *requestEvidence) annotate(f *detector.Finding) {
 		}
 		return
 	}
-	rss := q.td.ResourceSpans()
-	for i := 0; i < rss.Len() && missing > 0; i++ {
-		sss := rss.At(i).ScopeSpans()
-		for j := 0; j < sss.Len() && missing > 0; j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len() && missing > 0; k++ {
-				if sp := spans.At(k); detector.TraceID(sp.TraceID()) == f.TraceID {
-					missing = q.fill(f, sp, missing)
+	q.eachSpan(func(sp ptrace.Span) bool {
+		if detector.TraceID(sp.TraceID()) == f.TraceID {
+			missing = q.fill(f, sp, missing)
+		}
+		return missing > 0
+	})
+}
+
+// eachSpan calls yield on every span of the request until it returns false.
+func (q *EvidenceReader) eachSpan(yield func(ptrace.Span) bool) {
+	for _, td := range q.parts {
+		for sp := range Spans(td) {
+			if !yield(sp) {
+				return
+			}
+		}
+	}
+}
+
+// Spans yields every span of td, resource by resource, scope by scope.
+func Spans(td ptrace.Traces) iter.Seq[ptrace.Span] {
+	return func(yield func(ptrace.Span) bool) {
+		rss := td.ResourceSpans()
+		for i := 0; i < rss.Len(); i++ {
+			sss := rss.At(i).ScopeSpans()
+			for j := 0; j < sss.Len(); j++ {
+				spans := sss.At(j).Spans()
+				for k := 0; k < spans.Len(); k++ {
+					if !yield(spans.At(k)) {
+						return
+					}
 				}
 			}
 		}
@@ -151,7 +208,7 @@ func (q *requestEvidence) annotate(f *detector.Finding) {
 // fill gives sp's details to the finding's evidence span with its id (the
 // first, when a broken client repeats ids) and returns how many still lack
 // them.
-func (q *requestEvidence) fill(f *detector.Finding, sp ptrace.Span, missing int) int {
+func (q *EvidenceReader) fill(f *detector.Finding, sp ptrace.Span, missing int) int {
 	id := detector.SpanID(sp.SpanID())
 	for n := range f.Spans {
 		es := &f.Spans[n]
@@ -170,20 +227,13 @@ func (q *requestEvidence) fill(f *detector.Finding, sp ptrace.Span, missing int)
 	return missing
 }
 
-func (q *requestEvidence) byTrace() map[detector.TraceID][]ptrace.Span {
+func (q *EvidenceReader) byTrace() map[detector.TraceID][]ptrace.Span {
 	index := map[detector.TraceID][]ptrace.Span{}
-	rss := q.td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		sss := rss.At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				sp := spans.At(k)
-				id := detector.TraceID(sp.TraceID())
-				index[id] = append(index[id], sp)
-			}
-		}
-	}
+	q.eachSpan(func(sp ptrace.Span) bool {
+		id := detector.TraceID(sp.TraceID())
+		index[id] = append(index[id], sp)
+		return true
+	})
 	return index
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tenantguard/tenantguard/config"
 	"github.com/tenantguard/tenantguard/detector"
+	"github.com/tenantguard/tenantguard/internal/sharedcomponent"
 )
 
 // Type is the processor's type in collector configs.
@@ -18,44 +19,53 @@ var Type = component.MustNewType("tenantguard")
 
 const stability = component.StabilityLevelDevelopment
 
-// NewFactory returns the tenantguard processor factory.
+// NewFactory returns the tenantguard processor factory. The factory owns
+// what its processors share (see shared).
 func NewFactory() processor.Factory {
+	sh := newShared()
 	return processor.NewFactory(Type, createDefaultConfig,
-		processor.WithTraces(createTraces, stability))
+		processor.WithTraces(sh.createTraces, stability))
 }
 
+// shared is what the processors one factory creates share, each resource
+// held by reference count: an open journal (and its ClickHouse shipper) per
+// path, and the metrics registry with a server per endpoint.
+type shared struct {
+	journals  sharedcomponent.Map[string, *sharedJournal]
+	telemetry *telemetry
+}
+
+func newShared() *shared { return &shared{telemetry: newTelemetry()} }
+
+// createDefaultConfig holds no default of its own but the queue size: the
+// detector's settings come from detector.DefaultConfig, the sections' from
+// their config.Default functions.
 func createDefaultConfig() component.Config {
 	instance, _ := os.Hostname()
+	dc := detector.DefaultConfig()
 	return &Config{
-		TenantAttributes:   detector.DefaultTenantKeys(),
-		IdleWindow:         detector.DefaultIdleWindow,
-		MaxTraces:          detector.DefaultMaxTraces,
-		MaxSpansPerTrace:   detector.DefaultMaxSpansPerTrace,
-		MaxEvidenceSpans:   detector.DefaultMaxEvidenceSpans,
-		LateWindow:         detector.DefaultRuleWindow,
-		UnscopedQuery:      UnscopedQueryConfig{TenantColumn: detector.DefaultTenantColumn, Window: detector.DefaultRuleWindow},
-		Coverage:           CoverageConfig{Window: detector.DefaultRuleWindow},
+		TenantAttributes:   dc.TenantKeys,
+		IdleWindow:         dc.IdleWindow,
+		MaxTraces:          dc.MaxTraces,
+		MaxSpansPerTrace:   dc.MaxSpansPerTrace,
+		MaxEvidenceSpans:   dc.MaxEvidenceSpans,
+		LateWindow:         dc.LateWindow,
+		UnscopedQuery:      UnscopedQueryConfig{TenantColumn: dc.TenantColumn, Window: dc.UnscopedWindow},
+		Coverage:           CoverageConfig{Window: dc.CoverageWindow},
 		EvidenceAttributes: config.DefaultEvidenceAttributes(),
-		QueueSize:          10_000,
+		QueueSize:          defaultQueueSize,
 		Instance:           instance,
-		Store: config.Store{
-			Journal:    config.Journal{Path: config.DefaultJournalPath},
-			ClickHouse: config.DefaultClickHouse(),
-		},
-		Alerts: config.Alerts{Log: config.LogAlerts{Enabled: true}, Slack: config.DefaultSlack()},
-		Metrics: config.Metrics{
-			Endpoint:    config.DefaultMetricsEndpoint,
-			MaxServices: detector.DefaultMaxServices,
-			ServiceIdle: detector.DefaultServiceIdle,
-		},
+		Store:              config.DefaultStore(),
+		Alerts:             config.DefaultAlerts(),
+		Metrics:            config.DefaultMetrics(),
 	}
 }
 
-func createTraces(ctx context.Context, set processor.Settings, cfg component.Config, next consumer.Traces) (processor.Traces, error) {
+func (sh *shared) createTraces(ctx context.Context, set processor.Settings, cfg component.Config, next consumer.Traces) (processor.Traces, error) {
 	if err := cfg.(*Config).Alerts.Slack.CheckSecrets(); err != nil {
 		return nil, err
 	}
-	p, err := newTenantguard(set, cfg.(*Config))
+	p, err := newTenantguard(set, cfg.(*Config), sh)
 	if err != nil {
 		return nil, err
 	}

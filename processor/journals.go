@@ -3,12 +3,12 @@ package processor
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/tenantguard/tenantguard/config"
+	"github.com/tenantguard/tenantguard/internal/sharedcomponent"
 	"github.com/tenantguard/tenantguard/store"
 	"github.com/tenantguard/tenantguard/store/clickhouse"
 	"github.com/tenantguard/tenantguard/store/journal"
@@ -16,15 +16,10 @@ import (
 
 // Several tenantguard instances (one per pipeline) may name the same journal;
 // they share one open file so their appends never interleave mid-line, and
-// one ClickHouse shipper reading it.
-var journals = struct {
-	sync.Mutex
-	open map[string]*sharedJournal
-}{open: map[string]*sharedJournal{}}
-
+// one ClickHouse shipper reading it. The factory owns the map that counts
+// who holds it (shared.journals).
 type sharedJournal struct {
 	*journal.Journal
-	refs int
 	// With ClickHouse on, the journal is the write-ahead log: a finding is
 	// on disk before anything else happens, and the shipper copies it to
 	// ClickHouse exactly once, across outages and restarts.
@@ -36,30 +31,27 @@ type sharedJournal struct {
 // stays in the journal and ships after the next start.
 const shipperStopTimeout = 5 * time.Second
 
-func openJournal(path string, ch config.ClickHouse, logger *zap.Logger) (*sharedJournal, error) {
-	journals.Lock()
-	defer journals.Unlock()
-	if sj, ok := journals.open[path]; ok {
-		sj.refs++
-		return sj, nil
-	}
-	j, err := journal.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	sj := &sharedJournal{Journal: j, refs: 1}
-	if ch.Enabled() {
-		sj.connector = clickhouse.NewConnector(ch, logger)
-		sh, err := clickhouse.NewShipper(ch, path, sj.connector, logger)
+// openJournal opens the journal at path (and its shipper, with ClickHouse
+// on), or shares the one journals already holds.
+func openJournal(journals *sharedcomponent.Map[string, *sharedJournal], path string, ch config.ClickHouse, logger *zap.Logger) (*sharedJournal, error) {
+	return journals.Acquire(path, func() (*sharedJournal, error) {
+		j, err := journal.Open(path)
 		if err != nil {
-			_ = j.Close()
 			return nil, err
 		}
-		sj.shipper = sh
-		sh.Start() // ships what a previous run left behind, too
-	}
-	journals.open[path] = sj
-	return sj, nil
+		sj := &sharedJournal{Journal: j}
+		if ch.Enabled() {
+			sj.connector = clickhouse.NewConnector(ch, logger)
+			sh, err := clickhouse.NewShipper(ch, path, sj.connector, logger)
+			if err != nil {
+				_ = j.Close()
+				return nil, err
+			}
+			sj.shipper = sh
+			sh.Start() // ships what a previous run left behind, too
+		}
+		return sj, nil
+	})
 }
 
 // Append writes to the journal, then tells the shipper there is more.
@@ -73,19 +65,18 @@ func (sj *sharedJournal) Append(ctx context.Context, batch []store.Evidence) err
 	return nil
 }
 
-// releaseStore closes st, or for a shared journal drops one reference.
-func releaseStore(st store.Store, logger *zap.Logger) error {
+// releaseStore closes st, or for a shared journal drops one holder: the
+// last one stops the shipper and closes the file.
+func releaseStore(journals *sharedcomponent.Map[string, *sharedJournal], st store.Store, logger *zap.Logger) error {
 	sj, ok := st.(*sharedJournal)
 	if !ok {
 		return st.Close()
 	}
-	journals.Lock()
-	defer journals.Unlock()
-	sj.refs--
-	if sj.refs > 0 {
-		return nil
-	}
-	delete(journals.open, sj.Path())
+	return journals.Release(sj.Path(), func(sj *sharedJournal) error { return sj.close(logger) })
+}
+
+// close stops the shipper, shipping what it can first, then closes the file.
+func (sj *sharedJournal) close(logger *zap.Logger) error {
 	if sj.shipper != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), shipperStopTimeout)
 		err := sj.shipper.Stop(ctx)

@@ -17,11 +17,13 @@ import (
 
 	"github.com/tenantguard/tenantguard/alerts"
 	"github.com/tenantguard/tenantguard/detector"
+	"github.com/tenantguard/tenantguard/internal/sharedcomponent"
 )
 
-// Every tenantguard metric is declared here, once. All tenantguard
-// processors in a process share one registry and, per endpoint, one HTTP
-// server; the `processor` label (the component id) tells them apart.
+// Every tenantguard metric is declared here, once. The tenantguard
+// processors of one factory (a collector has one) share one registry and,
+// per endpoint, one HTTP server (telemetry); the `processor` label (the
+// component id) tells them apart.
 const namespace = "tenantguard"
 
 var (
@@ -109,37 +111,27 @@ func newHistogramVec(name, help string, buckets []float64, labels ...string) *pr
 // what is really exported.
 func ExportedMetrics() map[string]string { return maps.Clone(exported) }
 
-// telemetry is the process-wide registry and its servers.
-var telemetry = struct {
-	sync.Mutex
+// telemetry is what the processors of one factory share for /metrics: one
+// registry, the instances it reads at scrape time, and one server per
+// endpoint, held by reference count.
+type telemetry struct {
 	reg       *prometheus.Registry
+	mu        sync.Mutex
 	instances map[*tenantguard]struct{}
-	servers   map[string]*metricsServer
-}{instances: map[*tenantguard]struct{}{}, servers: map[string]*metricsServer{}}
-
-func registry() *prometheus.Registry {
-	// Called with telemetry locked.
-	if telemetry.reg == nil {
-		telemetry.reg = prometheus.NewRegistry()
-		telemetry.reg.MustRegister(stateCollector{}, findingsTotal, detectionLatency, storeWrites, alertDeliveries)
-	}
-	return telemetry.reg
+	servers   sharedcomponent.Map[string, *http.Server]
 }
 
-type metricsServer struct {
-	srv  *http.Server
-	refs int
+func newTelemetry() *telemetry {
+	t := &telemetry{reg: prometheus.NewRegistry(), instances: map[*tenantguard]struct{}{}}
+	t.reg.MustRegister(stateCollector{t}, findingsTotal, detectionLatency, storeWrites, alertDeliveries)
+	return t
 }
 
-// registerTelemetry adds p to the registry and starts (or shares) the
-// server for its endpoint. An endpoint that cannot be bound fails the
-// start, as a receiver's does: a collector that runs without the metrics
-// its alerts watch looks healthy while nobody would hear of a leak.
-func registerTelemetry(p *tenantguard) error {
-	telemetry.Lock()
-	defer telemetry.Unlock()
-	reg := registry()
-	telemetry.instances[p] = struct{}{}
+// register adds p to the registry and starts (or shares) the server for
+// its endpoint. An endpoint that cannot be bound fails the start, as a
+// receiver's does: a collector that runs without the metrics its alerts
+// watch looks healthy while nobody would hear of a leak.
+func (t *telemetry) register(p *tenantguard) error {
 	// Series exist at zero from the start, so increase() sees the first
 	// finding and the first failure.
 	for _, rule := range detector.Rules {
@@ -157,52 +149,51 @@ func registerTelemetry(p *tenantguard) error {
 			alertDeliveries.WithLabelValues(p.id, "slack", result)
 		}
 	}
-	ep := p.cfg.Metrics.Endpoint
-	if ep == "" {
-		return nil
-	}
-	if s, ok := telemetry.servers[ep]; ok {
-		s.refs++
-		return nil
-	}
-	ln, err := net.Listen("tcp", ep)
-	if err != nil {
-		delete(telemetry.instances, p)
-		// err reads "listen tcp 127.0.0.1:9464: bind: address already in use".
-		return fmt.Errorf("metrics.endpoint: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(p.logger)}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	telemetry.servers[ep] = &metricsServer{srv: srv, refs: 1}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			p.logger.Error("metrics server stopped", zap.String("endpoint", ep), zap.Error(err))
+	if ep := p.cfg.Metrics.Endpoint; ep != "" {
+		if _, err := t.servers.Acquire(ep, func() (*http.Server, error) { return t.serve(ep, p.logger) }); err != nil {
+			return err
 		}
-	}()
-	p.logger.Info("serving Prometheus metrics", zap.String("endpoint", "http://"+ln.Addr().String()+"/metrics"))
+	}
+	t.mu.Lock()
+	t.instances[p] = struct{}{}
+	t.mu.Unlock()
 	return nil
 }
 
-func unregisterTelemetry(ctx context.Context, p *tenantguard) {
-	telemetry.Lock()
-	defer telemetry.Unlock()
-	delete(telemetry.instances, p)
-	ep := p.cfg.Metrics.Endpoint
-	s, ok := telemetry.servers[ep]
-	if !ok {
-		return
+// serve starts the metrics server for ep.
+func (t *telemetry) serve(ep string, logger *zap.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", ep)
+	if err != nil {
+		// err reads "listen tcp 127.0.0.1:9464: bind: address already in use".
+		return nil, fmt.Errorf("metrics.endpoint: %w", err)
 	}
-	if s.refs--; s.refs > 0 {
-		return
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(t.reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(logger)}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server stopped", zap.String("endpoint", ep), zap.Error(err))
+		}
+	}()
+	logger.Info("serving Prometheus metrics", zap.String("endpoint", "http://"+ln.Addr().String()+"/metrics"))
+	return srv, nil
+}
+
+// unregister takes p out of the registry and lets go of its server: the
+// last processor on an endpoint shuts it down.
+func (t *telemetry) unregister(ctx context.Context, p *tenantguard) {
+	t.mu.Lock()
+	_, registered := t.instances[p]
+	delete(t.instances, p)
+	t.mu.Unlock()
+	if ep := p.cfg.Metrics.Endpoint; registered && ep != "" {
+		_ = t.servers.Release(ep, func(srv *http.Server) error { return srv.Shutdown(ctx) })
 	}
-	delete(telemetry.servers, ep)
-	_ = s.srv.Shutdown(ctx)
 }
 
 // stateCollector reads each processor's counters at scrape time, so the
 // span path pays nothing for metrics.
-type stateCollector struct{}
+type stateCollector struct{ t *telemetry }
 
 func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range scraped {
@@ -210,13 +201,13 @@ func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-func (stateCollector) Collect(ch chan<- prometheus.Metric) {
-	telemetry.Lock()
-	instances := make([]*tenantguard, 0, len(telemetry.instances))
-	for p := range telemetry.instances {
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	c.t.mu.Lock()
+	instances := make([]*tenantguard, 0, len(c.t.instances))
+	for p := range c.t.instances {
 		instances = append(instances, p)
 	}
-	telemetry.Unlock()
+	c.t.mu.Unlock()
 	emit := func(d metricDesc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d.Desc, d.valueType, v, labelValues(labels)...)
 	}

@@ -79,21 +79,22 @@ func value(fams map[string]*dto.MetricFamily, name string, want map[string]strin
 	return 0, false
 }
 
-// metricsRun numbers the runs of TestMetricsMoveWithTraffic: the registry
-// is the process's, and counters of a processor id carry over to a new
-// instance with the same id (as across a collector's in-process reload), so
-// each run (-count N) uses ids of its own.
+// metricsRun numbers the runs of TestMetricsMoveWithTraffic: the counter
+// vectors are declared once per process (metrics.go), and counters of a
+// processor id carry over to a new instance with the same id (as across a
+// collector's in-process reload), so each run (-count N) uses ids of its own.
 var metricsRun atomic.Int64
 
 func TestMetricsMoveWithTraffic(t *testing.T) {
 	addr := freeAddr(t)
 	run := metricsRun.Add(1)
+	sh := newShared() // as one factory's processors share
 	newProc := func(name string) *tenantguard {
 		cfg := testConfig(t)
 		cfg.Metrics.Endpoint = addr
 		set := processortest.NewNopSettings(Type)
 		set.ID = component.MustNewIDWithName("tenantguard", fmt.Sprintf("%s%d", name, run))
-		p, err := newTenantguard(set, cfg)
+		p, err := newTenantguard(set, cfg, sh)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -187,7 +188,7 @@ func TestMetricsSurviveHostileServiceNames(t *testing.T) {
 	cfg.Metrics.Endpoint = addr
 	set := processortest.NewNopSettings(Type)
 	set.ID = component.MustNewIDWithName("tenantguard", fmt.Sprintf("hostile%d", metricsRun.Add(1)))
-	p, err := newTenantguard(set, cfg)
+	p, err := newTenantguard(set, cfg, newShared())
 	if err != nil {
 		t.Fatal(err)
 	}

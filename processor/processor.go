@@ -27,7 +27,8 @@ const (
 )
 
 type tenantguard struct {
-	id       string // component id, the `processor` label of every metric
+	id       string  // component id, the `processor` label of every metric
+	shared   *shared // what this factory's processors share
 	cfg      *Config
 	logger   *zap.Logger
 	det      *detector.Detector
@@ -59,9 +60,10 @@ type tenantguard struct {
 	stopped bool
 }
 
-func newTenantguard(set processor.Settings, cfg *Config) (*tenantguard, error) {
+func newTenantguard(set processor.Settings, cfg *Config, sh *shared) (*tenantguard, error) {
 	p := &tenantguard{
 		id:     set.ID.String(),
+		shared: sh,
 		cfg:    cfg,
 		logger: set.Logger,
 		queue:  newEvidenceQueue(cfg.QueueSize),
@@ -77,7 +79,7 @@ func newTenantguard(set processor.Settings, cfg *Config) (*tenantguard, error) {
 	p.redactor = newEvidenceRedactor(cfg.EvidenceAttributes, cfg.TenantAttributes)
 	path := cfg.Store.Journal.Path
 	p.openStore = func() (store.Store, error) {
-		sj, err := openJournal(path, cfg.Store.ClickHouse, set.Logger)
+		sj, err := openJournal(&sh.journals, path, cfg.Store.ClickHouse, set.Logger)
 		if err != nil {
 			return nil, err
 		}
@@ -90,9 +92,11 @@ func newTenantguard(set processor.Settings, cfg *Config) (*tenantguard, error) {
 	return p, nil
 }
 
-// onFinding is the detector's sink. It runs with a detector shard locked,
-// so it only enqueues: on the alert queue, so that people hear of the
-// finding whatever the journal's state, and on the evidence queue.
+// onFinding is the detector's sink. The detector calls it with no shard
+// locked, from the goroutine that raised the finding (a request's, after
+// requestState.see; the sweeper's; shutdown's Flush). It only enqueues, so
+// that the request is not held up: on the alert queue, so that people hear
+// of the finding whatever the journal's state, and on the evidence queue.
 func (p *tenantguard) onFinding(f detector.Finding) {
 	p.observeFinding(&f)
 	ev := store.NewEvidence(&f, p.cfg.Instance)
@@ -116,7 +120,6 @@ func (p *tenantguard) onFinding(f detector.Finding) {
 // acknowledges its evidence. Clean requests never wait.
 func (p *tenantguard) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
 	r := p.requests.Get().(*requestState)
-	r.evidence.td = td
 	p.feed(r, td)
 	p.awaitDurable(ctx, r)
 	r.reset()
@@ -130,7 +133,7 @@ func (p *tenantguard) start(_ context.Context, _ component.Host) error {
 			config.RedactedValue + "; set it (e.g. ${env:TENANTGUARD_EVIDENCE_HMAC_KEY}) to store keyed digests analysts can correlate")
 	}
 	p.startSlack()
-	if err := registerTelemetry(p); err != nil {
+	if err := p.shared.telemetry.register(p); err != nil {
 		return err
 	}
 	// Open the store before the receivers start, so the first request
@@ -155,7 +158,7 @@ func (p *tenantguard) shutdown(ctx context.Context) error {
 	close(p.stop)
 	waited := make(chan struct{})
 	go func() { p.done.Wait(); close(waited) }()
-	defer unregisterTelemetry(ctx, p)
+	defer p.shared.telemetry.unregister(ctx, p)
 	select {
 	case <-waited:
 		if p.slack != nil {
@@ -221,7 +224,7 @@ func (p *tenantguard) evidenceLoop(st store.Store) {
 	var backoff time.Duration
 	defer func() {
 		if st != nil {
-			if err := releaseStore(st, p.logger); err != nil {
+			if err := releaseStore(&p.shared.journals, st, p.logger); err != nil {
 				p.logger.Error("closing evidence store", zap.Error(err))
 			}
 		}

@@ -131,7 +131,7 @@ func startProcessor(t *testing.T, cfg *Config, logger *zap.Logger) *tenantguard 
 	if logger != nil {
 		set.Logger = logger
 	}
-	p, err := newTenantguard(set, cfg)
+	p, err := newTenantguard(set, cfg, newShared())
 	if err != nil {
 		t.Fatal(err)
 	}

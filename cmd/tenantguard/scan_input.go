@@ -145,8 +145,9 @@ type scanner struct {
 	request  uint32
 	feeding  bool
 	traceReq map[detector.TraceID]*traceRequests
-	// annotate keeps the evidence spans' details as the collector does.
-	annotate func(td ptrace.Traces) func(*detector.Finding)
+	// evidence keeps the evidence spans' details as the collector does;
+	// nil when evidence_attributes is off.
+	evidence *tenantguardprocessor.EvidenceReader
 }
 
 func newScanner(cfg *tenantguardprocessor.Config, errOut io.Writer) (*scanner, error) {
@@ -155,7 +156,7 @@ func newScanner(cfg *tenantguardprocessor.Config, errOut io.Writer) (*scanner, e
 		errOut:   errOut,
 		findings: map[string]*scanFinding{},
 		traceReq: map[detector.TraceID]*traceRequests{},
-		annotate: tenantguardprocessor.EvidenceAnnotator(cfg),
+		evidence: tenantguardprocessor.NewEvidenceReader(cfg),
 	}
 	// The processor's own constructor: the same rules, derivations and
 	// allow conditions as in production. One shard: scan is sequential, and
@@ -221,10 +222,9 @@ const maxAnnotatedSpans = 1 << 16
 // request is one request being judged: one detector batch, fed the whole
 // request or one resourceSpans entry at a time.
 type request struct {
-	s       *scanner
-	b       *detector.Batch
-	entries []ptrace.Traces // what the request carried, for Batch.Annotate
-	spans   int
+	s     *scanner
+	b     *detector.Batch
+	spans int // what the scanner's EvidenceReader holds of the request
 }
 
 func (s *scanner) beginRequest(at location) *request {
@@ -232,12 +232,9 @@ func (s *scanner) beginRequest(at location) *request {
 	s.request++
 	s.feeding = true
 	r := &request{s: s, b: s.d.NewBatch()}
-	if s.annotate != nil {
-		r.b.Annotate = func(f *detector.Finding) {
-			for _, td := range r.entries {
-				s.annotate(td)(f)
-			}
-		}
+	if s.evidence != nil {
+		s.evidence.Reset()
+		r.b.Annotate = s.evidence.Fill
 	}
 	return r
 }
@@ -245,8 +242,9 @@ func (s *scanner) beginRequest(at location) *request {
 // add feeds one part of the request.
 func (r *request) add(td ptrace.Traces) {
 	r.s.noteTraces(td)
-	if n := td.SpanCount(); r.s.annotate != nil && r.spans+n <= maxAnnotatedSpans {
-		r.entries, r.spans = append(r.entries, td), r.spans+n
+	if n := td.SpanCount(); r.s.evidence != nil && r.spans+n <= maxAnnotatedSpans {
+		r.s.evidence.Read(td)
+		r.spans += n
 	}
 	r.s.invalid += r.s.ex.Feed(r.b, td)
 }
@@ -259,21 +257,14 @@ func (r *request) end() {
 
 // noteTraces records the request each trace of td came in.
 func (s *scanner) noteTraces(td ptrace.Traces) {
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		sss := rss.At(i).ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				id := detector.TraceID(spans.At(k).TraceID())
-				tr := s.traceReq[id]
-				switch {
-				case tr == nil && len(s.traceReq) < maxTimedTraces:
-					s.traceReq[id] = &traceRequests{first: s.request, last: s.request, count: 1}
-				case tr != nil && tr.last != s.request:
-					tr.last, tr.count = s.request, tr.count+1
-				}
-			}
+	for sp := range tenantguardprocessor.Spans(td) {
+		id := detector.TraceID(sp.TraceID())
+		tr := s.traceReq[id]
+		switch {
+		case tr == nil && len(s.traceReq) < maxTimedTraces:
+			s.traceReq[id] = &traceRequests{first: s.request, last: s.request, count: 1}
+		case tr != nil && tr.last != s.request:
+			tr.last, tr.count = s.request, tr.count+1
 		}
 	}
 }

@@ -162,8 +162,9 @@ func New(tb testing.TB, opts ...Option) *Guard {
 	return g
 }
 
-// sink keeps the latest version of each finding. The detector calls it with
-// a shard locked; g.mu is never held while calling the detector.
+// sink keeps the latest version of each finding. The detector calls it from
+// whichever goroutine raised the finding, with no shard locked; g.mu is never
+// held while calling the detector.
 func (g *Guard) sink(f detector.Finding) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -181,14 +181,34 @@ func TestInsertSettings(t *testing.T) {
 	}
 }
 
+// Append's deduplication token is derived from the batch's content, on the
+// real engine: the same batch appended again, even by another client (a
+// restarted collector), is dropped by the server for its token, and a
+// batch that differs in one field is a new insert.
 func TestAppendTokenIsDerivedFromTheBatch(t *testing.T) {
-	c, fc := fakeClient(t)
+	cfg, _ := liveEngine(t)
+	c := liveClient(t, cfg)
+	ctx := context.Background()
+	rows := func() uint64 { return liveCount(t, c, "SELECT count() FROM "+cfg.Database+".tenant_leaks") }
 	batch := findings(0, 2)
-	if err := c.Append(context.Background(), batch); err != nil {
+	for range 2 {
+		if err := c.Append(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := liveClient(t, cfg).Append(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
-	if len(fc.inserted["tenant_leaks"]) != 1 {
-		t.Fatal("Append must write")
+	if n := rows(); n != 2 {
+		t.Fatalf("the same batch appended three times (twice by one client) stored %d rows, want 2: the token must be the batch's", n)
+	}
+	changed := slices.Clone(batch)
+	changed[1].SpanCount++
+	if err := c.Append(ctx, changed); err != nil {
+		t.Fatal(err)
+	}
+	if n := rows(); n != 4 {
+		t.Fatalf("a batch differing in one field stored %d rows in all, want 4: its token must differ", n)
 	}
 }
 

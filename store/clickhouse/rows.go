@@ -29,6 +29,11 @@ type columnDef struct {
 
 const dateTime64 = "DateTime64(9, 'UTC')"
 
+// statusComment lists every status a finding version can have
+// (detector.Statuses); migration 8 sets it on tables created before
+// reclassified was listed.
+const statusComment = "open, closed, allowed or reclassified"
+
 // leakColumns are the columns of tenant_leaks, one row per finding version.
 var leakColumns = []columnDef{
 	{Name: "leak_id", Type: "String", Comment: "stable id of the finding: derived from trace id and rule"},
@@ -36,7 +41,7 @@ var leakColumns = []columnDef{
 	{Name: "trace_id", Type: "FixedString(32)", Comment: "lowercase hex"},
 	{Name: "rule", Type: "LowCardinality(String)"},
 	{Name: "severity", Type: "LowCardinality(String)"},
-	{Name: "status", Type: "LowCardinality(String)", Comment: "open, closed or allowed"},
+	{Name: "status", Type: "LowCardinality(String)", Comment: statusComment},
 	{Name: "allowed_by", Type: "LowCardinality(String)", Comment: "the allow rule that withdrew the finding"},
 	{Name: "tenants", Type: "Array(LowCardinality(String))", Comment: "sorted"},
 	{Name: "services", Type: "Array(LowCardinality(String))", Comment: "every service seen in the trace, sorted"},

@@ -259,6 +259,11 @@ SETTINGS max_partitions_per_insert_block = 0, join_use_nulls = 0`,
 		Statements: []string{
 			`DROP TABLE IF EXISTS {{table (rebuilt "tenant_leak_spans")}}{{onCluster}} SYNC`,
 		}},
+	// The status column's comment listed three of the four statuses.
+	{Version: 8, Name: "tenant_leaks status comment lists reclassified", Statements: []string{
+		`ALTER TABLE {{table "tenant_leaks"}}{{onCluster}}
+    COMMENT COLUMN status 'open, closed, allowed or reclassified'`,
+	}},
 }
 
 // bootstrapStatements run before the migrations, every time: the database

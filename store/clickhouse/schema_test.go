@@ -16,6 +16,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 
 	"github.com/tenantguard/tenantguard/config"
+	"github.com/tenantguard/tenantguard/detector"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -232,5 +233,26 @@ func TestMigrationsAreIdempotent(t *testing.T) {
 				t.Errorf("not idempotent:\n%s", s)
 			}
 		}
+	}
+}
+
+// The status column's comment names every status a finding can have, in
+// new tables and, through the last migration that sets it, in old ones.
+func TestStatusCommentNamesEveryStatus(t *testing.T) {
+	for _, st := range detector.Statuses {
+		if !strings.Contains(statusComment, string(st)) {
+			t.Errorf("status comment %q leaves out %s", statusComment, st)
+		}
+	}
+	set := ""
+	for _, m := range migrations {
+		for _, s := range m.Statements {
+			if i := strings.Index(s, "COMMENT COLUMN status '"); i >= 0 {
+				set = strings.TrimSuffix(s[i+len("COMMENT COLUMN status '"):], "'")
+			}
+		}
+	}
+	if set != statusComment {
+		t.Errorf("the last migration setting the status comment sets %q, the columns say %q", set, statusComment)
 	}
 }

@@ -125,7 +125,10 @@ type Shipper struct {
 	onBackoff func(time.Duration)
 }
 
-// One shipper per journal path in this process.
+// shipping guards the invariant of one shipper per journal path in this
+// process: two would each move the cursor and ship every record twice.
+// Sharing a shipper is its owner's business (the processor's factory holds
+// one per journal, by reference count); this only refuses a second.
 var shipping = struct {
 	sync.Mutex
 	paths map[string]bool
@@ -170,7 +173,8 @@ func NewShipper(cfg config.ClickHouse, journalPath string, w Writer, logger *zap
 		jitter:     rand.Float64,
 	}
 	if s.attempt <= 0 {
-		s.attempt = 35 * time.Second
+		d := config.DefaultClickHouse()
+		s.attempt = d.DialTimeout + d.ReadTimeout
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.cur, err = loadCursor(s.cursorPath)

@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS `tenantguard`.tenant_leaks
     trace_id FixedString(32) COMMENT 'lowercase hex',
     rule LowCardinality(String),
     severity LowCardinality(String),
-    status LowCardinality(String) COMMENT 'open, closed or allowed',
+    status LowCardinality(String) COMMENT 'open, closed, allowed or reclassified',
     allowed_by LowCardinality(String) COMMENT 'the allow rule that withdrew the finding',
     tenants Array(LowCardinality(String)) COMMENT 'sorted',
     services Array(LowCardinality(String)) COMMENT 'every service seen in the trace, sorted',
@@ -206,7 +206,7 @@ CREATE TABLE `tenantguard`.tenant_leaks_rebuild
     trace_id FixedString(32) COMMENT 'lowercase hex',
     rule LowCardinality(String),
     severity LowCardinality(String),
-    status LowCardinality(String) COMMENT 'open, closed or allowed',
+    status LowCardinality(String) COMMENT 'open, closed, allowed or reclassified',
     allowed_by LowCardinality(String) COMMENT 'the allow rule that withdrew the finding',
     tenants Array(LowCardinality(String)) COMMENT 'sorted',
     services Array(LowCardinality(String)) COMMENT 'every service seen in the trace, sorted',
@@ -289,3 +289,8 @@ EXCHANGE TABLES `tenantguard`.tenant_leak_spans AND `tenantguard`.tenant_leak_sp
 -- then, in any case:
 
 DROP TABLE IF EXISTS `tenantguard`.tenant_leak_spans_rebuild SYNC;
+
+-- migration 8: tenant_leaks status comment lists reclassified
+
+ALTER TABLE `tenantguard`.tenant_leaks
+    COMMENT COLUMN status 'open, closed, allowed or reclassified';
