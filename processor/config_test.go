@@ -64,15 +64,7 @@ func TestLoadConfig(t *testing.T) {
 }
 
 func TestConfigValidateNamesTheField(t *testing.T) {
-	for name, field := range map[string]string{
-		"no_keys":       "tenant_attributes",
-		"bad_window":    "idle_window",
-		"bad_queue":     "queue_size",
-		"empty_journal": "store.journal.path",
-		"duplicate_key": "tenant_attributes[1]",
-		// names the field and the problem, never the key
-		"short_evidence_key": "evidence_attributes.hmac_key: 8 bytes is too short",
-	} {
+	for name, field := range invalidConfigExamples {
 		t.Run(name, func(t *testing.T) {
 			cfg := loadConfig(t, component.MustNewIDWithName("tenantguard", name))
 			err := confmap.Validate(cfg)

@@ -371,8 +371,8 @@ func TestScenarioGolden(t *testing.T) {
 			if !ok {
 				t.Errorf("no key facts for scenario %q: add them to scenarioFacts", name)
 			} else {
-				// A subtest, so that facts which skip (a rule not merged
-				// yet) do not skip the golden comparison below.
+				// A subtest, so that a failed fact does not hide the
+				// golden comparison below.
 				t.Run("facts", func(t *testing.T) { facts(t, run) })
 			}
 
@@ -624,13 +624,11 @@ var scenarioFacts = map[string]func(t *testing.T, run *scenarioRun){
 	},
 
 	"shared_inventory": func(t *testing.T, run *scenarioRun) {
-		if !sqlScopeStubbed(t) {
-			// SELECT sku, quantity, tenant_id FROM stock WHERE warehouse_id
-			// = $1 has no tenant predicate: the leak's cause, and an
-			// unscoped_query finding of its own.
-			expectUnscoped(t, run, "286f490d54c344f98350b1d0feeae75b", "d49692df12c81f95", "inventory-svc", "SELECT stock", []string{"acme", "globex"}, "stock")
-			run = withoutRule(run, detector.RuleUnscopedQuery)
-		}
+		// SELECT sku, quantity, tenant_id FROM stock WHERE warehouse_id
+		// = $1 has no tenant predicate: the leak's cause, and an
+		// unscoped_query finding of its own.
+		expectUnscoped(t, run, "286f490d54c344f98350b1d0feeae75b", "d49692df12c81f95", "inventory-svc", "SELECT stock", []string{"acme", "globex"}, "stock")
+		run = withoutRule(run, detector.RuleUnscopedQuery)
 		f := expectOne(t, run, detector.RuleCrossTenantTrace, "286f490d54c344f98350b1d0feeae75b", "acme", "globex")
 		// SELECT stock is a database span reading globex's rows.
 		expectSeverity(t, f, detector.SeverityCritical)
@@ -880,9 +878,6 @@ var scenarioFacts = map[string]func(t *testing.T, run *scenarioRun){
 			if f.Rule != detector.RuleUnscopedQuery {
 				t.Errorf("unexpected %s finding for trace %s", f.Rule, f.TraceID)
 			}
-		}
-		if sqlScopeStubbed(t) {
-			t.Skip("SQL scope analysis not merged yet")
 		}
 		// SELECT sku, qty FROM stock WHERE sku = $1: stock, unscoped.
 		// The same with AND tenant_id = $2 (trace 0c96b5de…): nothing.
@@ -1146,18 +1141,6 @@ func mustHex(t *testing.T, s string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// sqlScopeStubbed reports whether the SQL analysis is still the stand-in
-// that finds nothing (detector/sqlscope_stub.go, removed when the real one
-// is merged).
-func sqlScopeStubbed(t *testing.T) bool {
-	t.Helper()
-	_, err := os.Stat(filepath.Join("..", "detector", "sqlscope_stub.go"))
-	if err != nil && !os.IsNotExist(err) {
-		t.Fatal(err)
-	}
-	return err == nil
 }
 
 // withoutRule is run with the final findings of one rule left out.

@@ -143,7 +143,19 @@ func TestCrashRecovery(t *testing.T) {
 		recs, _, _ := journal.ReadFile(journalPath)
 		return len(recs) > len(before), fmt.Sprintf("%d records", len(recs))
 	})
-	time.Sleep(500 * time.Millisecond) // the Slack sender works asynchronously; give it the chance to misbehave
+	// The Slack sender works asynchronously: wait until it has judged the
+	// re-reported finding (counted under any result) and holds nothing back.
+	eventually(t, 15*time.Second, "the Slack notifier judged the re-reported finding", func() (bool, string) {
+		m := scrapeAt(t, c.metrics)
+		judged := 0.0
+		for k, v := range m {
+			if strings.HasPrefix(k, "tenantguard_alert_deliveries_total{notifier=slack,") {
+				judged += v
+			}
+		}
+		pending := m["tenantguard_alert_pending{notifier=slack,processor=tenantguard}"]
+		return judged >= 1 && pending == 0, fmt.Sprintf("%v Slack deliveries counted, %v pending", judged, pending)
+	})
 	if n := len(hooks.messages()); n != 1 {
 		t.Fatalf("Slack got %d messages across the crash, want 1", n)
 	}
