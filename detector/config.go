@@ -55,6 +55,10 @@ type Config struct {
 	// from another tenant is still caught and joined to the same finding.
 	// Default: 10m.
 	LateWindow time.Duration
+	// CoverageMaxTenants caps the tenants whose coverage (TakeCoverage) is
+	// counted by name per hour; the rest count as OtherTenants. 0: coverage
+	// is not counted.
+	CoverageMaxTenants int
 	// Shards splits state so that concurrent batches rarely contend; 0 picks
 	// one per CPU.
 	Shards int
@@ -68,6 +72,8 @@ const (
 	DefaultMaxTraces        = 100_000
 	DefaultMaxSpansPerTrace = 1_000
 	DefaultMaxEvidenceSpans = 64
+	// DefaultCoverageMaxTenants is the processor's coverage.max_tenants.
+	DefaultCoverageMaxTenants = 1000
 	// MaxTenantLength bounds a tenant value; longer values are not tenants
 	// but payload (or an attack), and are rejected and counted.
 	MaxTenantLength = 256
@@ -228,6 +234,9 @@ func (c *Config) Validate() error {
 		if w < 0 {
 			errs = append(errs, fmt.Errorf("%s: must not be negative, got %s", name, w))
 		}
+	}
+	if c.CoverageMaxTenants < 0 {
+		errs = append(errs, fmt.Errorf("coverage.max_tenants: must not be negative, got %d", c.CoverageMaxTenants))
 	}
 	if c.Shards < 0 {
 		errs = append(errs, fmt.Errorf("shards: must not be negative, got %d", c.Shards))

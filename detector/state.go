@@ -25,6 +25,7 @@ const (
 	flagEvidence             // a mismatch, a foreign key or an unscoped query
 	flagBlocked              // the span refused access
 	flagData                 // the span read or wrote stored data
+	flagUnscoped             // an unscoped query (counted in coverage)
 )
 
 // linkEdge is a span link whose producer carries a tenant: the far end
@@ -100,6 +101,7 @@ type shard struct {
 	svcs     map[string]*serviceCounts
 	tombs    map[TraceID]tomb
 	tombQ    idRing // the tombs' trace ids, oldest first
+	cov      coverageTable
 	// annotate is the Batch.Annotate of the batch holding the lock, if any.
 	annotate func(*Finding)
 	// last is the trace the previous span went to: instrumentation exports
@@ -328,8 +330,8 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 	if len(s.Identifiers) > 0 && sh.checkKeys(ts, s, ep, primary) {
 		rec.flags |= flagEvidence
 	}
-	if s.Query != "" && d.sql != nil {
-		sh.checkQuery(ts, s, ep, now)
+	if s.Query != "" && d.sql != nil && sh.checkQuery(ts, s, ep, now) {
+		rec.flags |= flagUnscoped
 	}
 	if len(ts.spans) < d.cfg.MaxSpansPerTrace {
 		ts.spans = append(ts.spans, rec)
@@ -603,6 +605,7 @@ func (sh *shard) close(ts *traceState, now time.Time) {
 			last[f.rule] = f.last
 		}
 	}
+	sh.countTrace(ts)
 	sh.bury(ts, last, now)
 	sh.release(ts)
 }

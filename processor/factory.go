@@ -34,7 +34,7 @@ func createDefaultConfig() component.Config {
 		MaxEvidenceSpans:   detector.DefaultMaxEvidenceSpans,
 		LateWindow:         detector.DefaultRuleWindow,
 		UnscopedQuery:      UnscopedQueryConfig{TenantColumn: detector.DefaultTenantColumn, Window: detector.DefaultRuleWindow},
-		Coverage:           CoverageConfig{Window: detector.DefaultRuleWindow},
+		Coverage:           CoverageConfig{Window: detector.DefaultRuleWindow, MaxTenants: detector.DefaultCoverageMaxTenants},
 		EvidenceAttributes: config.DefaultEvidenceAttributes(),
 		QueueSize:          10_000,
 		Instance:           instance,
