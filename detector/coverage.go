@@ -8,10 +8,12 @@ import (
 
 // Coverage is what lets a quiet period be told apart from an unwatched one:
 // for each tenant and hour, how much of its traffic the detector checked,
-// how much of it carried no tenant, and what it found. A trace is counted
-// once, when it closes (idle, evicted or flushed), in the hour its first
-// span arrived here, so the per-span path costs nothing more; the counts
-// are kept per shard, under the lock the shard is already held with.
+// how much of it carried no tenant, and what it found. While spans arrive,
+// a few counters on the trace are bumped where ingest already looks (a span
+// without a tenant, a tenant-aware service, an unscoped statement); when
+// the trace closes (idle, evicted or flushed) it is counted once, in the
+// hour its first span arrived, into a per-shard table under the lock the
+// shard is already held with.
 //
 // Memory is bounded: at most Config.CoverageMaxTenants tenants per hour are
 // counted under their own name (per shard, and again when shards are
@@ -29,15 +31,10 @@ const NoTenant = "_none"
 // rest are counted under OtherServices.
 const maxServicesPerTenant = 64
 
-// maxTallyPerTrace caps the distinct (tenant, service) pairs one trace
-// tallies before they reach the table; beyond it spans are tallied under
-// the pair's OtherServices entry.
-const maxTallyPerTrace = 128
-
 // CoverageCounts are the counters of one tenant in one hour.
 type CoverageCounts struct {
 	Traces uint64 // traces that touched the tenant
-	Spans  uint64 // their spans: with the tenant, or without one in a trace it leads
+	Spans  uint64 // spans of the traces the tenant leads (its tenant came first)
 	// SpansMissingTenant are spans of tenant-aware services that carried no
 	// tenant, in traces this tenant leads.
 	SpansMissingTenant uint64
@@ -62,13 +59,35 @@ func (c *CoverageCounts) add(o *CoverageCounts) {
 }
 
 // TenantHour is the coverage of one tenant in one hour. Services counts,
-// per service, the spans of the tenant's traces and how many of them
-// carried no tenant.
+// per service, the traces the tenant led through it and how many of them
+// had a span of that service without a tenant.
 type TenantHour struct {
 	Hour     time.Time // UTC, on the hour
 	Tenant   string
 	Counts   CoverageCounts
-	Services map[string]ServiceCoverage
+	Services map[string]ServiceTraces
+}
+
+// ServiceTraces is one service's share of a tenant's traces.
+type ServiceTraces struct {
+	Traces              uint64
+	TracesWithoutTenant uint64 // traces where the service sent a span without a tenant
+}
+
+// traceCoverage is what ingest counts on a trace for coverage.
+type traceCoverage struct {
+	missing  uint32 // spans of tenant-aware services without a tenant
+	unscoped uint32 // unscoped statements
+	// gaps has bit i set when traceState.services[i] sent a span without
+	// a tenant (the list holds at most 64 services).
+	gaps uint64
+}
+
+// withoutTenant records a span of service without a tenant.
+func (c *traceCoverage) withoutTenant(services []string, service string) {
+	if i := indexOf(services, service); i >= 0 && i < 64 {
+		c.gaps |= 1 << i
+	}
 }
 
 // coverageTable is a shard's coverage since it was last taken: per hour,
@@ -78,7 +97,6 @@ type TenantHour struct {
 // are interned (equal names are usually the same pointer).
 type coverageTable struct {
 	hours map[int64]*coverageHour
-	tally []coverageTally
 }
 
 type coverageHour struct {
@@ -96,20 +114,14 @@ type coverageRow struct {
 
 type serviceTally struct {
 	name string
-	n    ServiceCoverage
-}
-
-type coverageTally struct {
-	tenant, service      string
-	spans, without       uint64
-	missing, unscopedQry uint64
+	n    ServiceTraces
 }
 
 // countTrace adds a closing trace to the shard's coverage. It runs once
-// per trace, with the shard locked.
+// per trace, with the shard locked, and reads only the trace's header, its
+// tenants and its services.
 func (sh *shard) countTrace(ts *traceState) {
-	d := sh.d
-	max := d.cfg.CoverageMaxTenants
+	max := sh.d.cfg.CoverageMaxTenants
 	if max <= 0 {
 		return
 	}
@@ -118,77 +130,27 @@ func (sh *shard) countTrace(ts *traceState) {
 	if len(ts.tenants) > 0 {
 		lead = ts.tenants[0]
 	}
-	tally, last := sh.cov.tally[:0], -1
-	checkAware := len(d.aware) > 0
-	for i := range ts.spans {
-		r := &ts.spans[i]
-		t := lead
-		if r.tenant != 0 {
-			t = ts.tenants[r.tenant-1]
+	row := hr.row(lead, max)
+	row.counts.Spans += uint64(ts.spanCount)
+	row.counts.SpansMissingTenant += uint64(ts.cov.missing)
+	row.counts.UnscopedQueries += uint64(ts.cov.unscoped)
+	for i, svc := range ts.services {
+		n := ServiceTraces{Traces: 1}
+		if i < 64 && ts.cov.gaps&(1<<i) != 0 {
+			n.TracesWithoutTenant = 1
 		}
-		svc := r.ep.service
-		// Spans of one service and tenant come in runs: try the last pair first.
-		j := last
-		if j < 0 || tally[j].tenant != t || tally[j].service != svc {
-			j = -1
-			for k := range tally {
-				if tally[k].tenant == t && tally[k].service == svc {
-					j = k
-					break
-				}
-			}
-		}
-		if j < 0 {
-			if len(tally) >= maxTallyPerTrace {
-				svc = OtherServices
-			}
-			tally = append(tally, coverageTally{tenant: t, service: svc})
-			j = len(tally) - 1
-		}
-		last = j
-		c := &tally[j]
-		c.spans++
-		if r.tenant == 0 {
-			c.without++
-			if checkAware {
-				if _, aware := d.aware[r.ep.service]; aware {
-					c.missing++
-				}
-			}
-		}
-		if r.flags&flagUnscoped != 0 {
-			c.unscopedQry++
-		}
-	}
-	var row *coverageRow
-	rowOf := ""
-	for i := range tally {
-		c := &tally[i]
-		if row == nil || rowOf != c.tenant {
-			row, rowOf = hr.row(c.tenant, max), c.tenant
-		}
-		row.counts.Spans += c.spans
-		row.counts.SpansMissingTenant += c.missing
-		row.counts.UnscopedQueries += c.unscopedQry
-		row.addService(c.service, ServiceCoverage{Spans: c.spans, WithoutTenant: c.without})
-	}
-	clear(tally)
-	sh.cov.tally = tally[:0]
-
-	// Spans past MaxSpansPerTrace left no record: they count for the lead.
-	if over := ts.spanCount - len(ts.spans); over > 0 {
-		hr.row(lead, max).counts.Spans += uint64(over)
+		row.addService(svc, n)
 	}
 	cross := ts.findings[idxCross]
 	succeeded := cross != nil && cross.emitted && cross.status == StatusClosed
 	refused := ts.findings[idxBlocked] != nil && ts.findings[idxBlocked].emitted
 	if len(ts.tenants) == 0 {
-		hr.row(NoTenant, max).counts.Traces++
+		row.counts.Traces++
 		return
 	}
-	for _, t := range ts.tenants {
-		if row == nil || rowOf != t {
-			row, rowOf = hr.row(t, max), t
+	for i, t := range ts.tenants {
+		if i > 0 {
+			row = hr.row(t, max)
 		}
 		row.counts.Traces++
 		if succeeded {
@@ -230,7 +192,7 @@ func (hr *coverageHour) row(tenant string, max int) *coverageRow {
 	return r
 }
 
-func (r *coverageRow) addService(name string, n ServiceCoverage) {
+func (r *coverageRow) addService(name string, n ServiceTraces) {
 	i := -1
 	for k := range r.services {
 		if r.services[k].name == name {
@@ -246,17 +208,17 @@ func (r *coverageRow) addService(name string, n ServiceCoverage) {
 		r.services = append(r.services, serviceTally{name: name})
 		i = len(r.services) - 1
 	}
-	r.services[i].n.Spans += n.Spans
-	r.services[i].n.WithoutTenant += n.WithoutTenant
+	r.services[i].n.Traces += n.Traces
+	r.services[i].n.TracesWithoutTenant += n.TracesWithoutTenant
 }
 
-func addService(m map[string]ServiceCoverage, svc string, n ServiceCoverage) {
+func addService(m map[string]ServiceTraces, svc string, n ServiceTraces) {
 	if _, ok := m[svc]; !ok && len(m) >= maxServicesPerTenant {
 		svc = OtherServices
 	}
 	cur := m[svc]
-	cur.Spans += n.Spans
-	cur.WithoutTenant += n.WithoutTenant
+	cur.Traces += n.Traces
+	cur.TracesWithoutTenant += n.TracesWithoutTenant
 	m[svc] = cur
 }
 
@@ -286,7 +248,7 @@ func (d *Detector) TakeCoverage(before time.Time) []TenantHour {
 				k := key{h, tenant}
 				m, ok := merged[k]
 				if !ok {
-					m = &TenantHour{Hour: time.Unix(h*3600, 0).UTC(), Tenant: tenant, Services: map[string]ServiceCoverage{}}
+					m = &TenantHour{Hour: time.Unix(h*3600, 0).UTC(), Tenant: tenant, Services: map[string]ServiceTraces{}}
 					merged[k] = m
 				}
 				m.Counts.add(&r.counts)
@@ -319,7 +281,7 @@ func (d *Detector) TakeCoverage(before time.Time) []TenantHour {
 			continue
 		}
 		if other == nil {
-			kept = append(kept, TenantHour{Hour: r.Hour, Tenant: OtherTenants, Services: map[string]ServiceCoverage{}})
+			kept = append(kept, TenantHour{Hour: r.Hour, Tenant: OtherTenants, Services: map[string]ServiceTraces{}})
 			other = &kept[len(kept)-1]
 		}
 		mergeTenantHour(other, &r)

@@ -55,9 +55,10 @@ func TestCoverageCountsEachTraceOnceUnderItsTenants(t *testing.T) {
 	m := byTenant(rows)
 	hour := epoch.Truncate(time.Hour)
 	want := map[string]detector.CoverageCounts{
-		"acme":    {Traces: 2, Spans: 4, SpansMissingTenant: 1, UnscopedQueries: 1, CrossingsSucceeded: 1},
+		// A trace's spans count for the tenant that leads it (the first seen).
+		"acme":    {Traces: 2, Spans: 5, SpansMissingTenant: 1, UnscopedQueries: 1, CrossingsSucceeded: 1},
 		"globex":  {Traces: 3, Spans: 3, CrossingsSucceeded: 1, CrossingsRefused: 1},
-		"initech": {Traces: 1, Spans: 1, CrossingsRefused: 1},
+		"initech": {Traces: 1, Spans: 0, CrossingsRefused: 1},
 		"_none":   {Traces: 1, Spans: 1},
 	}
 	if len(m) != len(want) {
@@ -75,11 +76,14 @@ func TestCoverageCountsEachTraceOnceUnderItsTenants(t *testing.T) {
 			t.Errorf("%s: hour %s, want %s", tenant, r.Hour, hour)
 		}
 	}
-	if got := m["acme"].Services["api"]; got != (detector.ServiceCoverage{Spans: 3, WithoutTenant: 1}) {
-		t.Errorf("acme/api: %+v, want 3 spans, 1 without tenant", got)
+	if got := m["acme"].Services["api"]; got != (detector.ServiceTraces{Traces: 2, TracesWithoutTenant: 1}) {
+		t.Errorf("acme/api: %+v, want 2 traces, 1 with a span without a tenant", got)
 	}
-	if got := m["acme"].Services["db"]; got != (detector.ServiceCoverage{Spans: 1, WithoutTenant: 1}) {
-		t.Errorf("acme/db: %+v, want 1 span without tenant", got)
+	if got := m["acme"].Services["db"]; got != (detector.ServiceTraces{Traces: 1, TracesWithoutTenant: 1}) {
+		t.Errorf("acme/db: %+v, want 1 trace with a span without a tenant", got)
+	}
+	if got := m["acme"].Services["orders"]; got != (detector.ServiceTraces{Traces: 1}) {
+		t.Errorf("acme/orders: %+v, want 1 trace, covered", got)
 	}
 	if got := h.d.TakeCoverage(time.Time{}); len(got) != 0 {
 		t.Errorf("taken twice: %+v", got)

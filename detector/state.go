@@ -25,7 +25,6 @@ const (
 	flagEvidence             // a mismatch, a foreign key or an unscoped query
 	flagBlocked              // the span refused access
 	flagData                 // the span read or wrote stored data
-	flagUnscoped             // an unscoped query (counted in coverage)
 )
 
 // linkEdge is a span link whose producer carries a tenant: the far end
@@ -51,6 +50,7 @@ type traceState struct {
 	lastEnd    time.Time // latest span end: what evidence calls last seen
 	allowedBy  string
 	dirty      bool
+	cov        traceCoverage
 	findings   [numRules]*finding
 	// prior holds what this detector said about the trace before it was
 	// closed, when late spans reopened it.
@@ -308,7 +308,9 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 	if primary == "" {
 		d.stats.noTenant.Add(1)
 		ep.svc.withoutTenant++
+		ts.cov.withoutTenant(ts.services, ep.service)
 		if _, aware := d.aware[ep.service]; aware {
+			ts.cov.missing++
 			sh.missingTenant(ts, s, ep, now)
 		}
 	} else {
@@ -331,7 +333,7 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 		rec.flags |= flagEvidence
 	}
 	if s.Query != "" && d.sql != nil && sh.checkQuery(ts, s, ep, now) {
-		rec.flags |= flagUnscoped
+		ts.cov.unscoped++
 	}
 	if len(ts.spans) < d.cfg.MaxSpansPerTrace {
 		ts.spans = append(ts.spans, rec)

@@ -76,7 +76,7 @@ func toCoverage(r *detector.TenantHour, collector string) store.Coverage {
 	if len(r.Services) > 0 {
 		c.Services = make(map[string]store.ServiceCoverage, len(r.Services))
 		for name, s := range r.Services {
-			c.Services[name] = store.ServiceCoverage{Spans: s.Spans, WithoutTenant: s.WithoutTenant}
+			c.Services[name] = store.ServiceCoverage{Traces: s.Traces, TracesWithoutTenant: s.TracesWithoutTenant}
 		}
 	}
 	return c

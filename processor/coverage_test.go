@@ -36,13 +36,17 @@ func TestCoverageIsWrittenNextToTheJournalAtShutdown(t *testing.T) {
 		t.Fatalf("coverage %+v, want acme and globex", sum)
 	}
 	acme, globex := sum[0], sum[1]
-	if acme.Tenant != "acme" || acme.Traces != 3 || acme.CrossingsSucceeded != 2 || acme.Spans != 5 || acme.Collector != "test-collector" {
-		t.Errorf("acme %+v, want 3 traces, 5 spans (the gateway's and the untagged stock calls), 2 crossings", acme)
+	// acme leads every trace: all 7 spans count for it.
+	if acme.Tenant != "acme" || acme.Traces != 3 || acme.CrossingsSucceeded != 2 || acme.Spans != 7 || acme.Collector != "test-collector" {
+		t.Errorf("acme %+v, want 3 traces, 7 spans, 2 crossings", acme)
 	}
-	if s := acme.Services["inventory-svc"]; s.Spans != 2 || s.WithoutTenant != 2 {
-		t.Errorf("acme's inventory-svc %+v, want 2 spans without a tenant", s)
+	if s := acme.Services["inventory-svc"]; s.Traces != 2 || s.TracesWithoutTenant != 2 {
+		t.Errorf("acme's inventory-svc %+v, want 2 traces with a span without a tenant", s)
 	}
-	if globex.Tenant != "globex" || globex.Traces != 2 || globex.CrossingsSucceeded != 2 || globex.Spans != 2 {
+	if s := acme.Services["gateway"]; s.Traces != 3 || s.TracesWithoutTenant != 0 {
+		t.Errorf("acme's gateway %+v, want 3 traces, covered", s)
+	}
+	if globex.Tenant != "globex" || globex.Traces != 2 || globex.CrossingsSucceeded != 2 || globex.Spans != 0 {
 		t.Errorf("globex %+v", globex)
 	}
 	if h := time.Now().UTC().Truncate(time.Hour); !acme.Hour.Equal(h) && !acme.Hour.Equal(h.Add(-time.Hour)) {

@@ -25,8 +25,8 @@ type Coverage struct {
 	Collector string    `json:"collector"`
 	Hour      time.Time `json:"hour"` // UTC, on the hour, the collector's clock
 	Tenant    string    `json:"tenant"`
-	Traces    uint64    `json:"traces"`
-	Spans     uint64    `json:"spans"`
+	Traces    uint64    `json:"traces"` // traces that touched the tenant
+	Spans     uint64    `json:"spans"`  // spans of the traces the tenant led
 	// SpansMissingTenant are spans of tenant-aware services with no tenant.
 	SpansMissingTenant uint64 `json:"spans_missing_tenant"`
 	// CrossingsSucceeded counts traces whose crossing into another tenant
@@ -34,15 +34,15 @@ type Coverage struct {
 	CrossingsSucceeded uint64 `json:"crossings_succeeded"`
 	CrossingsRefused   uint64 `json:"crossings_refused"`
 	UnscopedQueries    uint64 `json:"unscoped_queries"`
-	// Services counts, per service, the spans of this tenant's traces and
-	// how many of them carried no tenant.
+	// Services counts, per service, the traces this tenant led through it
+	// and how many of them had a span of the service without a tenant.
 	Services map[string]ServiceCoverage `json:"services,omitempty"`
 }
 
-// ServiceCoverage is one service's share of a tenant's spans.
+// ServiceCoverage is one service's share of a tenant's traces.
 type ServiceCoverage struct {
-	Spans         uint64 `json:"spans"`
-	WithoutTenant uint64 `json:"without_tenant"`
+	Traces              uint64 `json:"traces"`
+	TracesWithoutTenant uint64 `json:"traces_without_tenant"`
 }
 
 // Add adds o's counts to c.
@@ -58,8 +58,8 @@ func (c *Coverage) Add(o *Coverage) {
 	}
 	for name, s := range o.Services {
 		cur := c.Services[name]
-		cur.Spans += s.Spans
-		cur.WithoutTenant += s.WithoutTenant
+		cur.Traces += s.Traces
+		cur.TracesWithoutTenant += s.TracesWithoutTenant
 		c.Services[name] = cur
 	}
 }

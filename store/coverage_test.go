@@ -19,12 +19,12 @@ func TestCoverageFileAddsUpAcrossCollectors(t *testing.T) {
 	hostile := strings.Repeat("x", 300) + "\u202e<script>"
 	a := []store.Coverage{
 		{Collector: "a", Hour: h, Tenant: "acme", Traces: 3, Spans: 10, SpansMissingTenant: 1, CrossingsSucceeded: 1,
-			Services: map[string]store.ServiceCoverage{"api": {Spans: 10, WithoutTenant: 1}}},
+			Services: map[string]store.ServiceCoverage{"api": {Traces: 3, TracesWithoutTenant: 1}}},
 		{Collector: "a", Hour: h.Add(time.Hour), Tenant: "acme", Traces: 1, Spans: 1},
 	}
 	b := []store.Coverage{
 		{Collector: "b", Hour: h, Tenant: "acme", Traces: 2, Spans: 5, CrossingsRefused: 2, UnscopedQueries: 4,
-			Services: map[string]store.ServiceCoverage{"api": {Spans: 4}, "db": {Spans: 1, WithoutTenant: 1}}},
+			Services: map[string]store.ServiceCoverage{"api": {Traces: 2}, "db": {Traces: 1, TracesWithoutTenant: 1}}},
 		{Collector: "b", Hour: h, Tenant: hostile, Traces: 7},
 	}
 	if err := store.AppendCoverage(path, a); err != nil {
@@ -68,7 +68,7 @@ func TestCoverageFileAddsUpAcrossCollectors(t *testing.T) {
 		got.CrossingsRefused != 2 || got.UnscopedQueries != 4 {
 		t.Errorf("acme@10 summed to %+v", got)
 	}
-	if got.Services["api"] != (store.ServiceCoverage{Spans: 14, WithoutTenant: 1}) || got.Services["db"] != (store.ServiceCoverage{Spans: 1, WithoutTenant: 1}) {
+	if got.Services["api"] != (store.ServiceCoverage{Traces: 5, TracesWithoutTenant: 1}) || got.Services["db"] != (store.ServiceCoverage{Traces: 1, TracesWithoutTenant: 1}) {
 		t.Errorf("services summed to %+v", got.Services)
 	}
 	if sum[1].Tenant != hostile || sum[1].Traces != 7 || sum[1].Collector != "b" {

@@ -110,9 +110,9 @@ type tenantReport struct {
 }
 
 type serviceGap struct {
-	Service            string `json:"service"`
-	Spans              uint64 `json:"spans"`
-	SpansWithoutTenant uint64 `json:"spans_without_tenant"`
+	Service             string `json:"service"`
+	Traces              uint64 `json:"traces"`
+	TracesWithoutTenant uint64 `json:"traces_without_tenant"` // traces where the service sent a span without a tenant
 }
 
 type hourRange struct {
@@ -133,10 +133,10 @@ type tenantPair struct {
 }
 
 type serviceReport struct {
-	Service            string  `json:"service"`
-	Spans              uint64  `json:"spans"`
-	SpansWithoutTenant uint64  `json:"spans_without_tenant"`
-	CoveredPercent     float64 `json:"covered_percent"`
+	Service             string  `json:"service"`
+	Traces              uint64  `json:"traces"`
+	TracesWithoutTenant uint64  `json:"traces_without_tenant"`
+	CoveredPercent      float64 `json:"covered_percent"`
 }
 
 // maxReportHours bounds the hours a report walks (gaps are per hour): a
@@ -351,8 +351,8 @@ func buildReport(sources []string, evs []store.Evidence, cov []store.Coverage, s
 					cur = &store.ServiceCoverage{}
 					m[name] = cur
 				}
-				cur.Spans += s.Spans
-				cur.WithoutTenant += s.WithoutTenant
+				cur.Traces += s.Traces
+				cur.TracesWithoutTenant += s.TracesWithoutTenant
 			}
 		}
 	}
@@ -419,10 +419,10 @@ func buildReport(sources []string, evs []store.Evidence, cov []store.Coverage, s
 			if k.tenant != tr.Tenant {
 				continue
 			}
-			if s.WithoutTenant == 0 {
+			if s.TracesWithoutTenant == 0 {
 				tr.ServicesCovered = append(tr.ServicesCovered, k.service)
 			} else {
-				tr.ServicesNotCovered = append(tr.ServicesNotCovered, serviceGap{Service: k.service, Spans: s.Spans, SpansWithoutTenant: s.WithoutTenant})
+				tr.ServicesNotCovered = append(tr.ServicesNotCovered, serviceGap{Service: k.service, Traces: s.Traces, TracesWithoutTenant: s.TracesWithoutTenant})
 			}
 		}
 		slices.Sort(tr.ServicesCovered)
@@ -471,10 +471,10 @@ func buildReport(sources []string, evs []store.Evidence, cov []store.Coverage, s
 	})
 	for name, s := range services {
 		pct := 100.0
-		if s.Spans > 0 {
-			pct = 100 * float64(s.Spans-s.WithoutTenant) / float64(s.Spans)
+		if s.Traces > 0 {
+			pct = 100 * float64(s.Traces-s.TracesWithoutTenant) / float64(s.Traces)
 		}
-		r.Services = append(r.Services, serviceReport{Service: name, Spans: s.Spans, SpansWithoutTenant: s.WithoutTenant, CoveredPercent: pct})
+		r.Services = append(r.Services, serviceReport{Service: name, Traces: s.Traces, TracesWithoutTenant: s.TracesWithoutTenant, CoveredPercent: pct})
 	}
 	slices.SortFunc(r.Services, func(a, b serviceReport) int {
 		return cmp.Or(cmp.Compare(a.CoveredPercent, b.CoveredPercent), cmp.Compare(a.Service, b.Service))
@@ -546,7 +546,7 @@ func (tr *tenantReport) verdict() string {
 func (tr *tenantReport) gapsText() string {
 	var parts []string
 	for _, g := range tr.ServicesNotCovered {
-		parts = append(parts, fmt.Sprintf("%s: %d of %d spans without a tenant", g.Service, g.SpansWithoutTenant, g.Spans))
+		parts = append(parts, fmt.Sprintf("%s: %d of %d traces with spans without a tenant", g.Service, g.TracesWithoutTenant, g.Traces))
 	}
 	if n := len(tr.QuietHours); n > 0 {
 		parts = append(parts, fmt.Sprintf("%d quiet hour range(s): %s", n, rangesText(tr.QuietHours, 3)))
@@ -641,9 +641,9 @@ func writeReportMarkdown(w io.Writer, r *isolationReport) error {
 		}
 	}
 	if len(r.Services) > 0 {
-		fmt.Fprintln(w, "\n## Coverage per service\n\n| Service | Spans | Without a tenant | Covered |\n|---|---:|---:|---:|")
+		fmt.Fprintln(w, "\n## Coverage per service\n\n| Service | Traces | With spans without a tenant | Covered |\n|---|---:|---:|---:|")
 		for _, s := range r.Services {
-			fmt.Fprintf(w, "| %s | %d | %d | %.1f%% |\n", mdCell(s.Service), s.Spans, s.SpansWithoutTenant, s.CoveredPercent)
+			fmt.Fprintf(w, "| %s | %d | %d | %.1f%% |\n", mdCell(s.Service), s.Traces, s.TracesWithoutTenant, s.CoveredPercent)
 		}
 	}
 	if len(r.QuietHours) > 0 {

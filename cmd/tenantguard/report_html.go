@@ -93,7 +93,7 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 <td class="{{if .CrossingsSucceeded}}leak{{else if .IsolationHeld}}held{{else}}muted{{end}}">{{verdic .}}</td>
 <td class="n">{{.BlockedAttempts}}</td><td class="n">{{.UnscopedQueries}}</td><td class="n">{{.SpansMissingTenant}}</td>
 <td>{{join .ServicesCovered}}</td>
-<td>{{if .ServicesNotCovered}}spans without a tenant: {{range $i, $g := .ServicesNotCovered}}{{if $i}}, {{end}}{{$g.Service}} {{$g.SpansWithoutTenant}}/{{$g.Spans}}{{end}}{{end}}{{if .QuietHours}}<br>no traffic {{hours .QuietHours}}{{end}}</td>
+<td>{{if .ServicesNotCovered}}traces with spans without a tenant: {{range $i, $g := .ServicesNotCovered}}{{if $i}}, {{end}}{{$g.Service}} {{$g.TracesWithoutTenant}}/{{$g.Traces}}{{end}}{{end}}{{if .QuietHours}}<br>no traffic {{hours .QuietHours}}{{end}}</td>
 </tr>{{end}}
 </tbody>
 </table>
@@ -108,7 +108,7 @@ var reportPage = template.Must(template.New("report").Funcs(template.FuncMap{
 <div class="chart">{{.Matrix}}</div>
 
 <h2>Coverage per service</h2>
-<p class="meta">Share of each service's spans that carried a tenant (least covered first).</p>
+<p class="meta">Share of the traces through each service in which every span of the service carried a tenant (least covered first).</p>
 <div class="chart">{{.Coverage}}</div>
 </body>
 </html>
@@ -283,8 +283,8 @@ func coverageSVG(r *isolationReport) string {
 		if s.CoveredPercent < 100 {
 			color = "#ef6c00"
 		}
-		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="14" fill="%s"><title>%s: %d of %d spans carried a tenant</title></rect>`,
-			labelW, y+4, barW*s.CoveredPercent/100, color, esc(s.Service), s.Spans-s.SpansWithoutTenant, s.Spans)
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="14" fill="%s"><title>%s: in %d of %d traces every span carried a tenant</title></rect>`,
+			labelW, y+4, barW*s.CoveredPercent/100, color, esc(s.Service), s.Traces-s.TracesWithoutTenant, s.Traces)
 		fmt.Fprintf(&b, `<text x="%d" y="%d">%.1f%%</text>`, labelW+barW+6, y+15, s.CoveredPercent)
 	}
 	b.WriteString(`</svg>`)

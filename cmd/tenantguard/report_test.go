@@ -257,7 +257,7 @@ func TestLeaksReportRendersHostileTenantsInert(t *testing.T) {
 	h := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	evil := "<script>alert(1)</script>|\x1b[31m\xff"
 	cov := []store.Coverage{
-		{Collector: "a", Hour: h, Tenant: evil, Traces: 3, Spans: 9, Services: map[string]store.ServiceCoverage{"api</svg>": {Spans: 9, WithoutTenant: 2}}},
+		{Collector: "a", Hour: h, Tenant: evil, Traces: 3, Spans: 9, Services: map[string]store.ServiceCoverage{"api</svg>": {Traces: 3, TracesWithoutTenant: 2}}},
 		{Collector: "b", Hour: h, Tenant: evil, Traces: 1, Spans: 1},
 		{Collector: "a", Hour: h.Add(2 * time.Hour), Tenant: "acme", Traces: 2, Spans: 4},
 	}
