@@ -2,18 +2,19 @@ package alerts
 
 import (
 	"context"
-	"fmt"
-	"strings"
 
 	"go.uber.org/zap"
 
+	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
 )
 
-// Notifier delivers findings to people. Notify is called from the evidence
-// worker, never from the span path, once per stored version of a finding;
-// it may block (a slow Slack) without slowing telemetry. Implementations
-// must be safe for concurrent use.
+// Notifier delivers findings to people. Notify is called from the
+// processor's alert worker, never from the span path, once per version of a
+// finding as it is raised (versions raised while the worker is busy
+// coalesce), whatever the state of the evidence store; it may block (a slow
+// disk) without slowing telemetry. Implementations must be safe for
+// concurrent use.
 type Notifier interface {
 	// Name identifies the notifier in logs and metrics ("log", "slack").
 	Name() string
@@ -36,7 +37,7 @@ func NewLogNotifier(logger *zap.Logger) *LogNotifier {
 // Name implements Notifier.
 func (*LogNotifier) Name() string { return "log" }
 
-// Notify implements Notifier. The evidence worker calls it from one
+// Notify implements Notifier. The alert worker calls it from one
 // goroutine, so the seen set needs no lock.
 func (n *LogNotifier) Notify(_ context.Context, ev *store.Evidence) error {
 	fields := []zap.Field{
@@ -51,45 +52,18 @@ func (n *LogNotifier) Notify(_ context.Context, ev *store.Evidence) error {
 	}
 	first := !n.seen[ev.LeakID]
 	n.seen[ev.LeakID] = true
-	if ev.Status != "open" {
+	open := ev.Status == string(detector.StatusOpen)
+	if !open {
 		delete(n.seen, ev.LeakID)
 	}
+	msg := ev.Message(store.Plain)
 	switch {
-	case ev.Status == "allowed":
-		n.logger.Info("finding withdrawn by allow rule: "+Summary(ev), append(fields, zap.String("allowed_by", ev.AllowedBy))...)
-	case first && ev.Status == "open":
-		n.logger.Warn("tenant isolation finding: "+Summary(ev), fields...)
+	case ev.Status == string(detector.StatusAllowed):
+		n.logger.Info("tenant isolation finding withdrawn: "+msg, append(fields, zap.String("allowed_by", ev.AllowedBy))...)
+	case first && open:
+		n.logger.Warn("tenant isolation finding: "+msg, fields...)
 	default:
-		n.logger.Info("tenant isolation finding updated: "+Summary(ev), fields...)
+		n.logger.Info("tenant isolation finding updated: "+msg, fields...)
 	}
 	return nil
-}
-
-// Summary is the one-line story of a finding, in on-call's words:
-// "trace 4bf92f35… went from tenant acme (gateway `GET /inventory`) into
-// tenant globex (inventory-svc `SELECT stock`)".
-func Summary(ev *store.Evidence) string {
-	tid := ev.TraceID
-	if len(tid) > 8 {
-		tid = tid[:8] + "…"
-	}
-	switch {
-	case ev.Rule == "tenant_mismatch" && len(ev.Mismatches) > 0:
-		m := ev.Mismatches[0]
-		var vals []string
-		for _, v := range m.Values {
-			vals = append(vals, fmt.Sprintf("%s=%s", v.Key, v.Tenant))
-		}
-		return fmt.Sprintf("trace %s: span %s `%s` carries disagreeing tenants (%s)", tid, m.Service, m.Span, strings.Join(vals, ", "))
-	case len(ev.CrossingEdges) > 0:
-		e := ev.CrossingEdges[0]
-		s := fmt.Sprintf("trace %s went from tenant %s (%s `%s`) into tenant %s (%s `%s`)",
-			tid, e.From.Tenant, e.From.Service, e.From.Span, e.To.Tenant, e.To.Service, e.To.Span)
-		if more := len(ev.CrossingEdges) - 1; more > 0 {
-			s += fmt.Sprintf(" and %d more crossing edge(s)", more)
-		}
-		return s
-	default:
-		return fmt.Sprintf("trace %s touched tenants %s", tid, strings.Join(ev.Tenants, ", "))
-	}
 }

@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"go.uber.org/zap"
@@ -10,39 +11,6 @@ import (
 
 	"github.com/tenantguard/tenantguard/store"
 )
-
-func TestSummary(t *testing.T) {
-	edge := func(from, fsvc, fspan, to, tsvc, tspan string) store.CrossingEdge {
-		return store.CrossingEdge{
-			From: store.EdgeEnd{Tenant: from, Service: fsvc, Span: fspan},
-			To:   store.EdgeEnd{Tenant: to, Service: tsvc, Span: tspan},
-		}
-	}
-	for _, tc := range []struct {
-		name string
-		ev   store.Evidence
-		want string
-	}{
-		{"crossing edge", store.Evidence{Rule: "cross_tenant_trace", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
-			CrossingEdges: []store.CrossingEdge{edge("acme", "gateway", "GET /inventory", "globex", "inventory-svc", "SELECT stock")}},
-			"trace 4bf92f35… went from tenant acme (gateway `GET /inventory`) into tenant globex (inventory-svc `SELECT stock`)"},
-		{"several edges", store.Evidence{Rule: "cross_tenant_trace", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
-			CrossingEdges: []store.CrossingEdge{edge("acme", "a", "x", "globex", "b", "y"), edge("acme", "a", "x", "initech", "c", "z")}},
-			"trace 4bf92f35… went from tenant acme (a `x`) into tenant globex (b `y`) and 1 more crossing edge(s)"},
-		{"no edge known", store.Evidence{Rule: "cross_tenant_trace", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", Tenants: []string{"acme", "globex"}},
-			"trace 4bf92f35… touched tenants acme, globex"},
-		{"mismatch", store.Evidence{Rule: "tenant_mismatch", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
-			Mismatches: []store.Mismatch{{Service: "gateway", Span: "GET /documents/{id}", Values: []store.TenantSource{
-				{Key: "tenant.id", Tenant: "acme"}, {Key: "http.request.header.x-tenant-id", Tenant: "globex"}}}}},
-			"trace 4bf92f35…: span gateway `GET /documents/{id}` carries disagreeing tenants (tenant.id=acme, http.request.header.x-tenant-id=globex)"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := Summary(&tc.ev); got != tc.want {
-				t.Errorf("got  %q\nwant %q", got, tc.want)
-			}
-		})
-	}
-}
 
 func TestLogNotifierLevels(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
@@ -65,6 +33,12 @@ func TestLogNotifierLevels(t *testing.T) {
 		}
 		if e.ContextMap()["leak_id"] != "l1" {
 			t.Errorf("line %d lacks leak_id", i)
+		}
+		// Each line tells the version it logs in the finding's one sentence.
+		v := ev
+		v.Status = []string{"open", "open", "closed", "allowed"}[i]
+		if msg := v.Message(store.Plain); !strings.HasSuffix(e.Message, ": "+msg) {
+			t.Errorf("line %d: %q does not end in the finding's message %q", i, e.Message, msg)
 		}
 	}
 }

@@ -17,12 +17,17 @@ import (
 // alert is what the Slack notifier keeps of a finding version: the fields a
 // message shows, already reduced to what may leave the process.
 type alert struct {
-	Seq       uint64        `json:"seq"`
-	At        time.Time     `json:"at"`
-	Kind      string        `json:"kind"` // new | update | withdrawn
+	Seq uint64    `json:"seq"`
+	At  time.Time `json:"at"`
+	// Kind is what the version changed: new, update (more tenants or
+	// edges), escalated (higher severity), reclassified, withdrawn (allowed)
+	// or closed.
+	Kind      string        `json:"kind"`
 	LeakID    string        `json:"leak_id"`
 	Rule      string        `json:"rule"`
 	Severity  string        `json:"severity"`
+	Status    string        `json:"status,omitempty"`
+	Reason    string        `json:"reason,omitempty"`
 	TraceID   string        `json:"trace_id"`
 	Tenants   []string      `json:"tenants"`
 	Edges     []edgeSummary `json:"edges,omitempty"`
@@ -31,6 +36,12 @@ type alert struct {
 	SpanCount int           `json:"span_count"`
 	FirstSeen time.Time     `json:"first_seen"`
 	AllowedBy string        `json:"allowed_by,omitempty"`
+	// Reached is the data-bearing span of a foreign tenant, when the
+	// evidence has one: what made a crossing critical.
+	Reached *reachView `json:"reached,omitempty"`
+	// Message is the finding's message as Slack shows it (escaped,
+	// tenants pseudonymized when configured).
+	Message string `json:"message,omitempty"`
 }
 
 type edgeSummary struct {
@@ -45,39 +56,53 @@ type mismatchView struct {
 	Values  []string // key=tenant
 }
 
-// signature groups findings that are the same crossing: the same tenant
-// pair through the same edge, whatever the trace.
+type reachView struct {
+	Service, Span, Tenant string
+}
+
+// signature groups findings that are the same incident: the same rule and
+// tenants through the same known crossing edge (or the same disagreeing
+// span), whatever the trace. It is "" when no edge is known yet: such a
+// finding stands alone.
 func (a *alert) signature() string {
 	var b bytes.Buffer
 	b.WriteString(a.Rule)
 	for _, t := range a.Tenants {
 		b.WriteString("|" + t)
 	}
-	if len(a.Edges) > 0 {
+	switch {
+	case len(a.Edges) > 0 && a.Edges[0].FromService != "" && a.Edges[0].ToService != "":
 		e := a.Edges[0]
 		fmt.Fprintf(&b, "|%s/%s>%s/%s", e.FromService, e.FromSpan, e.ToService, e.ToSpan)
-	}
-	if a.Mismatch != nil {
+	case a.Mismatch != nil:
 		fmt.Fprintf(&b, "|%s/%s", a.Mismatch.Service, a.Mismatch.Span)
+	default:
+		return ""
 	}
 	return b.String()
 }
 
 // outboxRecord is one line of the outbox file.
 type outboxRecord struct {
-	Type  string `json:"type"` // alert | posting | done | thread
+	// alert: queued; posting: about to post (one record per attempt);
+	// refused: Slack refused that attempt, so it posted nothing; done:
+	// finished (delivered, grouped, skipped or failed); thread: where a
+	// finding's message is and what it has told.
+	Type  string `json:"type"`
 	Seq   uint64 `json:"seq,omitempty"`
 	Alert *alert `json:"alert,omitempty"`
 	// done and thread records
-	LeakID  string    `json:"leak_id,omitempty"`
-	Result  string    `json:"result,omitempty"`
-	Channel string    `json:"channel,omitempty"`
-	TS      string    `json:"ts,omitempty"`
-	Sig     string    `json:"sig,omitempty"`
-	Count   int       `json:"count,omitempty"`
-	At      time.Time `json:"at,omitempty"`
-	Tenants int       `json:"tenants,omitempty"`
-	Edges   int       `json:"edges,omitempty"`
+	LeakID   string    `json:"leak_id,omitempty"`
+	Result   string    `json:"result,omitempty"`
+	Channel  string    `json:"channel,omitempty"`
+	TS       string    `json:"ts,omitempty"`
+	Sig      string    `json:"sig,omitempty"`
+	Count    int       `json:"count,omitempty"`
+	At       time.Time `json:"at,omitempty"`
+	Tenants  int       `json:"tenants,omitempty"`
+	Edges    int       `json:"edges,omitempty"`
+	Severity string    `json:"severity,omitempty"`
+	Owner    string    `json:"owner,omitempty"`
 }
 
 // thread is where a finding's message lives in Slack, and how much of the
@@ -88,13 +113,30 @@ type thread struct {
 	At      time.Time
 	Tenants int
 	Edges   int
+	// Severity is the last severity announced.
+	Severity string
+	// Owner is the finding whose top-level message this is, when the
+	// finding was grouped into another's message; "" for its own.
+	Owner string
+	// Count is how many findings the top-level message stands for (its
+	// owner's thread only).
+	Count int
 }
 
-// group is a top-level message that similar findings collapse into.
+func (t thread) record(leak string) outboxRecord {
+	return outboxRecord{Type: "thread", LeakID: leak, Channel: t.Channel, TS: t.TS, At: t.At, Tenants: t.Tenants,
+		Edges: t.Edges, Severity: t.Severity, Owner: t.Owner, Count: t.Count}
+}
+
+func (r *outboxRecord) thread() thread {
+	return thread{Channel: r.Channel, TS: r.TS, At: r.At, Tenants: r.Tenants, Edges: r.Edges, Severity: r.Severity,
+		Owner: r.Owner, Count: r.Count}
+}
+
+// group is a top-level message that findings of the same incident collapse into.
 type group struct {
-	thread
-	Count int
-	Root  *alert
+	thread // Count is how many findings it stands for
+	Root   *alert
 }
 
 // outbox is the notifier's durable memory: alerts not yet delivered, the
@@ -113,14 +155,16 @@ const maxThreads = 50_000
 
 type outboxState struct {
 	pending []*alert
-	posting map[uint64]bool
+	// posting counts, per alert, the posts whose outcome is unknown (sent,
+	// never answered): each may have put a copy in the channel.
+	posting map[uint64]int
 	threads map[string]thread // leak id → message
 	groups  map[string]*group // signature → first message
 	nextSeq uint64
 }
 
 func openOutbox(path string, groupWindow time.Duration, now time.Time) (*outbox, *outboxState, error) {
-	st := &outboxState{posting: map[uint64]bool{}, threads: map[string]thread{}, groups: map[string]*group{}, nextSeq: 1}
+	st := &outboxState{posting: map[uint64]int{}, threads: map[string]thread{}, groups: map[string]*group{}, nextSeq: 1}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, nil, fmt.Errorf("creating Slack outbox directory for %s: %w", path, err)
 	}
@@ -136,16 +180,14 @@ func openOutbox(path string, groupWindow time.Duration, now time.Time) (*outbox,
 	w := bufio.NewWriter(f)
 	enc := json.NewEncoder(w)
 	for _, leak := range st.sortedThreads() {
-		t := st.threads[leak]
-		_ = enc.Encode(outboxRecord{Type: "thread", LeakID: leak, Channel: t.Channel, TS: t.TS, At: t.At, Tenants: t.Tenants, Edges: t.Edges})
+		_ = enc.Encode(st.threads[leak].record(leak))
 	}
 	for sig, g := range st.groups {
-		_ = enc.Encode(outboxRecord{Type: "done", Result: "delivered", Seq: g.Root.Seq, Alert: g.Root, LeakID: g.Root.LeakID,
-			Channel: g.Channel, TS: g.TS, Sig: sig, Count: g.Count, At: g.At})
+		_ = enc.Encode(g.record(sig))
 	}
 	for _, a := range st.pending {
 		_ = enc.Encode(outboxRecord{Type: "alert", Seq: a.Seq, Alert: a})
-		if st.posting[a.Seq] {
+		for range st.posting[a.Seq] {
 			_ = enc.Encode(outboxRecord{Type: "posting", Seq: a.Seq})
 		}
 	}
@@ -195,23 +237,26 @@ func (st *outboxState) load(path string, groupWindow time.Duration, now time.Tim
 			}
 		case "posting":
 			if !done[r.Seq] {
-				st.posting[r.Seq] = true
+				st.posting[r.Seq]++
+			}
+		case "refused":
+			if st.posting[r.Seq] > 0 {
+				st.posting[r.Seq]--
 			}
 		case "thread":
-			st.threads[r.LeakID] = thread{Channel: r.Channel, TS: r.TS, At: r.At, Tenants: r.Tenants, Edges: r.Edges}
+			st.threads[r.LeakID] = r.thread()
 		case "done":
 			done[r.Seq] = true
 			delete(byseq, r.Seq)
 			delete(st.posting, r.Seq)
+			// Outboxes written before thread records carried everything
+			// kept the message in the done record.
 			if r.LeakID != "" && r.Result == "delivered" && (r.TS != "" || r.Channel == webhookChannel) {
-				st.threads[r.LeakID] = thread{Channel: r.Channel, TS: r.TS, At: r.At, Tenants: r.Tenants, Edges: r.Edges}
+				st.threads[r.LeakID] = r.thread()
 			}
-			if r.Sig != "" && r.Alert != nil && now.Sub(r.At) < groupWindow {
-				g := st.groups[r.Sig]
-				if g == nil || g.TS == r.TS {
-					st.groups[r.Sig] = &group{thread: thread{Channel: r.Channel, TS: r.TS, At: r.At}, Count: max(r.Count, 1), Root: r.Alert}
-				}
-			}
+			st.loadGroup(&r, groupWindow, now)
+		case "group":
+			st.loadGroup(&r, groupWindow, now)
 		}
 	}
 	for _, seq := range order {
@@ -228,6 +273,29 @@ func (st *outboxState) load(path string, groupWindow time.Duration, now time.Tim
 		st.threads = kept
 	}
 	return nil
+}
+
+// loadGroup keeps a group whose window is still open.
+func (st *outboxState) loadGroup(r *outboxRecord, groupWindow time.Duration, now time.Time) {
+	if r.Sig == "" || r.Alert == nil || now.Sub(r.At) >= groupWindow {
+		return
+	}
+	if g := st.groups[r.Sig]; g == nil || g.TS == r.TS {
+		st.groups[r.Sig] = &group{thread: thread{Channel: r.Channel, TS: r.TS, At: r.At, Count: max(r.Count, 1), Owner: r.Owner}, Root: r.Alert}
+	}
+}
+
+// owner is the finding whose top-level message the group is.
+func (g *group) owner() string {
+	if g.Owner != "" {
+		return g.Owner
+	}
+	return g.Root.LeakID // an outbox from before owners were kept
+}
+
+func (g *group) record(sig string) outboxRecord {
+	return outboxRecord{Type: "group", Seq: g.Root.Seq, Alert: g.Root, LeakID: g.Root.LeakID, Channel: g.Channel, TS: g.TS,
+		Sig: sig, Count: g.Count, At: g.At, Owner: g.owner()}
 }
 
 // sortedThreads lists leak ids newest first.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tenantguard/tenantguard/config"
+	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
 )
 
@@ -52,11 +55,26 @@ func WithClock(now func() time.Time) SlackOption {
 	return func(n *SlackNotifier) { n.now = now }
 }
 
-// SlackNotifier posts one message per finding to Slack and threads later
-// versions under it. Notify only writes the alert to a durable outbox and
-// returns; a single sender goroutine delivers in order, honours rate limits
-// and retries with capped backoff, so a slow or dead Slack never slows the
-// evidence worker, and alerts survive a restart.
+// maxInFlight bounds the Slack calls in progress at once: enough that one
+// slow or failing finding never holds the others, few enough to stay
+// inside Slack's per-channel rate limits.
+const maxInFlight = 4
+
+// maxUnconfirmedPosts bounds the copies of one message a slow Slack can
+// cause: a post whose answer never came (timed out, connection cut) may
+// have been made. The bot first looks for it in the channel history; when
+// it cannot look (webhook mode, or no channels:history), it posts at most
+// this many times in all and then gives up with an error log.
+const maxUnconfirmedPosts = 2
+
+// SlackNotifier posts one message per incident to Slack, threads later
+// versions under it and edits it so that it shows the finding's current
+// state. Notify only writes the alert to a durable outbox and returns; a
+// sender delivers up to maxInFlight findings at once, each finding's
+// versions in order, and retries each alert on its own capped, jittered
+// exponential backoff, so a slow or dead Slack never slows the evidence
+// worker, one failing finding never holds the others, and alerts survive
+// a restart.
 type SlackNotifier struct {
 	cfg     config.Slack
 	logger  *zap.Logger
@@ -68,22 +86,41 @@ type SlackNotifier struct {
 	ob *outbox
 
 	mu      sync.Mutex
-	pending []*alert
-	posting map[uint64]bool
-	threads map[string]thread
-	groups  map[string]*group
-	nextSeq uint64
+	pending []*alert // undelivered, in Notify order
+	// posting counts, per alert seq, posts whose outcome is unknown.
+	posting map[uint64]int
+	retry   map[uint64]*retryState
+	// busy holds the findings (leak ids) with an alert in flight, and
+	// busySig the signatures of new alerts in flight, so that two findings
+	// of one incident do not both open a message.
+	busy     map[string]bool
+	busySig  map[string]bool
+	inFlight int
+	// pausedUntil is set by a 429: Slack's rate limit is per app, so every
+	// delivery waits for its Retry-After.
+	pausedUntil time.Time
+	threads     map[string]thread
+	groups      map[string]*group
+	nextSeq     uint64
 	// leaks remembers, per open finding, what was last announced, so that
-	// only material changes become thread replies.
+	// only material changes become messages.
 	leaks map[string]*leakMemo
 
-	wake chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	wake    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	workers sync.WaitGroup
+}
+
+// retryState is one alert's retry schedule.
+type retryState struct {
+	attempts  int
+	notBefore time.Time
 }
 
 type leakMemo struct {
 	tenants, edges int
+	severity       string
 	skipped        bool
 }
 
@@ -95,6 +132,7 @@ func NewSlack(cfg config.Slack, logger *zap.Logger, opts ...SlackOption) (*Slack
 	n := &SlackNotifier{
 		cfg: cfg, logger: logger, http: &http.Client{Timeout: cfg.Timeout}, now: time.Now,
 		observe: func(string) {}, leaks: map[string]*leakMemo{},
+		retry: map[uint64]*retryState{}, busy: map[string]bool{}, busySig: map[string]bool{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	for _, o := range opts {
@@ -145,7 +183,7 @@ func (n *SlackNotifier) Start() {
 }
 
 // Close stops delivery; undelivered alerts stay in the outbox for the next
-// start. It waits for an in-flight Slack call up to ctx's deadline.
+// start. It waits for the Slack calls in flight up to ctx's deadline.
 func (n *SlackNotifier) Close(ctx context.Context) error {
 	close(n.stop)
 	select {
@@ -196,34 +234,52 @@ func (n *SlackNotifier) classify(ev *store.Evidence) string {
 	memo, known := n.leaks[ev.LeakID]
 	if th, posted := n.threads[ev.LeakID]; posted && !known {
 		// Announced by a previous run: compare with what it announced.
-		memo, known = &leakMemo{tenants: th.Tenants, edges: th.Edges}, true
+		sev := th.Severity
+		if sev == "" {
+			sev = ev.Severity // an outbox from before severities were kept
+		}
+		memo, known = &leakMemo{tenants: th.Tenants, edges: th.Edges, severity: sev}, true
 		n.leaks[ev.LeakID] = memo
 	}
-	final := ev.Status != "open"
-	defer func() {
-		if final {
-			delete(n.leaks, ev.LeakID)
-		}
-	}()
+	if ev.Status != string(detector.StatusOpen) {
+		defer delete(n.leaks, ev.LeakID) // the finding's last version
+	}
+	paged := detector.Severity(ev.Severity).Rank() >= detector.Severity(n.cfg.MinSeverity).Rank()
 	switch {
 	case !known:
-		if ev.Status == "allowed" {
+		if ev.Status == string(detector.StatusAllowed) || ev.Status == string(detector.StatusReclassified) {
 			return ""
 		}
-		memo = &leakMemo{tenants: len(ev.Tenants), edges: len(ev.CrossingEdges)}
-		n.leaks[ev.LeakID] = memo
-		if config.SeverityRank(ev.Severity) < config.SeverityRank(n.cfg.MinSeverity) {
-			memo.skipped = true
+		n.leaks[ev.LeakID] = &leakMemo{tenants: len(ev.Tenants), edges: len(ev.CrossingEdges), severity: ev.Severity, skipped: !paged}
+		if !paged {
 			return ""
 		}
 		return "new"
 	case memo.skipped:
-		return ""
-	case ev.Status == "allowed":
+		if !paged || ev.Status == string(detector.StatusAllowed) || ev.Status == string(detector.StatusReclassified) {
+			return ""
+		}
+		// Below min_severity until now: this is its first message.
+		*memo = leakMemo{tenants: len(ev.Tenants), edges: len(ev.CrossingEdges), severity: ev.Severity}
+		return "new"
+	}
+	grew := len(ev.Tenants) > memo.tenants || len(ev.CrossingEdges) > memo.edges
+	escalated := detector.Severity(ev.Severity).Rank() > detector.Severity(memo.severity).Rank()
+	memo.tenants, memo.edges = max(memo.tenants, len(ev.Tenants)), max(memo.edges, len(ev.CrossingEdges))
+	if escalated {
+		memo.severity = ev.Severity
+	}
+	switch {
+	case ev.Status == string(detector.StatusAllowed):
 		return "withdrawn"
-	case len(ev.Tenants) > memo.tenants || len(ev.CrossingEdges) > memo.edges:
-		memo.tenants, memo.edges = len(ev.Tenants), len(ev.CrossingEdges)
+	case ev.Status == string(detector.StatusReclassified):
+		return "reclassified"
+	case escalated:
+		return "escalated"
+	case grew:
 		return "update"
+	case ev.Status == string(detector.StatusClosed):
+		return "closed"
 	default:
 		return ""
 	}
@@ -231,225 +287,436 @@ func (n *SlackNotifier) classify(ev *store.Evidence) string {
 
 func (n *SlackNotifier) run() {
 	defer close(n.done)
-	backoff := time.Duration(0)
+	defer n.workers.Wait()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
-		if backoff > 0 {
-			select {
-			case <-n.stop:
-				return
-			case <-time.After(backoff):
-			}
-		} else {
-			select {
-			case <-n.stop:
-				return
-			case <-n.wake:
-			}
+		var retry <-chan time.Time
+		if wait := n.dispatch(); wait > 0 {
+			timer.Reset(wait)
+			retry = timer.C
 		}
-		backoff = n.drain()
+		select {
+		case <-n.stop:
+			return
+		case <-n.wake:
+		case <-retry:
+		}
+		timer.Stop()
 	}
 }
 
-// drain delivers pending alerts in order and returns how long to wait
-// before trying again (0: nothing left to retry).
-func (n *SlackNotifier) drain() time.Duration {
-	attempt := 0
-	for {
-		select {
-		case <-n.stop:
-			return 0
-		default:
-		}
-		n.mu.Lock()
-		if len(n.pending) == 0 {
-			n.mu.Unlock()
-			return 0
-		}
-		a := n.pending[0]
-		n.mu.Unlock()
-
-		result, wait, err := n.deliver(a)
-		n.observe(result)
-		if result == ResultRetried {
-			attempt++
-			if wait == 0 {
-				wait = n.backoff(attempt)
+// dispatch starts a delivery for every alert that may go now: the oldest
+// pending alert of its finding, not in flight, past its retry time, while
+// fewer than maxInFlight calls are in progress. It returns how long until
+// the next retry is due (0: none waiting).
+func (n *SlackNotifier) dispatch() time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now := time.Now()
+	if now.Before(n.pausedUntil) {
+		return n.pausedUntil.Sub(now)
+	}
+	// Candidates are each finding's oldest pending alert. Alerts never tried
+	// go before retries, so failing findings cannot keep the slots from
+	// findings that have not had their first attempt.
+	var wait time.Duration
+	var fresh, retries []*alert
+	ahead := map[string]bool{} // findings with an older pending alert
+	// unsure holds the incidents whose first message may be in Slack
+	// already (a post went unanswered): a finding of the same incident
+	// waits to join that message rather than open a second one.
+	unsure := map[string]bool{}
+	for _, a := range n.pending {
+		if a.Kind == "new" && n.posting[a.Seq] > 0 {
+			if sig := a.signature(); sig != "" {
+				unsure[sig] = true
 			}
-			n.logger.Warn("Slack delivery failed; will retry", zap.String("leak_id", a.LeakID),
-				zap.Duration("retry_in", wait), zap.Error(err))
-			return wait
 		}
+		if ahead[a.LeakID] {
+			continue
+		}
+		ahead[a.LeakID] = true
+		if n.busy[a.LeakID] {
+			continue
+		}
+		r := n.retry[a.Seq]
+		switch {
+		case r == nil:
+			fresh = append(fresh, a)
+		case now.Before(r.notBefore):
+			if d := r.notBefore.Sub(now); wait == 0 || d < wait {
+				wait = d
+			}
+		default:
+			retries = append(retries, a)
+		}
+	}
+	for _, a := range append(fresh, retries...) {
+		if n.inFlight >= maxInFlight {
+			break // a finishing call pokes the sender
+		}
+		sig := ""
+		if a.Kind == "new" {
+			sig = a.signature()
+		}
+		if sig != "" && (n.busySig[sig] || (unsure[sig] && n.posting[a.Seq] == 0)) {
+			continue // the incident's first message is on its way, or may be there
+		}
+		n.busy[a.LeakID] = true
+		if sig != "" {
+			n.busySig[sig] = true
+		}
+		n.inFlight++
+		n.workers.Add(1)
+		go n.attempt(a, sig)
+	}
+	return wait
+}
+
+// attempt delivers one alert once and schedules what follows.
+func (n *SlackNotifier) attempt(a *alert, sig string) {
+	defer n.workers.Done()
+	defer n.poke()
+	result, wait, err := n.deliver(a)
+	// Observed once the schedule below is in place, so that whoever sees
+	// the result sees its consequences (a 429's pause) too.
+	defer n.observe(result)
+	n.mu.Lock()
+	n.inFlight--
+	delete(n.busy, a.LeakID)
+	delete(n.busySig, sig)
+	if result != ResultRetried {
+		for i, p := range n.pending {
+			if p == a {
+				n.pending = append(n.pending[:i:i], n.pending[i+1:]...)
+				break
+			}
+		}
+		delete(n.retry, a.Seq)
+		delete(n.posting, a.Seq)
+		n.mu.Unlock()
 		if result == ResultFailed {
 			n.logger.Error("Slack refused the alert for good; it is dropped (the finding is still in the evidence store)",
 				zap.String("leak_id", a.LeakID), zap.String("trace_id", a.TraceID), zap.Error(err))
 		}
-		attempt = 0
-		n.mu.Lock()
-		n.pending = n.pending[1:]
-		delete(n.posting, a.Seq)
-		n.mu.Unlock()
+		return
 	}
+	r := n.retry[a.Seq]
+	if r == nil {
+		r = &retryState{}
+		n.retry[a.Seq] = r
+	}
+	r.attempts++
+	now := time.Now()
+	if wait > 0 {
+		// Retry-After: Slack's rate limit holds every delivery, not just this one.
+		if until := now.Add(wait); until.After(n.pausedUntil) {
+			n.pausedUntil = until
+		}
+	} else {
+		wait = n.backoff(r.attempts)
+	}
+	r.notBefore = now.Add(wait)
+	attempts := r.attempts
+	n.mu.Unlock()
+	n.logger.Warn("Slack delivery failed; will retry", zap.String("leak_id", a.LeakID),
+		zap.Int("attempt", attempts), zap.Duration("retry_in", wait), zap.Error(err))
 }
 
+// backoff is the wait after an alert's attempt-th failure: initial_backoff
+// doubled per earlier failure, capped at max_backoff, of which a random
+// half is kept ("equal jitter": the wait lies in [d/2, d]). Jitter keeps
+// several collectors from retrying in lockstep, and since the next d is
+// twice this one, waits never shrink until the cap.
 func (n *SlackNotifier) backoff(attempt int) time.Duration {
-	d := time.Second << min(attempt-1, 16)
+	d := min(n.cfg.InitialBackoff, n.cfg.MaxBackoff)
+	for i := 1; i < attempt && d < n.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
 	d = min(d, n.cfg.MaxBackoff)
-	// Jitter keeps several collectors from retrying in lockstep.
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// callCtx bounds one Slack call by the configured timeout.
+func (n *SlackNotifier) callCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), n.cfg.Timeout)
 }
 
 // deliver sends one alert. It returns the result, a wait the server asked
 // for (Retry-After), and the error if any.
 func (n *SlackNotifier) deliver(a *alert) (string, time.Duration, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeout)
-	defer cancel()
 	if n.api == nil {
-		return n.deliverWebhook(ctx, a)
+		return n.deliverWebhook(a)
 	}
-	return n.deliverBot(ctx, a)
+	return n.deliverBot(a)
 }
 
-func (n *SlackNotifier) deliverWebhook(ctx context.Context, a *alert) (string, time.Duration, error) {
-	if a.Kind != "new" {
-		// Webhooks cannot thread; one message per finding stays one message.
-		return n.finish(a, ResultSkipped, "", "", "")
-	}
-	sig := a.signature()
+// beginPost records the intent to post a message for a, or refuses when
+// unanswered posts have already reached maxUnconfirmedPosts.
+func (n *SlackNotifier) beginPost(a *alert) error {
 	n.mu.Lock()
-	g := n.groups[sig]
+	sent := n.posting[a.Seq]
+	if sent < maxUnconfirmedPosts {
+		n.posting[a.Seq]++
+	}
 	n.mu.Unlock()
-	if g != nil && n.now().Sub(g.At) < n.cfg.GroupWindow {
-		n.mu.Lock()
-		g.Count++
-		n.mu.Unlock()
-		return n.finish(a, ResultGrouped, "", "", "")
-	}
-	msg := &slack.WebhookMessage{Text: headlineText(a), Blocks: &slack.Blocks{BlockSet: n.blocks(a, 1)}}
-	if err := slack.PostWebhookCustomHTTPContext(ctx, string(n.cfg.WebhookURL), n.http, msg); err != nil {
-		return n.classifyErr(err)
-	}
-	now := n.now()
-	n.mu.Lock()
-	n.groups[sig] = &group{thread: thread{At: now}, Count: 1, Root: a}
-	// Remembered like a bot message (with no thread to reply in), so a
-	// restart does not announce the same finding again.
-	n.threads[a.LeakID] = thread{Channel: webhookChannel, At: now, Tenants: len(a.Tenants), Edges: len(a.Edges) + a.MoreEdges}
-	n.mu.Unlock()
-	return n.finish(a, ResultDelivered, webhookChannel, "", sig)
-}
-
-func (n *SlackNotifier) deliverBot(ctx context.Context, a *alert) (string, time.Duration, error) {
-	n.mu.Lock()
-	th, hasThread := n.threads[a.LeakID]
-	sig := a.signature()
-	g := n.groups[sig]
-	intent := n.posting[a.Seq]
-	n.mu.Unlock()
-
-	if a.Kind != "new" {
-		if !hasThread {
-			// The first message never went out (dropped for good): nothing to thread under.
-			return n.finish(a, ResultSkipped, "", "", "")
-		}
-		_, _, err := n.api.PostMessageContext(ctx, th.Channel, slack.MsgOptionText(n.replyText(a), false), slack.MsgOptionTS(th.TS))
-		if err != nil {
-			return n.classifyErr(err)
-		}
-		return n.finish(a, ResultDelivered, "", "", "")
-	}
-	if hasThread {
-		return n.finish(a, ResultSkipped, "", "", "") // already announced (a replayed version)
-	}
-	if g != nil && n.now().Sub(g.At) < n.cfg.GroupWindow {
-		return n.deliverGrouped(ctx, a, g, sig)
-	}
-	if intent {
-		// We may have posted this before a crash or a lost reply: look
-		// before posting again.
-		ch, ts, err := n.findPosted(ctx, a)
-		switch {
-		case ts != "":
-			return n.finishTopLevel(a, ch, ts, sig)
-		case err != nil && !missingScope(err):
-			return n.classifyErr(err)
-		case err != nil:
-			n.logger.Warn("cannot check Slack for a message posted before a restart (grant channels:history); posting, which may duplicate it",
-				zap.String("leak_id", a.LeakID), zap.Error(err))
-		}
+	if sent >= maxUnconfirmedPosts {
+		return fmt.Errorf("%d posts of this alert went unanswered (timed out or cut off) and Slack cannot be asked whether they went out; "+
+			"not posting again, so the channel has at most %d copies, possibly none", sent, maxUnconfirmedPosts)
 	}
 	if err := n.ob.append(outboxRecord{Type: "posting", Seq: a.Seq}); err != nil {
 		n.logger.Warn("cannot record the intent to post; a crash now could post this finding twice", zap.Error(err))
 	}
+	return nil
+}
+
+// postFailed takes back the intent when the post certainly had no effect.
+func (n *SlackNotifier) postFailed(a *alert, err error) {
+	if !notPosted(err) {
+		return
+	}
 	n.mu.Lock()
-	n.posting[a.Seq] = true
+	if n.posting[a.Seq] > 0 {
+		n.posting[a.Seq]--
+	}
 	n.mu.Unlock()
+	_ = n.ob.append(outboxRecord{Type: "refused", Seq: a.Seq})
+}
+
+// deliverWebhook posts a new finding, or an escalation to critical, as a
+// message of its own: an incoming webhook can neither thread nor edit, so
+// the other changes are counted as skipped.
+func (n *SlackNotifier) deliverWebhook(a *alert) (string, time.Duration, error) {
+	escalation := a.Kind == "escalated" && a.Severity == string(detector.SeverityCritical)
+	if a.Kind != "new" && !escalation {
+		return n.finish(a, ResultSkipped)
+	}
+	sig := a.signature()
+	n.mu.Lock()
+	_, announced := n.threads[a.LeakID]
+	g := n.groups[sig]
+	if a.Kind == "new" && !announced && sig != "" && g != nil && n.now().Sub(g.At) < n.cfg.GroupWindow {
+		g.Count++
+		n.mu.Unlock()
+		return n.finish(a, ResultGrouped)
+	}
+	n.mu.Unlock()
+	if a.Kind == "new" && announced {
+		return n.finish(a, ResultSkipped) // a replayed version
+	}
+	if err := n.beginPost(a); err != nil {
+		return ResultFailed, 0, err
+	}
+	msg := &slack.WebhookMessage{Text: headlineText(a), Blocks: &slack.Blocks{BlockSet: n.blocks(a, 1)}}
+	if escalation {
+		msg.Text = escalationText(a)
+		msg.Blocks.BlockSet = append([]slack.Block{slack.NewSectionBlock(
+			slack.NewTextBlockObject(slack.MarkdownType, "*"+severityIcon[detector.Severity(a.Severity)]+" "+escalationText(a)+"*", false, false), nil, nil)},
+			msg.Blocks.BlockSet...)
+	}
+	ctx, cancel := n.callCtx()
+	defer cancel()
+	if err := slack.PostWebhookCustomHTTPContext(ctx, string(n.cfg.WebhookURL), n.http, msg); err != nil {
+		n.postFailed(a, err)
+		return n.classifyErr(err)
+	}
+	now := n.now()
+	n.mu.Lock()
+	// Remembered like a bot message (with no thread to reply in), so a
+	// restart does not announce the same finding again.
+	th := n.threads[a.LeakID]
+	th.Channel, th.At, th.Severity = webhookChannel, now, a.Severity
+	th.Tenants, th.Edges = max(th.Tenants, len(a.Tenants)), max(th.Edges, len(a.Edges)+a.MoreEdges)
+	n.threads[a.LeakID] = th
+	recs := []outboxRecord{th.record(a.LeakID)}
+	if a.Kind == "new" && sig != "" {
+		g := &group{thread: thread{Channel: webhookChannel, At: now, Count: 1, Owner: a.LeakID}, Root: a}
+		n.groups[sig] = g
+		recs = append(recs, g.record(sig))
+	}
+	n.mu.Unlock()
+	return n.finish(a, ResultDelivered, recs...)
+}
+
+func (n *SlackNotifier) deliverBot(a *alert) (string, time.Duration, error) {
+	n.mu.Lock()
+	th, hasThread := n.threads[a.LeakID]
+	sig := a.signature()
+	var g *group
+	if sig != "" {
+		g = n.groups[sig]
+	}
+	unconfirmed := n.posting[a.Seq]
+	n.mu.Unlock()
+
+	if a.Kind != "new" {
+		if !hasThread || th.TS == "" {
+			// The first message never went out (dropped for good), or went
+			// by webhook before a switch to bot mode: nothing to edit or thread under.
+			return n.finish(a, ResultSkipped)
+		}
+		return n.deliverChange(a, th)
+	}
+	if hasThread {
+		return n.finish(a, ResultSkipped) // already announced (a replayed version)
+	}
+	if unconfirmed > 0 {
+		// We may have posted this before a crash or a lost answer: look
+		// before posting again.
+		ch, ts, err := n.findPosted(a)
+		switch {
+		case ts != "":
+			return n.finishTopLevel(a, ch, ts, sig)
+		case err == nil:
+			// Not in the channel: the unanswered posts never went out.
+			n.mu.Lock()
+			n.posting[a.Seq] = 0
+			n.mu.Unlock()
+		case !missingScope(err):
+			return n.classifyErr(err)
+		default:
+			n.logger.Warn("cannot check Slack for a message posted before a restart or a lost answer (grant channels:history, configure the channel id); posting, which may duplicate it",
+				zap.String("leak_id", a.LeakID), zap.Int("unanswered_posts", unconfirmed), zap.Error(err))
+		}
+	}
+	if g != nil && n.now().Sub(g.At) < n.cfg.GroupWindow {
+		return n.deliverGrouped(a, g, sig)
+	}
+	if err := n.beginPost(a); err != nil {
+		return ResultFailed, 0, err
+	}
+	ctx, cancel := n.callCtx()
+	defer cancel()
 	ch, ts, err := n.api.PostMessageContext(ctx, n.cfg.Channel, slackMessageOptions(n, a)...)
 	if err != nil {
-		if definiteRefusal(err) {
-			// Slack answered no: nothing was posted, no need to look for it.
-			n.mu.Lock()
-			delete(n.posting, a.Seq)
-			n.mu.Unlock()
-		}
+		n.postFailed(a, err)
 		return n.classifyErr(err)
 	}
 	return n.finishTopLevel(a, ch, ts, sig)
 }
 
-// deliverGrouped threads a finding under the first message with the same
-// crossing and bumps that message's count.
-func (n *SlackNotifier) deliverGrouped(ctx context.Context, a *alert, g *group, sig string) (string, time.Duration, error) {
+// deliverGrouped threads a finding under the first message of the same
+// incident and bumps that message's count.
+func (n *SlackNotifier) deliverGrouped(a *alert, g *group, sig string) (string, time.Duration, error) {
 	grouped := *a
 	grouped.Kind = "grouped"
+	ctx, cancel := n.callCtx()
+	defer cancel()
 	if _, _, err := n.api.PostMessageContext(ctx, g.Channel, slack.MsgOptionText(n.replyText(&grouped), false), slack.MsgOptionTS(g.TS)); err != nil {
 		return n.classifyErr(err)
 	}
 	n.mu.Lock()
 	g.Count++
-	count, root := g.Count, g.Root
-	n.threads[a.LeakID] = g.thread
+	count, root, owner := g.Count, g.Root, g.owner()
+	th := thread{Channel: g.Channel, TS: g.TS, At: n.now(), Tenants: len(a.Tenants), Edges: len(a.Edges) + a.MoreEdges,
+		Severity: a.Severity, Owner: owner}
+	n.threads[a.LeakID] = th
+	recs := []outboxRecord{th.record(a.LeakID), g.record(sig)}
+	if ot, ok := n.threads[owner]; ok && ot.TS == g.TS {
+		ot.Count = count
+		n.threads[owner] = ot
+		recs = append(recs, ot.record(owner))
+	}
 	n.mu.Unlock()
 	// The count on the first message is a convenience: a failed update is logged, not retried.
-	if _, _, _, err := n.api.UpdateMessageContext(ctx, g.Channel, g.TS,
+	uctx, ucancel := n.callCtx()
+	defer ucancel()
+	if _, _, _, err := n.api.UpdateMessageContext(uctx, g.Channel, g.TS,
 		slack.MsgOptionText(headlineText(root), false), slack.MsgOptionBlocks(n.blocks(root, count)...)); err != nil {
 		n.logger.Warn("could not update the grouped message's count", zap.String("leak_id", root.LeakID), zap.Error(err))
 	}
-	if err := n.ob.append(
-		outboxRecord{Type: "thread", LeakID: a.LeakID, Channel: g.Channel, TS: g.TS, At: n.now()},
-		outboxRecord{Type: "done", Seq: root.Seq, Alert: root, LeakID: root.LeakID, Channel: g.Channel, TS: g.TS, Sig: sig, Count: count, At: g.At},
-	); err != nil {
-		n.logger.Warn("Slack outbox write failed", zap.Error(err))
+	return n.finish(a, ResultGrouped, recs...)
+}
+
+// deliverChange tells a later version of an announced finding. The top-level
+// message is edited (chat.update) to show the finding's current state when
+// the finding owns it, and for an escalation also when the finding was
+// grouped into another's message (the incident is now as severe as its
+// worst finding). Every change but closing also posts a thread reply that
+// says what changed. chat.update is idempotent: when a restart or a retry
+// repeats this alert, the edit is simply applied again.
+func (n *SlackNotifier) deliverChange(a *alert, th thread) (string, time.Duration, error) {
+	owner := th.Owner
+	if owner == "" {
+		owner = a.LeakID
 	}
-	return n.finish(a, ResultGrouped, "", "", "")
+	edit := owner == a.LeakID || a.Kind == "escalated"
+	if !edit && a.Kind == "closed" {
+		return n.finish(a, ResultSkipped) // nothing to show in another finding's message
+	}
+	if edit {
+		n.mu.Lock()
+		count := 1
+		if ot, ok := n.threads[owner]; ok {
+			count = max(ot.Count, 1)
+		}
+		n.mu.Unlock()
+		ctx, cancel := n.callCtx()
+		_, _, _, err := n.api.UpdateMessageContext(ctx, th.Channel, th.TS,
+			slack.MsgOptionText(headlineText(a), false), slack.MsgOptionBlocks(n.blocks(a, count)...))
+		cancel()
+		switch {
+		case err == nil:
+			n.mu.Lock()
+			for _, g := range n.groups {
+				if g.TS == th.TS && g.Channel == th.Channel {
+					g.Root = a // later count updates show this state
+				}
+			}
+			n.mu.Unlock()
+		case messageGone(err):
+			n.logger.Warn("cannot edit the finding's Slack message (deleted, or not ours); replying in its thread only",
+				zap.String("leak_id", a.LeakID), zap.Error(err))
+		default:
+			return n.classifyErr(err)
+		}
+	}
+	if a.Kind != "closed" {
+		text := n.replyText(a)
+		if owner != a.LeakID {
+			text = fmt.Sprintf("Finding %s (trace %s): %s", code(a.LeakID), code(a.TraceID), text)
+		}
+		ctx, cancel := n.callCtx()
+		_, _, err := n.api.PostMessageContext(ctx, th.Channel, slack.MsgOptionText(text, false), slack.MsgOptionTS(th.TS))
+		cancel()
+		if err != nil {
+			return n.classifyErr(err)
+		}
+	}
+	// Remember how far the thread has been told, for the next start.
+	n.mu.Lock()
+	th = n.threads[a.LeakID]
+	th.Tenants, th.Edges = max(th.Tenants, len(a.Tenants)), max(th.Edges, len(a.Edges)+a.MoreEdges)
+	if detector.Severity(a.Severity).Rank() > detector.Severity(th.Severity).Rank() {
+		th.Severity = a.Severity
+	}
+	n.threads[a.LeakID] = th
+	rec := th.record(a.LeakID)
+	n.mu.Unlock()
+	return n.finish(a, ResultDelivered, rec)
 }
 
 func (n *SlackNotifier) finishTopLevel(a *alert, ch, ts, sig string) (string, time.Duration, error) {
 	now := n.now()
 	n.mu.Lock()
-	n.threads[a.LeakID] = thread{Channel: ch, TS: ts, At: now, Tenants: len(a.Tenants), Edges: len(a.Edges) + a.MoreEdges}
-	n.groups[sig] = &group{thread: thread{Channel: ch, TS: ts, At: now}, Count: 1, Root: a}
+	th := thread{Channel: ch, TS: ts, At: now, Tenants: len(a.Tenants), Edges: len(a.Edges) + a.MoreEdges, Severity: a.Severity, Count: 1}
+	n.threads[a.LeakID] = th
+	recs := []outboxRecord{th.record(a.LeakID)}
+	if g := n.groups[sig]; sig != "" && (g == nil || n.now().Sub(g.At) >= n.cfg.GroupWindow) {
+		g = &group{thread: thread{Channel: ch, TS: ts, At: now, Count: 1, Owner: a.LeakID}, Root: a}
+		n.groups[sig] = g
+		recs = append(recs, g.record(sig))
+	}
 	n.mu.Unlock()
-	return n.finish(a, ResultDelivered, ch, ts, sig)
+	return n.finish(a, ResultDelivered, recs...)
 }
 
-// finish records the outcome durably.
-func (n *SlackNotifier) finish(a *alert, result, ch, ts, sig string) (string, time.Duration, error) {
-	rec := outboxRecord{Type: "done", Seq: a.Seq, LeakID: a.LeakID, Result: result, Channel: ch, TS: ts, At: n.now(),
-		Tenants: len(a.Tenants), Edges: len(a.Edges) + a.MoreEdges}
-	if result == ResultDelivered && a.Kind == "update" {
-		// Remember how far the thread has been told, for the next start.
-		n.mu.Lock()
-		th := n.threads[a.LeakID]
-		th.Tenants, th.Edges = rec.Tenants, rec.Edges
-		n.threads[a.LeakID] = th
-		n.mu.Unlock()
-		rec = outboxRecord{Type: "done", Seq: a.Seq, LeakID: a.LeakID, Result: result, Channel: th.Channel, TS: th.TS, At: th.At,
-			Tenants: th.Tenants, Edges: th.Edges}
-	}
-	if sig != "" && ts != "" {
-		rec.Sig, rec.Alert, rec.Count = sig, a, 1
-	}
-	if err := n.ob.append(rec); err != nil {
+// finish records the outcome durably, after recs (where the finding's
+// message is), in one write.
+func (n *SlackNotifier) finish(a *alert, result string, recs ...outboxRecord) (string, time.Duration, error) {
+	recs = append(recs, outboxRecord{Type: "done", Seq: a.Seq, LeakID: a.LeakID, Result: result})
+	if err := n.ob.append(recs...); err != nil {
 		n.logger.Warn("Slack outbox write failed; this alert may be delivered again after a restart", zap.Error(err))
 	}
 	return result, 0, nil
@@ -457,7 +724,9 @@ func (n *SlackNotifier) finish(a *alert, result, ch, ts, sig string) (string, ti
 
 // findPosted looks for a message of ours carrying this leak id, posted
 // since the alert was queued.
-func (n *SlackNotifier) findPosted(ctx context.Context, a *alert) (string, string, error) {
+func (n *SlackNotifier) findPosted(a *alert) (string, string, error) {
+	ctx, cancel := n.callCtx()
+	defer cancel()
 	ch := n.cfg.Channel
 	n.mu.Lock()
 	for _, t := range n.threads {
@@ -486,6 +755,21 @@ func missingScope(err error) bool {
 	return errors.As(err, &se) && (se.Err == "missing_scope" || se.Err == "not_allowed_token_type" || se.Err == "channel_not_found")
 }
 
+// messageGone is Slack saying a message cannot be edited: deleted, or not
+// ours. Retrying cannot help.
+func messageGone(err error) bool {
+	var se slack.SlackErrorResponse
+	return errors.As(err, &se) && (se.Err == "message_not_found" || se.Err == "cant_update_message" || se.Err == "edit_window_closed")
+}
+
+// notPosted tells a post that certainly had no effect (Slack answered, or
+// the connection was never made) from one whose outcome is unknown.
+func notPosted(err error) bool {
+	var op *net.OpError
+	var num *strconv.NumError // a 429 whose Retry-After slack-go could not read
+	return definiteRefusal(err) || (errors.As(err, &op) && op.Op == "dial") || errors.As(err, &num)
+}
+
 // definiteRefusal is an answer from Slack (as opposed to a lost reply),
 // so the message was certainly not posted.
 func definiteRefusal(err error) bool {
@@ -499,7 +783,8 @@ func definiteRefusal(err error) bool {
 func (n *SlackNotifier) classifyErr(err error) (string, time.Duration, error) {
 	var rl *slack.RateLimitedError
 	if errors.As(err, &rl) {
-		return ResultRetried, min(max(rl.RetryAfter, time.Second), n.cfg.MaxBackoff), err
+		// Honoured as asked, however long: retrying sooner only earns another 429.
+		return ResultRetried, max(rl.RetryAfter, time.Second), err
 	}
 	var se slack.SlackErrorResponse
 	if errors.As(err, &se) {

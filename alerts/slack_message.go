@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/slack-go/slack"
 
+	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
 )
 
@@ -23,6 +25,8 @@ func (n *SlackNotifier) newAlert(ev *store.Evidence, kind string) *alert {
 	a := &alert{
 		Kind: kind, LeakID: ev.LeakID, Rule: ev.Rule, Severity: ev.Severity, TraceID: ev.TraceID,
 		SpanCount: ev.SpanCount, FirstSeen: ev.FirstSeen, AllowedBy: ev.AllowedBy,
+		Status: ev.Status, Reason: ev.Reason, Reached: n.reached(ev),
+		Message: clip(ev.Message(store.Style{Text: esc, Code: code, Tenant: n.tenant}), maxMessage),
 	}
 	for _, t := range ev.Tenants {
 		a.Tenants = append(a.Tenants, n.tenant(t))
@@ -48,6 +52,19 @@ func (n *SlackNotifier) newAlert(ev *store.Evidence, kind string) *alert {
 	return a
 }
 
+// reached is the first data-bearing, not refused evidence span of a tenant
+// the trace crossed into: what makes a crossing critical.
+func (n *SlackNotifier) reached(ev *store.Evidence) *reachView {
+	for _, e := range ev.CrossingEdges {
+		for _, s := range ev.Spans {
+			if s.Data && s.Outcome != "blocked" && s.Tenant != "" && s.Tenant == e.To.Tenant {
+				return &reachView{Service: s.Service, Span: s.Name, Tenant: n.tenant(s.Tenant)}
+			}
+		}
+	}
+	return nil
+}
+
 // tenant shows a tenant id, or its stable pseudonym: the same tenant always
 // maps to the same pseudonym, so on-call can still tell tenants apart and
 // the incident team can map it back with the key.
@@ -70,26 +87,42 @@ func esc(s string) string {
 
 func code(s string) string { return "`" + esc(s) + "`" }
 
-var severityIcon = map[string]string{
-	"critical": ":rotating_light:",
-	"high":     ":warning:",
-	"medium":   ":large_orange_diamond:",
-	"low":      ":information_source:",
+// maxMessage bounds the sentence a message carries (Slack cuts sections at 3,000 characters).
+const maxMessage = 1000
+
+// clip cuts s to at most n bytes on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
-// headline is the message's first line: an icon and the story in a few words.
-func headline(a *alert) string { return severityIcon[a.Severity] + " " + headlineText(a) }
+var severityIcon = map[detector.Severity]string{
+	detector.SeverityCritical: ":rotating_light:",
+	detector.SeverityHigh:     ":warning:",
+	detector.SeverityMedium:   ":large_orange_diamond:",
+	detector.SeverityLow:      ":information_source:",
+}
 
-// headlineText is the headline without mrkdwn icons: the notification text.
+// headline is the message's first line: an icon and the finding's message.
+func headline(a *alert) string {
+	return severityIcon[detector.Severity(a.Severity)] + " " + headlineText(a)
+}
+
+// headlineText is the headline without mrkdwn icons: the notification
+// text. It is the finding's message (store.Evidence.Message), the sentence
+// the log and `tenantguard leaks` print; an alert queued by an older build
+// has none and is named by rule and leak id.
 func headlineText(a *alert) string {
-	switch {
-	case a.Rule == "tenant_mismatch" && a.Mismatch != nil:
-		return fmt.Sprintf("Tenant mismatch on %s %s", esc(a.Mismatch.Service), code(a.Mismatch.Span))
-	case len(a.Edges) > 0:
-		return fmt.Sprintf("Cross-tenant leak: %s → %s", esc(a.Edges[0].FromTenant), esc(a.Edges[0].ToTenant))
-	default:
-		return fmt.Sprintf("Cross-tenant trace: %s", esc(strings.Join(a.Tenants, ", ")))
+	if a.Message != "" {
+		return a.Message
 	}
+	return fmt.Sprintf("%s finding %s", code(a.Rule), code(a.LeakID))
 }
 
 func edgeLine(e edgeSummary) string {
@@ -110,6 +143,9 @@ func (n *SlackNotifier) blocks(a *alert, count int) []slack.Block {
 	}
 	out := []slack.Block{
 		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "*"+title+"*", false, false), nil, nil),
+	}
+	if line := statusLine(a); line != "" {
+		out = append(out, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, line, false, false), nil, nil))
 	}
 	fields := []*slack.TextBlockObject{
 		mdField("Severity", a.Severity),
@@ -163,11 +199,41 @@ func (n *SlackNotifier) traceURL(traceID string) string {
 	return strings.ReplaceAll(n.cfg.TraceURLTemplate, "{trace_id}", url.PathEscape(traceID))
 }
 
+// statusLine says, on the top-level message, where the finding stands when
+// it is no longer simply open; "" while it is.
+func statusLine(a *alert) string {
+	switch detector.Status(a.Status) {
+	case detector.StatusAllowed:
+		return fmt.Sprintf(":white_check_mark: *Withdrawn*: the trace passed through an allowed path (%s). No action needed.", esc(a.AllowedBy))
+	case detector.StatusReclassified:
+		return ":white_check_mark: *Reclassified*: " + esc(a.Reason) + ". No leak: isolation held."
+	case detector.StatusClosed:
+		return "*Closed*: the trace went idle; this is the finding's final state."
+	}
+	return ""
+}
+
+// escalationText says what raised a finding's severity: "now critical:
+// reached ledger-svc's data (`INSERT entries`, tenant globex)".
+func escalationText(a *alert) string {
+	if a.Reached != nil {
+		return fmt.Sprintf("now %s: reached %s's data (%s, tenant %s)", a.Severity, esc(a.Reached.Service), code(a.Reached.Span), esc(a.Reached.Tenant))
+	}
+	if a.Reason != "" {
+		return fmt.Sprintf("now %s: %s", a.Severity, esc(a.Reason))
+	}
+	return "now " + a.Severity
+}
+
 // replyText is a thread reply for a later version of a finding.
 func (n *SlackNotifier) replyText(a *alert) string {
 	switch a.Kind {
 	case "withdrawn":
 		return fmt.Sprintf("Withdrawn: the trace passed through an allowed path (%s). No action needed.", esc(a.AllowedBy))
+	case "reclassified":
+		return fmt.Sprintf("Reclassified: %s. %s", esc(a.Reason), a.Message)
+	case "escalated":
+		return fmt.Sprintf("%s %s\n%s", severityIcon[detector.Severity(a.Severity)], escalationText(a), a.Message)
 	case "grouped":
 		return fmt.Sprintf("Same crossing again in trace %s (leak %s): %s", code(a.TraceID), code(a.LeakID), headline(a))
 	default:

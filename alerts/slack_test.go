@@ -3,10 +3,7 @@ package alerts
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,112 +14,12 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/tenantguard/tenantguard/alerts/slacktest"
 	"github.com/tenantguard/tenantguard/config"
 	"github.com/tenantguard/tenantguard/store"
 )
 
-// slackServer is a local HTTP server speaking the parts of Slack's Web API
-// and incoming webhooks the notifier uses. It records every request body
-// and can be told to fail.
-type slackServer struct {
-	*httptest.Server
-	mu        sync.Mutex
-	posts     []slackPost // chat.postMessage, in order
-	updates   []slackPost // chat.update
-	hooks     []string    // webhook bodies
-	bodies    []string    // every raw request body
-	fail429   int         // answer this many requests with 429 Retry-After: 1
-	failCode  int         // answer every request with this status while set
-	nextTS    int
-	histories int
-}
-
-type slackPost struct {
-	Channel, Text, Blocks, ThreadTS, TS, Metadata string
-}
-
-func newSlackServer(t *testing.T) *slackServer {
-	s := &slackServer{nextTS: 100}
-	s.Server = httptest.NewServer(http.HandlerFunc(s.handle))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *slackServer) handle(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.bodies = append(s.bodies, string(body))
-	if s.fail429 > 0 {
-		s.fail429--
-		w.Header().Set("Retry-After", "1")
-		w.WriteHeader(http.StatusTooManyRequests)
-		return
-	}
-	if s.failCode != 0 {
-		w.WriteHeader(s.failCode)
-		return
-	}
-	if r.URL.Path == "/webhook" {
-		s.hooks = append(s.hooks, string(body))
-		_, _ = io.WriteString(w, "ok")
-		return
-	}
-	r.Body = io.NopCloser(strings.NewReader(string(body)))
-	_ = r.ParseForm()
-	p := slackPost{Channel: r.Form.Get("channel"), Text: r.Form.Get("text"), Blocks: r.Form.Get("blocks"),
-		ThreadTS: r.Form.Get("thread_ts"), Metadata: r.Form.Get("metadata"), TS: r.Form.Get("ts")}
-	w.Header().Set("Content-Type", "application/json")
-	switch r.URL.Path {
-	case "/api/chat.postMessage":
-		s.nextTS++
-		p.TS = fmt.Sprintf("1700000000.%06d", s.nextTS)
-		s.posts = append(s.posts, p)
-		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": "C0LEAKS", "ts": p.TS})
-	case "/api/chat.update":
-		s.updates = append(s.updates, p)
-		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": p.Channel, "ts": p.TS})
-	case "/api/conversations.history":
-		s.histories++
-		var msgs []map[string]any
-		for _, post := range s.posts {
-			if post.ThreadTS != "" {
-				continue
-			}
-			var md map[string]any
-			_ = json.Unmarshal([]byte(post.Metadata), &md)
-			msgs = append(msgs, map[string]any{"type": "message", "ts": post.TS, "text": post.Text, "metadata": md})
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "messages": msgs})
-	default:
-		_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "unknown_method"})
-	}
-}
-
-func (s *slackServer) snapshot() (posts, updates []slackPost, hooks []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]slackPost(nil), s.posts...), append([]slackPost(nil), s.updates...), append([]string(nil), s.hooks...)
-}
-
-func (s *slackServer) topLevel() []slackPost {
-	posts, _, _ := s.snapshot()
-	var out []slackPost
-	for _, p := range posts {
-		if p.ThreadTS == "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func (s *slackServer) set(f func(*slackServer)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f(s)
-}
-
-func botConfig(t *testing.T, srv *slackServer, outbox string) config.Slack {
+func botConfig(t *testing.T, srv *slacktest.Server, outbox string) config.Slack {
 	cfg := config.DefaultSlack()
 	cfg.Token = configopaque.String("xoxb-test-token")
 	cfg.Channel = "#leaks"
@@ -207,14 +104,14 @@ func notify(t *testing.T, n *SlackNotifier, ev *store.Evidence) {
 }
 
 func TestSlackBotOneMessagePerFindingWithThreadedUpdates(t *testing.T) {
-	srv := newSlackServer(t)
-	n, res := startSlack(t, botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl")))
+	srv := slacktest.NewServer(t)
+	n, _ := startSlack(t, botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl")))
 	defer closeSlack(t, n)
 
 	ev := leak("leak1", "4bf92f3577b34da6a3ce929d0e0e4736", "acme", "globex")
 	notify(t, n, ev)
-	waitFor(t, "top-level message", func() bool { return len(srv.topLevel()) == 1 })
-	top := srv.topLevel()[0]
+	waitFor(t, "top-level message", func() bool { return len(srv.TopLevel()) == 1 })
+	top := srv.TopLevel()[0]
 	for _, want := range []string{"acme", "globex", "gateway", "GET /inventory", "inventory-svc", "SELECT stock",
 		"https://jaeger.example.com/trace/4bf92f3577b34da6a3ce929d0e0e4736", "https://wiki.example.com/runbooks/tenant-leak",
 		"leak1", "critical", "cross_tenant_trace"} {
@@ -222,8 +119,8 @@ func TestSlackBotOneMessagePerFindingWithThreadedUpdates(t *testing.T) {
 			t.Errorf("message blocks lack %q:\n%s", want, top.Blocks)
 		}
 	}
-	if top.Text != "Cross-tenant leak: acme → globex" {
-		t.Errorf("notification text %q", top.Text)
+	if want := ev.Message(store.Plain); top.Text != want || !strings.Contains(top.Blocks, want) {
+		t.Errorf("notification text %q, want the finding's message %q in the text and the blocks", top.Text, want)
 	}
 	if !strings.Contains(top.Metadata, `"leak_id":"leak1"`) {
 		t.Errorf("message metadata must carry the leak id: %s", top.Metadata)
@@ -233,23 +130,31 @@ func TestSlackBotOneMessagePerFindingWithThreadedUpdates(t *testing.T) {
 	v2 := leak("leak1", ev.TraceID, "acme", "globex")
 	v2.Version, v2.Tenants = 2, []string{"acme", "globex", "initech"}
 	notify(t, n, v2)
-	// Nothing new: no message.
-	v3 := *v2
-	v3.Version, v3.Status, v3.SpanCount = 3, "closed", 9
-	notify(t, n, &v3)
-	waitFor(t, "thread reply", func() bool { posts, _, _ := srv.snapshot(); return len(posts) == 2 })
-	posts, _, _ := srv.snapshot()
+	waitFor(t, "thread reply", func() bool { posts, _, _ := srv.Snapshot(); return len(posts) == 2 })
+	posts, _, _ := srv.Snapshot()
 	if posts[1].ThreadTS != top.TS || !strings.Contains(posts[1].Text, "initech") {
 		t.Errorf("update must be a reply in the finding's thread: %+v", posts[1])
 	}
-	waitFor(t, "skips counted", func() bool { return res.count(ResultSkipped) == 1 })
-	if len(srv.topLevel()) != 1 {
-		t.Fatalf("updates created top-level messages: %d", len(srv.topLevel()))
+	// Nothing new but the end: the top-level message is edited to say so,
+	// and nothing is posted.
+	v3 := *v2
+	v3.Version, v3.Status, v3.SpanCount = 3, "closed", 9
+	notify(t, n, &v3)
+	waitFor(t, "closing edit", func() bool {
+		_, updates, _ := srv.Snapshot()
+		return len(updates) > 0 && strings.Contains(updates[len(updates)-1].Blocks, "Closed")
+	})
+	posts, updates, _ := srv.Snapshot()
+	if last := updates[len(updates)-1]; last.TS != top.TS || !strings.Contains(last.Blocks, "initech") {
+		t.Errorf("the closing edit must be of the finding's message and show its last state: %+v", last)
+	}
+	if len(posts) != 2 || len(srv.TopLevel()) != 1 {
+		t.Fatalf("closing posted a message: %d posts, %d top-level", len(posts), len(srv.TopLevel()))
 	}
 }
 
 func TestSlackGroupsTheSameCrossingWithinTheWindow(t *testing.T) {
-	srv := newSlackServer(t)
+	srv := slacktest.NewServer(t)
 	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -260,10 +165,10 @@ func TestSlackGroupsTheSameCrossingWithinTheWindow(t *testing.T) {
 	notify(t, n, leak("leak2", "00000000000000000000000000000002", "acme", "globex"))
 	notify(t, n, leak("leak3", "00000000000000000000000000000003", "acme", "globex"))
 	waitFor(t, "grouped", func() bool { return res.count(ResultGrouped) == 2 })
-	if got := len(srv.topLevel()); got != 1 {
+	if got := len(srv.TopLevel()); got != 1 {
 		t.Fatalf("three findings with one crossing made %d top-level messages, want 1", got)
 	}
-	_, updates, _ := srv.snapshot()
+	_, updates, _ := srv.Snapshot()
 	if len(updates) != 2 || !strings.Contains(updates[1].Blocks, "×3") {
 		t.Fatalf("the first message should show the count ×3: %+v", updates)
 	}
@@ -272,14 +177,14 @@ func TestSlackGroupsTheSameCrossingWithinTheWindow(t *testing.T) {
 	now = now.Add(11 * time.Minute)
 	mu.Unlock()
 	notify(t, n, leak("leak4", "00000000000000000000000000000004", "acme", "globex"))
-	waitFor(t, "new top-level after window", func() bool { return len(srv.topLevel()) == 2 })
+	waitFor(t, "new top-level after window", func() bool { return len(srv.TopLevel()) == 2 })
 	// A different tenant pair is a different message.
 	notify(t, n, leak("leak5", "00000000000000000000000000000005", "acme", "umbrella"))
-	waitFor(t, "other pair", func() bool { return len(srv.topLevel()) == 3 })
+	waitFor(t, "other pair", func() bool { return len(srv.TopLevel()) == 3 })
 }
 
 func TestSlackWebhookMode(t *testing.T) {
-	srv := newSlackServer(t)
+	srv := slacktest.NewServer(t)
 	cfg := config.DefaultSlack()
 	cfg.WebhookURL = configopaque.String(srv.URL + "/webhook")
 	cfg.OutboxPath = filepath.Join(t.TempDir(), "outbox.jsonl")
@@ -294,7 +199,7 @@ func TestSlackWebhookMode(t *testing.T) {
 	up.Version, up.Tenants = 2, []string{"acme", "globex", "initech"}
 	notify(t, n, &up)
 	waitFor(t, "webhook delivery", func() bool { return res.count(ResultDelivered) == 1 && res.count(ResultSkipped) == 1 })
-	_, _, hooks := srv.snapshot()
+	_, _, hooks := srv.Snapshot()
 	if len(hooks) != 1 {
 		t.Fatalf("want exactly one webhook message, got %d", len(hooks))
 	}
@@ -308,8 +213,8 @@ func TestSlackWebhookMode(t *testing.T) {
 }
 
 func TestSlackHonoursRateLimitsAndOutages(t *testing.T) {
-	srv := newSlackServer(t)
-	srv.set(func(s *slackServer) { s.fail429 = 2 })
+	srv := slacktest.NewServer(t)
+	srv.Set(func(s *slacktest.Server) { s.Fail429 = 2 })
 	n, res := startSlack(t, botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl")))
 	defer closeSlack(t, n)
 	start := time.Now()
@@ -323,29 +228,29 @@ func TestSlackHonoursRateLimitsAndOutages(t *testing.T) {
 	}
 
 	// Slack down (503), then back.
-	srv.set(func(s *slackServer) { s.failCode = http.StatusServiceUnavailable })
+	srv.Set(func(s *slacktest.Server) { s.FailCode = http.StatusServiceUnavailable })
 	notify(t, n, leak("leak2", "00000000000000000000000000000002", "acme", "umbrella"))
 	waitFor(t, "a failed attempt", func() bool { return res.count(ResultRetried) >= 3 })
 	if n.Pending() != 1 {
 		t.Fatalf("the alert must stay pending while Slack is down: %d", n.Pending())
 	}
-	srv.set(func(s *slackServer) { s.failCode = 0 })
+	srv.Set(func(s *slacktest.Server) { s.FailCode = 0 })
 	waitFor(t, "delivery after outage", func() bool { return res.count(ResultDelivered) == 2 })
-	if got := len(srv.topLevel()); got != 2 {
+	if got := len(srv.TopLevel()); got != 2 {
 		t.Fatalf("want 2 top-level messages, got %d", got)
 	}
 }
 
 func TestSlackPendingAlertsSurviveRestart(t *testing.T) {
-	srv := newSlackServer(t)
+	srv := slacktest.NewServer(t)
 	outbox := filepath.Join(t.TempDir(), "outbox.jsonl")
-	srv.set(func(s *slackServer) { s.failCode = http.StatusBadGateway })
+	srv.Set(func(s *slacktest.Server) { s.FailCode = http.StatusBadGateway })
 	n, _ := startSlack(t, botConfig(t, srv, outbox))
 	notify(t, n, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
-	waitFor(t, "first attempt", func() bool { srv.mu.Lock(); defer srv.mu.Unlock(); return len(srv.bodies) > 0 })
+	waitFor(t, "first attempt", func() bool { return len(srv.Bodies()) > 0 })
 	closeSlack(t, n)
 
-	srv.set(func(s *slackServer) { s.failCode = 0 })
+	srv.Set(func(s *slacktest.Server) { s.FailCode = 0 })
 	n2, res := startSlack(t, botConfig(t, srv, outbox))
 	waitFor(t, "delivery after restart", func() bool { return res.count(ResultDelivered) == 1 })
 	// The finding's later version threads under the message, not a new one.
@@ -354,24 +259,30 @@ func TestSlackPendingAlertsSurviveRestart(t *testing.T) {
 	notify(t, n2, up)
 	waitFor(t, "reply", func() bool { return res.count(ResultDelivered) == 2 })
 	closeSlack(t, n2)
-	if got := len(srv.topLevel()); got != 1 {
+	if got := len(srv.TopLevel()); got != 1 {
 		t.Fatalf("want one top-level message across the restart, got %d", got)
 	}
 
 	// A third start must not deliver anything again.
 	n3, res3 := startSlack(t, botConfig(t, srv, outbox))
-	notify(t, n3, up) // a replayed version of an announced finding
-	time.Sleep(200 * time.Millisecond)
+	// Nothing was left pending, and a replayed version of an announced
+	// finding is classified as no news when Notify returns: nothing is
+	// queued that could be delivered later.
+	pendingAtStart := n3.Pending()
+	notify(t, n3, up)
+	if pendingAtStart != 0 || n3.Pending() != 0 || res3.count(ResultSkipped) != 1 {
+		t.Fatalf("restart queued an announced finding again: pending %d then %d, results %v", pendingAtStart, n3.Pending(), res3.got)
+	}
 	closeSlack(t, n3)
-	if res3.count(ResultDelivered) != 0 || len(srv.topLevel()) != 1 {
-		t.Fatalf("restart re-delivered: %v, top-level %d", res3.got, len(srv.topLevel()))
+	if res3.count(ResultDelivered) != 0 || len(srv.TopLevel()) != 1 {
+		t.Fatalf("restart re-delivered: %v, top-level %d", res3.got, len(srv.TopLevel()))
 	}
 }
 
 // A crash after Slack accepted the message but before the outbox recorded
 // it must not produce a second top-level message.
 func TestSlackCrashBetweenPostAndRecordPostsOnce(t *testing.T) {
-	srv := newSlackServer(t)
+	srv := slacktest.NewServer(t)
 	outbox := filepath.Join(t.TempDir(), "outbox.jsonl")
 	cfg := botConfig(t, srv, outbox)
 	n, err := NewSlack(cfg, zap.NewNop())
@@ -394,16 +305,16 @@ func TestSlackCrashBetweenPostAndRecordPostsOnce(t *testing.T) {
 	n2, res := startSlack(t, cfg)
 	waitFor(t, "recovery", func() bool { return n2.Pending() == 0 })
 	closeSlack(t, n2)
-	if got := len(srv.topLevel()); got != 1 {
+	if got := len(srv.TopLevel()); got != 1 {
 		t.Fatalf("crash recovery posted again: %d top-level messages", got)
 	}
-	if res.count(ResultDelivered) != 1 || srv.histories == 0 {
-		t.Fatalf("recovery should find the message in history: results %v, history calls %d", res.got, srv.histories)
+	if res.count(ResultDelivered) != 1 || srv.Histories() == 0 {
+		t.Fatalf("recovery should find the message in history: results %v, history calls %d", res.got, srv.Histories())
 	}
 }
 
 func TestSlackRedactsAndEscapes(t *testing.T) {
-	srv := newSlackServer(t)
+	srv := slacktest.NewServer(t)
 	cfg := botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl"))
 	cfg.PseudonymizeTenants = true
 	cfg.PseudonymKey = "0123456789abcdef0123"
@@ -414,9 +325,7 @@ func TestSlackRedactsAndEscapes(t *testing.T) {
 	notify(t, n, ev)
 	waitFor(t, "delivery", func() bool { return res.count(ResultDelivered) == 1 })
 	closeSlack(t, n)
-	srv.mu.Lock()
-	defer srv.mu.Unlock()
-	for _, b := range srv.bodies {
+	for _, b := range srv.Bodies() {
 		for _, secret := range []string{"acme-corp", "globex-inc", "<!channel>", "<https://evil.example"} {
 			if strings.Contains(b, secret) {
 				t.Errorf("payload contains %q", secret)
@@ -424,16 +333,17 @@ func TestSlackRedactsAndEscapes(t *testing.T) {
 		}
 	}
 	p := pseudonym(cfg, "acme-corp")
-	if !strings.Contains(srv.posts[0].Blocks, p) || p == pseudonym(cfg, "globex-inc") {
-		t.Errorf("tenants must appear as stable, distinct pseudonyms (%s): %s", p, srv.posts[0].Blocks)
+	posts, _, _ := srv.Snapshot()
+	if !strings.Contains(posts[0].Blocks, p) || p == pseudonym(cfg, "globex-inc") {
+		t.Errorf("tenants must appear as stable, distinct pseudonyms (%s): %s", p, posts[0].Blocks)
 	}
-	if !strings.Contains(srv.posts[0].Blocks, `\u0026lt;!channel\u0026gt;`) {
-		t.Errorf("span name must be escaped: %s", srv.posts[0].Blocks)
+	if !strings.Contains(posts[0].Blocks, `\u0026lt;!channel\u0026gt;`) {
+		t.Errorf("span name must be escaped: %s", posts[0].Blocks)
 	}
 }
 
 func TestSlackSkipsBelowMinSeverityAndWithdrawsAllowed(t *testing.T) {
-	srv := newSlackServer(t)
+	srv := slacktest.NewServer(t)
 	n, res := startSlack(t, botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl")))
 	defer closeSlack(t, n)
 	low := leak("low1", "00000000000000000000000000000001", "acme", "globex")
@@ -441,12 +351,12 @@ func TestSlackSkipsBelowMinSeverityAndWithdrawsAllowed(t *testing.T) {
 	notify(t, n, low)
 	ev := leak("leak2", "00000000000000000000000000000002", "acme", "globex")
 	notify(t, n, ev)
-	waitFor(t, "post", func() bool { return len(srv.topLevel()) == 1 })
+	waitFor(t, "post", func() bool { return len(srv.TopLevel()) == 1 })
 	withdrawn := *ev
 	withdrawn.Version, withdrawn.Status, withdrawn.AllowedBy = 2, "allowed", "allow.services: admin-console"
 	notify(t, n, &withdrawn)
-	waitFor(t, "withdrawal reply", func() bool { posts, _, _ := srv.snapshot(); return len(posts) == 2 })
-	posts, _, _ := srv.snapshot()
+	waitFor(t, "withdrawal reply", func() bool { posts, _, _ := srv.Snapshot(); return len(posts) == 2 })
+	posts, _, _ := srv.Snapshot()
 	if !strings.Contains(posts[1].Text, "Withdrawn") || posts[1].ThreadTS != posts[0].TS {
 		t.Fatalf("withdrawal must reply in the thread: %+v", posts[1])
 	}
@@ -463,7 +373,7 @@ func pseudonym(cfg config.Slack, t string) string {
 // Webhooks cannot thread, but a restart must still not announce a finding
 // that was already announced.
 func TestSlackWebhookRestartDoesNotRepeat(t *testing.T) {
-	srv := newSlackServer(t)
+	srv := slacktest.NewServer(t)
 	cfg := config.DefaultSlack()
 	cfg.WebhookURL = configopaque.String(srv.URL + "/webhook")
 	cfg.OutboxPath = filepath.Join(t.TempDir(), "outbox.jsonl")
@@ -478,7 +388,7 @@ func TestSlackWebhookRestartDoesNotRepeat(t *testing.T) {
 	again.Version = 7 // the detector, restarted, reports the finding anew
 	notify(t, n2, &again)
 	closeSlack(t, n2)
-	if _, _, hooks := srv.snapshot(); len(hooks) != 1 || res2.count(ResultDelivered) != 0 {
+	if _, _, hooks := srv.Snapshot(); len(hooks) != 1 || res2.count(ResultDelivered) != 0 {
 		t.Fatalf("restart re-announced the finding: %d webhook messages", len(hooks))
 	}
 }

@@ -16,7 +16,7 @@ tg() { "$tmp/tg.test" -test.run '^$' "$@"; }
 peers() { (cd peers && "$tmp/peers.test" -test.run '^$' "$@"); }
 
 want() { [ $# -eq 0 ] || [[ " $SECTIONS " == *" $1 "* ]]; }
-SECTIONS="${*:-1 2 3 4 5 6 7}"
+SECTIONS="${*:-1 2 3 4 5 6 7 9}"
 
 echo "== build"
 go test -c -o "$tmp/tg.test" .
@@ -68,6 +68,11 @@ if want 7; then
   go run ./load -spans 1000000 -rate 50000 -reps 3 | tee "$out/load.txt"
 fi
 
+if want 9; then
+echo "== 9. durable acknowledgement: clean and 1% leaking, 1 and 8 senders"
+tg -test.bench '^BenchmarkDurableAck$' -test.benchtime 400x -test.count "$COUNT" | tee "$out/durable.txt"
+fi
+
 echo "== summaries"
 stat() { if [ -s "$out/$1.txt" ]; then benchstat "${@:2}" "$out/$1.txt" > "$out/$1.stat"; fi; }
 stat compare -col /proc
@@ -77,4 +82,5 @@ stat latency
 stat parallel
 stat budget
 stat load -col /collector
+stat durable
 ls -l "$out"

@@ -4,10 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/config/configopaque"
+	"go.opentelemetry.io/collector/confmap"
+
+	"github.com/tenantguard/tenantguard/detector"
 )
 
 // Alerts says who is told about findings.
@@ -56,36 +60,48 @@ type Slack struct {
 	OutboxPath string `mapstructure:"outbox_path"`
 	// Timeout bounds one Slack call. Default: 10s.
 	Timeout time.Duration `mapstructure:"timeout"`
+	// InitialBackoff is the wait before an alert's first retry; each
+	// further failure of the same alert doubles it, up to MaxBackoff (a
+	// larger value is cut to MaxBackoff). Default: 1s.
+	InitialBackoff time.Duration `mapstructure:"initial_backoff"`
 	// MaxBackoff caps the wait between retries. Default: 5m.
 	MaxBackoff time.Duration `mapstructure:"max_backoff"`
+
+	// written lists which of token, webhook_url and channel the
+	// configuration wrote, whatever they resolved to.
+	written []string
+}
+
+// slackKeys are the keys whose presence says Slack is meant to be on.
+var slackKeys = []string{"token", "webhook_url", "channel"}
+
+// Unmarshal decodes the section and remembers which keys it wrote, so that
+// CheckSecrets can tell "Slack off" (no key) from "a secret resolved to
+// nothing" (`token: ${env:SLACK_BOT_TOKEN}` with the variable unset).
+func (s *Slack) Unmarshal(conf *confmap.Conf) error {
+	s.written = s.written[:0]
+	for _, k := range slackKeys {
+		if conf.IsSet(k) {
+			s.written = append(s.written, k)
+		}
+	}
+	return conf.Unmarshal(s)
 }
 
 // DefaultSlack returns the Slack defaults (off).
 func DefaultSlack() Slack {
 	return Slack{
-		MinSeverity: "high",
-		GroupWindow: 10 * time.Minute,
-		OutboxPath:  "./data/slack-outbox.jsonl",
-		Timeout:     10 * time.Second,
-		MaxBackoff:  5 * time.Minute,
+		MinSeverity:    string(detector.SeverityHigh),
+		GroupWindow:    10 * time.Minute,
+		OutboxPath:     "./data/slack-outbox.jsonl",
+		Timeout:        10 * time.Second,
+		InitialBackoff: time.Second,
+		MaxBackoff:     5 * time.Minute,
 	}
 }
 
 // Enabled reports whether a token or webhook is configured.
 func (s *Slack) Enabled() bool { return s.Token != "" || s.WebhookURL != "" }
-
-// Severities, lowest first.
-var Severities = []string{"low", "medium", "high", "critical"}
-
-// SeverityRank orders severities; unknown ones rank 0.
-func SeverityRank(s string) int {
-	for i, v := range Severities {
-		if v == s {
-			return i + 1
-		}
-	}
-	return 0
-}
 
 // Validate names the bad field. Secrets are never echoed.
 func (s *Slack) Validate() error {
@@ -115,8 +131,8 @@ func (s *Slack) Validate() error {
 	if s.TraceURLTemplate != "" && !strings.Contains(s.TraceURLTemplate, "{trace_id}") {
 		errs = append(errs, fmt.Errorf("alerts.slack.trace_url_template: %q has no {trace_id}", s.TraceURLTemplate))
 	}
-	if SeverityRank(s.MinSeverity) == 0 {
-		errs = append(errs, fmt.Errorf("alerts.slack.min_severity: %q is not one of %s", s.MinSeverity, strings.Join(Severities, ", ")))
+	if _, err := detector.ParseSeverity(s.MinSeverity); err != nil {
+		errs = append(errs, fmt.Errorf("alerts.slack.min_severity: %w", err))
 	}
 	if s.GroupWindow < 0 {
 		errs = append(errs, fmt.Errorf("alerts.slack.group_window: must not be negative, got %s", s.GroupWindow))
@@ -130,17 +146,25 @@ func (s *Slack) Validate() error {
 	if s.Timeout <= 0 || s.MaxBackoff <= 0 {
 		errs = append(errs, errors.New("alerts.slack.timeout and max_backoff: must be positive"))
 	}
+	if s.InitialBackoff <= 0 {
+		errs = append(errs, fmt.Errorf("alerts.slack.initial_backoff: must be positive, got %s", s.InitialBackoff))
+	}
 	return errors.Join(errs...)
 }
 
-// Metrics configures the Prometheus endpoint.
-type Metrics struct {
-	// Endpoint serves /metrics. Every tenantguard processor in the process
-	// shares one registry and one server per endpoint. Empty turns it off.
-	// Default: 127.0.0.1:9464 (loopback: metrics name services and tenants'
-	// traffic shapes).
-	Endpoint string `mapstructure:"endpoint"`
+// CheckSecrets refuses a Slack section that names a destination but
+// resolved to no secret: alerts would silently go nowhere. The collector
+// checks it when it builds the processor, not in Validate: the analyst
+// commands read the same config where the secrets need not be set.
+func (s *Slack) CheckSecrets() error {
+	var errs []error
+	for _, k := range s.written {
+		switch {
+		case k == "token" && s.Token == "", k == "webhook_url" && s.WebhookURL == "":
+			errs = append(errs, fmt.Errorf("alerts.slack.%s: is empty (an unset environment variable?); set it, or remove the key to turn Slack off", k))
+		case k == "channel" && !s.Enabled() && !slices.Contains(s.written, "token") && !slices.Contains(s.written, "webhook_url"):
+			errs = append(errs, errors.New("alerts.slack.token: required with channel; set it, or remove channel to turn Slack off"))
+		}
+	}
+	return errors.Join(errs...)
 }
-
-// DefaultMetricsEndpoint is where /metrics is served unless configured.
-const DefaultMetricsEndpoint = "127.0.0.1:9464"

@@ -53,8 +53,11 @@ type ClickHouse struct {
 	// Defaults: 1s and 1m.
 	RetryInitial time.Duration `mapstructure:"retry_initial_interval"`
 	RetryMax     time.Duration `mapstructure:"retry_max_interval"`
-	// MaxAttempts moves a record that fails this many times for a reason
-	// other than an unreachable server to the dead-letter file. Default: 5.
+	// MaxAttempts splits a batch that fails this many times for a reason
+	// the shipper does not know (an unlisted server error code), so that
+	// the records around the failing one ship; the failing record is
+	// retried with backoff, never dead-lettered: only a record ClickHouse
+	// refuses goes to the dead-letter file. Default: 5.
 	MaxAttempts int `mapstructure:"max_attempts"`
 }
 

@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
+
+	"github.com/tenantguard/tenantguard/processor"
 )
 
 const (
@@ -22,31 +24,10 @@ const (
 	runbookBaseURL = "https://github.com/tenantguard/tenantguard/blob/main/config/prometheus/README.md#runbook-"
 )
 
-// exportedMetrics are the metric names the processor serves on /metrics. An
-// alert that names anything else watches a series that never exists and so
-// never fires.
-var exportedMetrics = map[string]string{
-	"tenantguard_spans_total":                          "counter",
-	"tenantguard_spans_invalid_total":                  "counter",
-	"tenantguard_service_spans_total":                  "counter",
-	"tenantguard_spans_without_tenant_total":           "counter",
-	"tenantguard_spans_late_total":                     "counter",
-	"tenantguard_tenant_values_rejected_total":         "counter",
-	"tenantguard_traces_in_memory":                     "gauge",
-	"tenantguard_traces_expired_total":                 "counter",
-	"tenantguard_traces_evicted_total":                 "counter",
-	"tenantguard_findings_total":                       "counter",
-	"tenantguard_detection_latency_seconds":            "histogram",
-	"tenantguard_evidence_queue_length":                "gauge",
-	"tenantguard_evidence_queue_capacity":              "gauge",
-	"tenantguard_evidence_dropped_total":               "counter",
-	"tenantguard_store_writes_total":                   "counter",
-	"tenantguard_store_backlog_records":                "gauge",
-	"tenantguard_store_last_success_timestamp_seconds": "gauge",
-	"tenantguard_store_dead_letters_total":             "counter",
-	"tenantguard_alert_deliveries_total":               "counter",
-	"tenantguard_alert_pending":                        "gauge",
-}
+// exportedMetrics are the metric names and types the processor serves on
+// /metrics, from its own declarations. An alert that names anything else
+// watches a series that never exists and so never fires.
+var exportedMetrics = processor.ExportedMetrics()
 
 // expectedAlerts are the alerts on-call relies on; removing one is a decision,
 // not an accident.

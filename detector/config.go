@@ -7,6 +7,8 @@ import (
 	"regexp/syntax"
 	"strings"
 	"time"
+
+	"github.com/tenantguard/tenantguard/detector/sqlscope"
 )
 
 // Config is the detector's rule and state configuration. The processor maps
@@ -59,6 +61,12 @@ type Config struct {
 	// counted by name per hour; the rest count as OtherTenants. 0: coverage
 	// is not counted.
 	CoverageMaxTenants int
+	// MaxServices caps the services with their own coverage counters;
+	// spans of others count under OtherServices. 0: DefaultMaxServices.
+	MaxServices int
+	// ServiceIdle forgets a service's coverage counters after it sent no
+	// span for this long, freeing its place. 0: DefaultServiceIdle.
+	ServiceIdle time.Duration
 	// Shards splits state so that concurrent batches rarely contend; 0 picks
 	// one per CPU.
 	Shards int
@@ -225,7 +233,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if len(c.ScopedTables) > 0 {
-		if _, err := NewSQLScope(c.ScopedTables, c.tenantColumn()); err != nil {
+		if _, err := sqlscope.New(c.ScopedTables, c.tenantColumn()); err != nil {
 			errs = append(errs, fmt.Errorf("unscoped_query: %w", err))
 		}
 	}
@@ -237,6 +245,12 @@ func (c *Config) Validate() error {
 	}
 	if c.CoverageMaxTenants < 0 {
 		errs = append(errs, fmt.Errorf("coverage.max_tenants: must not be negative, got %d", c.CoverageMaxTenants))
+	}
+	if c.MaxServices < 0 {
+		errs = append(errs, fmt.Errorf("max_services: must not be negative, got %d", c.MaxServices))
+	}
+	if c.ServiceIdle < 0 {
+		errs = append(errs, fmt.Errorf("service_idle: must not be negative, got %s", c.ServiceIdle))
 	}
 	if c.Shards < 0 {
 		errs = append(errs, fmt.Errorf("shards: must not be negative, got %d", c.Shards))

@@ -201,8 +201,8 @@ func (r *coverageRow) addService(name string, n ServiceTraces) {
 		}
 	}
 	if i < 0 {
-		if len(r.services) >= maxServicesPerTenant {
-			r.addService(OtherServices, n)
+		if len(r.services) >= maxServicesPerTenant && name != OtherServices {
+			r.addService(OtherServices, n) // _other itself is the one past the cap
 			return
 		}
 		r.services = append(r.services, serviceTally{name: name})

@@ -159,3 +159,27 @@ func TestCoverageOffCountsNothing(t *testing.T) {
 		t.Fatalf("coverage off, got %+v", got)
 	}
 }
+
+// A tenant whose traces pass through more services than a row keeps (a
+// flood of invented service names) counts the rest under _other.
+func TestCoverageFoldsServicesBeyondTheCapIntoOther(t *testing.T) {
+	h := coverageHarness(t, 10)
+	const services = 300
+	for i := range services {
+		h.batch(span(tid(i+1), 1, 0, fmt.Sprintf("svc-%d\xff", i), "GET", ten("acme")))
+	}
+	h.d.Flush()
+	rows := h.d.TakeCoverage(time.Time{})
+	if len(rows) != 1 {
+		t.Fatalf("rows %+v", rows)
+	}
+	var traces uint64
+	for _, n := range rows[0].Services {
+		traces += n.Traces
+	}
+	other := rows[0].Services[detector.OtherServices]
+	if len(rows[0].Services) > 65 || other.Traces == 0 || traces != services {
+		t.Errorf("%d services kept, _other %+v, %d traces in all; want at most 64 named, the rest under _other, %d in all",
+			len(rows[0].Services), other, traces, services)
+	}
+}

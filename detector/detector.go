@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tenantguard/tenantguard/detector/sqlscope"
 )
 
 // Sink receives every new version of a finding. It is called with a shard
@@ -25,7 +27,7 @@ type Detector struct {
 	keys      []string // tenant attributes, then derivation attributes
 	derive    []Derivator
 	bindings  []binding
-	sql       *SQLScope
+	sql       *sqlscope.Scope
 	aware     map[string]struct{}
 	allowSvc  map[string]struct{}
 	shared    map[string]struct{}
@@ -35,6 +37,7 @@ type Detector struct {
 	stats     counters
 	windows   windowLimiter
 	waiting   waitingLinks
+	services  *serviceNames
 }
 
 // waitingLinks holds span links whose producer trace has not arrived yet
@@ -57,16 +60,26 @@ type Derivator struct {
 	KeyIndex  uint8
 	re        *regexp.Regexp
 	group     int
+	rejected  *atomic.Uint64 // the detector's TenantsRejected
 }
 
 // Derive returns the tenant the pattern captures in value, if any. Only
-// the first 4 KiB of value are looked at.
+// the first 4 KiB of value are looked at. A match that reaches that cut
+// might have read on past it (`…&tenant=tailspin` cut after `tail`), so it
+// is discarded, never a tenant, and counted in Stats.TenantsRejected.
 func (dv *Derivator) Derive(value string) (string, bool) {
-	if len(value) > maxDerivationInput {
+	cut := len(value) > maxDerivationInput
+	if cut {
 		value = value[:maxDerivationInput]
 	}
 	m := dv.re.FindStringSubmatchIndex(value)
 	if m == nil || m[2*dv.group] < 0 {
+		return "", false
+	}
+	if cut && m[1] == len(value) {
+		if dv.rejected != nil {
+			dv.rejected.Add(1)
+		}
 		return "", false
 	}
 	return value[m[2*dv.group]:m[2*dv.group+1]], true
@@ -96,20 +109,21 @@ func New(cfg Config, sink Sink) (*Detector, error) {
 		allowSvc: toSet(cfg.AllowServices),
 		shared:   toSet(cfg.SharedTenants),
 		seed:     maphash.MakeSeed(),
+		services: newServiceNames(cfg.MaxServices, cfg.ServiceIdle),
 	}
 	if d.now == nil {
 		d.now = time.Now
 	}
 	for i, dv := range cfg.Derivations {
 		re, group, _ := compileDerivation(i, dv) // validated above
-		d.derive = append(d.derive, Derivator{Attribute: dv.Attribute, KeyIndex: uint8(len(d.keys)), re: re, group: group})
+		d.derive = append(d.derive, Derivator{Attribute: dv.Attribute, KeyIndex: uint8(len(d.keys)), re: re, group: group, rejected: &d.stats.rejected})
 		d.keys = append(d.keys, dv.Attribute)
 	}
 	for _, b := range cfg.Bindings {
 		d.bindings = append(d.bindings, binding{attribute: b.Attribute, tenants: b.Tenants, global: toSet(b.Global)})
 	}
 	if len(cfg.ScopedTables) > 0 {
-		d.sql, _ = NewSQLScope(cfg.ScopedTables, cfg.tenantColumn()) // validated above
+		d.sql, _ = sqlscope.New(cfg.ScopedTables, cfg.tenantColumn()) // validated above
 	}
 	d.windows.seen = map[windowKey]time.Time{}
 	n := cfg.Shards
@@ -310,6 +324,7 @@ func (d *Detector) Sweep() {
 		sh.mu.Unlock()
 	}
 	d.windows.sweep(now, max(d.cfg.UnscopedWindow, d.cfg.CoverageWindow))
+	d.ageServices(now)
 	d.stats.linksUnresolved.Add(uint64(d.waiting.expire(now.Add(-d.cfg.IdleWindow))))
 }
 
@@ -329,7 +344,7 @@ type Stats struct {
 	Spans              uint64 // spans observed
 	SpansWithoutTenant uint64 // spans with no tenant under any configured key
 	SpansOverCap       uint64 // spans not recorded because their trace hit MaxSpansPerTrace
-	TenantsRejected    uint64 // tenant values rejected (too long, unusable type)
+	TenantsRejected    uint64 // tenant values rejected (too long, unusable type, a derivation cut at 4 KiB)
 	SpansLate          uint64 // spans that arrived for a trace already closed (within LateWindow)
 	LinksUnresolved    uint64 // span links whose producer span was not (or no longer) known
 	TracesActive       int64  // traces in memory now
@@ -372,30 +387,6 @@ func (d *Detector) Stats() Stats {
 		st.FindingsByRule[r] = c.byRule[i].Load()
 	}
 	return st
-}
-
-// ServiceCoverage is how many spans a service sent, and how many of them
-// carried no tenant.
-type ServiceCoverage struct {
-	Spans         uint64
-	WithoutTenant uint64
-}
-
-// Coverage returns per-service span counts since start. It locks each shard
-// briefly: call it at scrape time, not per span.
-func (d *Detector) Coverage() map[string]ServiceCoverage {
-	out := map[string]ServiceCoverage{}
-	for _, sh := range d.shards {
-		sh.mu.Lock()
-		for name, c := range sh.svcs {
-			cur := out[name]
-			cur.Spans += c.spans
-			cur.WithoutTenant += c.withoutTenant
-			out[name] = cur
-		}
-		sh.mu.Unlock()
-	}
-	return out
 }
 
 // windowLimiter lets one per-service finding through per key and window.

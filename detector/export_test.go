@@ -6,3 +6,14 @@ type IDRingForTest struct{ r idRing }
 func (x *IDRingForTest) Push(id TraceID) { x.r.push(id) }
 func (x *IDRingForTest) Pop() TraceID    { return x.r.pop() }
 func (x *IDRingForTest) Len() int        { return x.r.len() }
+
+// BuriedSpansForTest counts the link targets the detector's tombs keep.
+func (d *Detector) BuriedSpansForTest() int {
+	n := 0
+	for _, sh := range d.shards {
+		sh.mu.Lock()
+		n += sh.buried.len()
+		sh.mu.Unlock()
+	}
+	return n
+}

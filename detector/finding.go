@@ -3,6 +3,8 @@ package detector
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -36,6 +38,19 @@ const (
 var Rules = []Rule{RuleCrossTenantTrace, RuleBlockedAttempt, RuleTenantMismatch,
 	RuleForeignSigningKey, RuleUnscopedQuery, RuleMissingTenant}
 
+// Describe says in a sentence what the rule catches, for help texts and
+// SARIF rule descriptions; "" for a rule this build does not know.
+func (r Rule) Describe() string { return ruleDescriptions[r] }
+
+var ruleDescriptions = map[Rule]string{
+	RuleCrossTenantTrace:  "A trace crossed from one tenant into another and the crossing succeeded (or cannot be told yet).",
+	RuleBlockedAttempt:    "A trace reached for another tenant and was refused: isolation held.",
+	RuleTenantMismatch:    "One span carries different tenants under different keys.",
+	RuleForeignSigningKey: "A span's token was verified with another tenant's key, or with a global key.",
+	RuleUnscopedQuery:     "A database span queried a tenant-scoped table with no predicate on the tenant column.",
+	RuleMissingTenant:     "A service listed as tenant-aware sent a span without a tenant.",
+}
+
 // Severity orders findings for paging decisions.
 type Severity string
 
@@ -45,6 +60,23 @@ const (
 	SeverityMedium   Severity = "medium"
 	SeverityLow      Severity = "low"
 )
+
+// Severities lists every severity, lowest first.
+var Severities = []Severity{SeverityLow, SeverityMedium, SeverityHigh, SeverityCritical}
+
+// Rank orders severities for every threshold (Slack's min_severity, scan's
+// --fail-on, a later version's judgement): low 1, medium 2, high 3,
+// critical 4. A severity this build does not know, read from a record a
+// newer build wrote, ranks above critical, so that every threshold fails
+// closed on it: it pages and fails a build rather than passing silently.
+func (s Severity) Rank() int {
+	for i, v := range Severities {
+		if v == s {
+			return i + 1
+		}
+	}
+	return len(Severities) + 1
+}
 
 // Status says where a finding is in its life.
 type Status string
@@ -61,6 +93,44 @@ const (
 	// blocked_attempt finding of the same trace tells the rest.
 	StatusReclassified Status = "reclassified"
 )
+
+// Statuses lists every status, in the order of a finding's life.
+var Statuses = []Status{StatusOpen, StatusReclassified, StatusAllowed, StatusClosed}
+
+// Withdrawn reports whether the finding no longer stands on its own: an
+// allow rule withdrew it, or its crossing turned out refused and the
+// trace's blocked_attempt finding tells the rest. Listings hide withdrawn
+// findings unless asked for all.
+func (s Status) Withdrawn() bool { return s == StatusAllowed || s == StatusReclassified }
+
+// ParseRule returns the rule named s, or an error that lists every rule.
+func ParseRule(s string) (Rule, error) { return parseName("rule", s, Rules) }
+
+// ParseSeverity returns the severity named s, or an error that lists every
+// severity.
+func ParseSeverity(s string) (Severity, error) { return parseName("severity", s, Severities) }
+
+// ParseStatus returns the status named s, or an error that lists every
+// status.
+func ParseStatus(s string) (Status, error) { return parseName("status", s, Statuses) }
+
+// Names joins names for a message: "low, medium, high, critical".
+func Names[T ~string](names []T) string {
+	s := make([]string, len(names))
+	for i, n := range names {
+		s[i] = string(n)
+	}
+	return strings.Join(s, ", ")
+}
+
+func parseName[T ~string](kind, s string, names []T) (T, error) {
+	for _, n := range names {
+		if string(n) == s {
+			return n, nil
+		}
+	}
+	return "", fmt.Errorf("unknown %s %q: want one of %s", kind, s, Names(names))
+}
 
 // Outcome of a crossing.
 const (

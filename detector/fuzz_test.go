@@ -179,8 +179,10 @@ func sortedKeys(m map[string]bool) []string {
 // that begins with tenant_derivations[0] (New refusing it alike), or
 // accepts it, and then New builds a Derivator whose Derive never panics,
 // captures what the pattern's tenant group captures in the first 4 KiB
-// of the value (a substring of them), ignores the rest, matches nothing
-// in the empty string, and whose tenant a batch accepts or counts.
+// of the value (a substring of them), ignores the rest, discards (and
+// counts as rejected) a match that reaches the 4 KiB cut of a longer value,
+// matches nothing in the empty string, and whose tenant a batch accepts or
+// counts.
 func FuzzDerivation(f *testing.F) {
 	for _, seed := range readFuzzValues(f, "FuzzDerivation", "string", "string") {
 		f.Add(seed[0].(string), seed[1].(string))
@@ -232,16 +234,24 @@ func FuzzDerivation(f *testing.F) {
 		if ok && !strings.Contains(prefix, got) {
 			t.Fatalf("Derive(%q) = %q: not within the first 4 KiB", value, got)
 		}
-		if again, againOK := dv.Derive(prefix); again != got || againOK != ok {
-			t.Fatalf("Derive reads past 4 KiB: %q, %v on the value, %q, %v on its first 4 KiB", got, ok, again, againOK)
-		}
-		// The oracle: the tenant group of the leftmost match in the prefix.
+		// The oracle: the tenant group of the leftmost match in the prefix,
+		// unless the match reaches the cut of a longer value.
 		re := regexp.MustCompile(pattern)
 		m := re.FindStringSubmatchIndex(prefix)
 		g := re.SubexpIndex("tenant")
-		wantOK := m != nil && m[2*g] >= 0
-		if ok != wantOK || (ok && got != prefix[m[2*g]:m[2*g+1]]) {
-			t.Fatalf("Derive(%q) = %q, %v; the tenant group captures %v", value, got, ok, m)
+		matched := m != nil && m[2*g] >= 0
+		atCut := matched && len(value) > len(prefix) && m[1] == len(prefix)
+		if wantOK := matched && !atCut; ok != wantOK || (ok && got != prefix[m[2*g]:m[2*g+1]]) {
+			t.Fatalf("Derive(%q) = %q, %v; the tenant group captures %v (match at the 4 KiB cut: %v)", value, got, ok, m, atCut)
+		}
+		if atCut {
+			if st := d.Stats(); st.TenantsRejected != 1 {
+				t.Fatalf("a match at the 4 KiB cut: %d tenant values rejected, want 1", st.TenantsRejected)
+			}
+			return
+		}
+		if again, againOK := dv.Derive(prefix); again != got || againOK != ok {
+			t.Fatalf("Derive reads past 4 KiB: %q, %v on the value, %q, %v on its first 4 KiB", got, ok, again, againOK)
 		}
 		if !ok {
 			return

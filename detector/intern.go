@@ -59,12 +59,10 @@ type endpoint struct {
 	service string
 	name    string
 	svc     *serviceCounts // the service's coverage counters
-}
-
-// serviceCounts is per-service coverage: how many spans a service sent and
-// how many of them named no tenant. An unattributed path is where leaks hide.
-type serviceCounts struct {
-	spans, withoutTenant uint64
+	// gen is the serviceNames generation at which svc was looked up, so
+	// an endpoint folded into OtherServices asks again once names are
+	// forgotten (see services.go).
+	gen uint64
 }
 
 type endpointTable struct {

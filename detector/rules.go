@@ -20,8 +20,9 @@ const (
 	numRules
 )
 
-var ruleByIndex = [numRules]Rule{RuleCrossTenantTrace, RuleBlockedAttempt, RuleTenantMismatch,
-	RuleForeignSigningKey, RuleUnscopedQuery, RuleMissingTenant}
+// ruleByIndex: the index constants follow the order of Rules (the
+// conversion panics at start-up if a rule is added to one and not the other).
+var ruleByIndex = [numRules]Rule(Rules)
 
 // finding is the detector's memory of what it last said about a rule on a trace.
 type finding struct {
@@ -382,7 +383,7 @@ func mergePrior(out, prev *Finding, maxEvidence int) {
 	}
 	// The earlier version saw spans the late one cannot (they are gone):
 	// its judgement stands unless the late spans make it worse.
-	if rankOf(prev.Severity) >= rankOf(out.Severity) {
+	if prev.Severity.Rank() >= out.Severity.Rank() {
 		out.Severity, out.Reason = prev.Severity, prev.Reason
 	}
 	if prev.ArrivedAt.Before(out.ArrivedAt) {
@@ -397,20 +398,6 @@ func addTenant(tenants []string, t string) []string {
 		return tenants
 	}
 	return append(tenants, t)
-}
-
-func rankOf(s Severity) int {
-	switch s {
-	case SeverityCritical:
-		return 4
-	case SeverityHigh:
-		return 3
-	case SeverityMedium:
-		return 2
-	case SeverityLow:
-		return 1
-	}
-	return 0
 }
 
 // evidenceSet collects evidence spans without duplicates, up to a cap.

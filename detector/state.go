@@ -59,29 +59,6 @@ type traceState struct {
 	prev, next *traceState
 }
 
-// tomb is what a closed trace leaves behind for LateWindow: its tenants,
-// and the last version of each finding, so a late span from another tenant
-// is caught and joined to the same finding, not a poorer one. A clean
-// single-tenant trace (nearly all of them) costs one map entry and no
-// allocation.
-type tomb struct {
-	at     int64  // unix nanoseconds of the close
-	tenant string // the only tenant, when more is nil
-	more   *tombstone
-}
-
-type tombstone struct {
-	tenants  []string
-	findings map[Rule]*Finding
-}
-
-func (t *tomb) tenants() []string {
-	if t.more != nil {
-		return t.more.tenants
-	}
-	return []string{t.tenant}
-}
-
 type shard struct {
 	d        *Detector
 	mu       sync.Mutex
@@ -98,10 +75,17 @@ type shard struct {
 	anc      []ancestor // crossingEdges' memo, reused
 	path     []int32    // crossingEdges' walk, reused
 	lastVers uint64
-	svcs     map[string]*serviceCounts
+	svcs     map[string]*serviceCounts // this shard's share of per-service coverage (services.go)
 	tombs    map[TraceID]tomb
 	tombQ    idRing // the tombs' trace ids, oldest first
 	cov      coverageTable
+	// buried holds the tombs' link targets in the order they were buried,
+	// none older than the late window, at most buriedCap: the largest power
+	// of two up to limit×maxBuriedSpans, so its buffer (32 bytes an entry)
+	// never outgrows that. buriedSeq is the sequence number of its front.
+	buried    ring[buriedSpan]
+	buriedSeq uint64
+	buriedCap int
 	// annotate is the Batch.Annotate of the batch holding the lock, if any.
 	annotate func(*Finding)
 	// last is the trace the previous span went to: instrumentation exports
@@ -110,25 +94,17 @@ type shard struct {
 	last *traceState
 }
 
-// maxServicesTracked caps per-service coverage counters per shard; services
-// beyond it are counted under OtherServices, so a client that invents
-// service names cannot grow memory or metric cardinality.
-const maxServicesTracked = 500
-
-// OtherServices is the service name coverage is counted under once
-// maxServicesTracked services have been seen.
-const OtherServices = "_other"
-
 func newShard(d *Detector, limit int) *shard {
 	return &shard{
-		d:      d,
-		traces: make(map[TraceID]*traceState),
-		limit:  max(limit, 1),
-		strs:   newInterner(16_384),
-		eps:    newEndpointTable(16_384),
-		index:  make(map[SpanID]int32),
-		svcs:   make(map[string]*serviceCounts),
-		tombs:  make(map[TraceID]tomb),
+		d:         d,
+		traces:    make(map[TraceID]*traceState),
+		limit:     max(limit, 1),
+		strs:      newInterner(16_384),
+		eps:       newEndpointTable(16_384),
+		index:     make(map[SpanID]int32),
+		svcs:      make(map[string]*serviceCounts),
+		tombs:     make(map[TraceID]tomb),
+		buriedCap: buriedCapFor(limit),
 	}
 }
 
@@ -159,20 +135,7 @@ func CapString(s string, n int) string {
 
 func (sh *shard) newEndpoint(service, name string) *endpoint {
 	e := &endpoint{service: sh.strs.intern(service), name: sh.strs.intern(name)}
-	c, ok := sh.svcs[e.service]
-	if !ok {
-		if len(sh.svcs) >= maxServicesTracked {
-			c = sh.svcs[OtherServices]
-			if c == nil {
-				c = &serviceCounts{}
-				sh.svcs[OtherServices] = c
-			}
-		} else {
-			c = &serviceCounts{}
-			sh.svcs[e.service] = c
-		}
-	}
-	e.svc = c
+	sh.bindService(e)
 	return e
 }
 
@@ -253,6 +216,9 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 	ts.spanCount++
 
 	ep := sh.eps.get(capName(s.Service), capName(s.Name), sh.newEndpoint)
+	if ep.svc.gone || (ep.svc.other && ep.gen != d.services.freed.Load()) {
+		sh.bindService(ep)
+	}
 	ep.svc.spans++
 	if len(ts.services) < maxServicesPerTrace && !contains(ts.services, ep.service) {
 		ts.services = append(ts.services, ep.service)
@@ -483,7 +449,7 @@ func NormalizeTenant(v Value) (string, bool) {
 }
 
 // linkEnd describes the producer end of a span link, from the trace in
-// memory or, for a closed trace with a single tenant, its tombstone.
+// memory or, for a closed trace, the spans its tomb kept.
 func (sh *shard) linkEnd(l Link) (EdgeEnd, bool) {
 	if ts, ok := sh.traces[l.TraceID]; ok {
 		for i := range ts.spans {
@@ -495,8 +461,12 @@ func (sh *shard) linkEnd(l Link) (EdgeEnd, bool) {
 		}
 		return EdgeEnd{}, false
 	}
-	if tb, ok := sh.tombs[l.TraceID]; ok && tb.more == nil {
-		return EdgeEnd{TraceID: l.TraceID, SpanID: l.SpanID, Tenant: tb.tenant}, true
+	if tb, ok := sh.tombs[l.TraceID]; ok {
+		for seq := tb.first; seq < tb.first+uint64(tb.n); seq++ {
+			if b := sh.buriedAt(seq); b != nil && b.id == l.SpanID {
+				return EdgeEnd{TraceID: l.TraceID, SpanID: b.id, Service: b.ep.service, Name: b.ep.name, Tenant: tb.tenants()[b.tenant]}, true
+			}
+		}
 	}
 	return EdgeEnd{}, false
 }
@@ -610,84 +580,6 @@ func (sh *shard) close(ts *traceState, now time.Time) {
 	sh.countTrace(ts)
 	sh.bury(ts, last, now)
 	sh.release(ts)
-}
-
-// bury leaves a tombstone for a closed trace with tenants.
-func (sh *shard) bury(ts *traceState, last map[Rule]*Finding, now time.Time) {
-	if sh.d.cfg.LateWindow <= 0 || len(ts.tenants) == 0 {
-		return
-	}
-	if prior := ts.prior; prior != nil {
-		for r, f := range prior.findings {
-			if _, ok := last[r]; !ok {
-				if last == nil {
-					last = map[Rule]*Finding{}
-				}
-				last[r] = f
-			}
-		}
-	}
-	tb := tomb{at: now.UnixNano()}
-	if len(ts.tenants) == 1 && last == nil {
-		tb.tenant = ts.tenants[0]
-	} else {
-		tb.more = &tombstone{tenants: append([]string(nil), ts.tenants...), findings: last}
-	}
-	if _, exists := sh.tombs[ts.id]; !exists {
-		sh.tombQ.push(ts.id)
-	}
-	sh.tombs[ts.id] = tb
-	// Bounded like the traces themselves.
-	for len(sh.tombs) > sh.limit && sh.tombQ.len() > 0 {
-		delete(sh.tombs, sh.tombQ.pop())
-	}
-}
-
-func (sh *shard) expireTombs(now time.Time) {
-	for sh.tombQ.len() > 0 {
-		id := sh.tombQ.front()
-		t, ok := sh.tombs[id]
-		if ok && now.UnixNano()-t.at < int64(sh.d.cfg.LateWindow) {
-			return
-		}
-		if ok {
-			delete(sh.tombs, id)
-		}
-		sh.tombQ.pop()
-	}
-}
-
-// idRing is a FIFO of trace ids. The tombstone queue gains one id and
-// loses one per closed trace at line rate; as a re-sliced slice it kept
-// reallocating and copying itself (most of the bytes allocated per span
-// on clean traffic). The ring grows by doubling and never shrinks: it is
-// bounded by the shard's trace limit.
-type idRing struct {
-	buf  []TraceID
-	head int
-	n    int
-}
-
-func (r *idRing) len() int { return r.n }
-
-func (r *idRing) push(id TraceID) {
-	if r.n == len(r.buf) {
-		grown := make([]TraceID, max(16, 2*len(r.buf)))
-		copied := copy(grown, r.buf[r.head:])
-		copy(grown[copied:], r.buf[:r.head])
-		r.buf, r.head = grown, 0
-	}
-	r.buf[(r.head+r.n)%len(r.buf)] = id
-	r.n++
-}
-
-func (r *idRing) front() TraceID { return r.buf[r.head] }
-
-func (r *idRing) pop() TraceID {
-	id := r.buf[r.head]
-	r.head = (r.head + 1) % len(r.buf)
-	r.n--
-	return id
 }
 
 // lastSeenForEvidence is the latest span end when spans carry times, so

@@ -2,7 +2,10 @@ package processor
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/processor/processortest"
 
+	"github.com/tenantguard/tenantguard/internal/chserver"
 	"github.com/tenantguard/tenantguard/store/journal"
 )
 
@@ -90,5 +94,70 @@ func TestDeadClickHouseLosesNothing(t *testing.T) {
 	recs, _, err := journal.ReadFile(cfg.Store.Journal.Path)
 	if err != nil || len(recs) < 5 {
 		t.Fatalf("journal after shutdown: %d records, %v", len(recs), err)
+	}
+}
+
+// A ClickHouse error code the shipper does not know (439, here injected on
+// the real engine) is retried, never dead-lettered, and counted on
+// /metrics, so an operator sees why the backlog does not drain.
+func TestUnknownClickHouseFailuresAreOnMetrics(t *testing.T) {
+	srv := chserver.Start(t)
+	var failing atomic.Bool
+	failing.Store(true)
+	srv.InjectFault(func(query string, _ []byte) *chserver.Exception {
+		if failing.Load() && strings.HasPrefix(query, "INSERT INTO tenant_leaks ") {
+			return &chserver.Exception{Code: 439, Message: "DB::Exception: Cannot schedule a task: injected by the test. (CANNOT_SCHEDULE_TASK)"}
+		}
+		return nil
+	})
+	cfg := testConfig(t)
+	addr := freeAddr(t)
+	cfg.Metrics.Endpoint = addr
+	cfg.Store.ClickHouse.Protocol = "http"
+	cfg.Store.ClickHouse.Endpoints = []string{srv.Addr()}
+	cfg.Store.ClickHouse.Database = "tenantguard_processor_test"
+	cfg.Store.ClickHouse.TLS.Insecure = true
+	cfg.Store.ClickHouse.BatchAge = 20 * time.Millisecond
+	cfg.Store.ClickHouse.RetryInitial, cfg.Store.ClickHouse.RetryMax = 5*time.Millisecond, 50*time.Millisecond
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	p := startProcessor(t, cfg, nil)
+	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	consume(t, p, leakingTrace(1))
+	labels := map[string]string{"processor": p.id, "store": "clickhouse"}
+	waitFor(t, "unknown ClickHouse failures counted on /metrics", func() (bool, string) {
+		fams := scrape(t, addr)
+		unknown, _ := value(fams, "tenantguard_store_unknown_failures_total", labels)
+		backlog, _ := value(fams, "tenantguard_store_backlog_records", labels)
+		return unknown >= 2 && backlog >= 1, fmt.Sprintf("unknown failures %v, backlog %v", unknown, backlog)
+	})
+	failing.Store(false)
+	waitFor(t, "the backlog to drain once the cause is gone", func() (bool, string) {
+		fams := scrape(t, addr)
+		backlog, _ := value(fams, "tenantguard_store_backlog_records", labels)
+		dead, _ := value(fams, "tenantguard_store_dead_letters_total", labels)
+		return backlog == 0 && dead == 0, fmt.Sprintf("backlog %v, dead letters %v", backlog, dead)
+	})
+	if err := p.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls cond until it holds, failing with its last word after 20s.
+func waitFor(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 20s for %s: %s", what, state)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/collector/confmap"
+
 	"github.com/tenantguard/tenantguard/config"
 	"github.com/tenantguard/tenantguard/detector"
 )
@@ -63,6 +65,9 @@ type Config struct {
 	// Metrics says where Prometheus scrapes the detector's health.
 	// Default: 127.0.0.1:9464.
 	Metrics config.Metrics `mapstructure:"metrics"`
+
+	// unitless holds Unmarshal's complaints about durations without a unit.
+	unitless error
 }
 
 // AllowConfig lists the legitimate multi-tenant paths.
@@ -117,17 +122,31 @@ type CoverageConfig struct {
 	MaxTenants int `mapstructure:"max_tenants"`
 }
 
-// Validate names the first bad field.
+// Unmarshal decodes the processor's section and notes every duration
+// written without a unit (`idle_window: 60` would decode as 60ns), which
+// Validate then refuses: as a validation error the collector prints it
+// once, with the processor's name, not inside three layers of decoder
+// messages.
+func (c *Config) Unmarshal(conf *confmap.Conf) error {
+	c.unitless = config.RequireDurationUnits(conf.ToStringMap(), c)
+	return conf.Unmarshal(c)
+}
+
+// Validate names the bad fields of the processor's own settings. The
+// sections with their own Validate (evidence_attributes, store, alerts.slack,
+// metrics) are checked by confmap.Validate, which the collector runs on
+// every component config: calling them here as well printed each of their
+// errors twice. Callers outside the collector use confmap.Validate too.
 func (c *Config) Validate() error {
 	dc := c.detectorConfig(nil)
-	err := dc.Validate()
+	err := errors.Join(c.unitless, dc.Validate())
 	if _, perr := parseAllowConditions(c.Allow.Conditions, nopTelemetry()); perr != nil {
 		err = errors.Join(err, perr)
 	}
 	if c.QueueSize <= 0 {
 		err = errors.Join(err, fmt.Errorf("queue_size: must be positive, got %d", c.QueueSize))
 	}
-	return errors.Join(err, c.EvidenceAttributes.Validate(), c.Store.Validate(), c.Alerts.Slack.Validate())
+	return err
 }
 
 func (c *Config) detectorConfig(now func() time.Time) detector.Config {
@@ -148,6 +167,8 @@ func (c *Config) detectorConfig(now func() time.Time) detector.Config {
 		CoverageWindow:      c.Coverage.Window,
 		CoverageMaxTenants:  c.Coverage.MaxTenants,
 		LateWindow:          c.LateWindow,
+		MaxServices:         c.Metrics.MaxServices,
+		ServiceIdle:         c.Metrics.ServiceIdle,
 	}
 	for _, d := range c.TenantDerivations {
 		dc.Derivations = append(dc.Derivations, detector.Derivation{Attribute: d.Attribute, Pattern: d.Regex})

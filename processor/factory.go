@@ -42,12 +42,19 @@ func createDefaultConfig() component.Config {
 			Journal:    config.Journal{Path: config.DefaultJournalPath},
 			ClickHouse: config.DefaultClickHouse(),
 		},
-		Alerts:  config.Alerts{Log: config.LogAlerts{Enabled: true}, Slack: config.DefaultSlack()},
-		Metrics: config.Metrics{Endpoint: config.DefaultMetricsEndpoint},
+		Alerts: config.Alerts{Log: config.LogAlerts{Enabled: true}, Slack: config.DefaultSlack()},
+		Metrics: config.Metrics{
+			Endpoint:    config.DefaultMetricsEndpoint,
+			MaxServices: detector.DefaultMaxServices,
+			ServiceIdle: detector.DefaultServiceIdle,
+		},
 	}
 }
 
 func createTraces(ctx context.Context, set processor.Settings, cfg component.Config, next consumer.Traces) (processor.Traces, error) {
+	if err := cfg.(*Config).Alerts.Slack.CheckSecrets(); err != nil {
+		return nil, err
+	}
 	p, err := newTenantguard(set, cfg.(*Config))
 	if err != nil {
 		return nil, err

@@ -236,7 +236,7 @@ func fzCheckFindings(t *testing.T, cfg *Config, findings []detector.Finding) {
 // fzCheckEvidence encodes the finding as the journal does and reads it back.
 func fzCheckEvidence(t *testing.T, where string, f *detector.Finding) {
 	t.Helper()
-	ev := toEvidence(f, "fuzz")
+	ev := store.NewEvidence(f, "fuzz")
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

@@ -94,11 +94,12 @@ func TestComponentLifecycle(t *testing.T) {
 // fail validation, each with what its error must say: the field, and for
 // secrets the problem without the value.
 var invalidConfigExamples = map[string]string{
-	"no_keys":       "tenant_attributes",
-	"bad_window":    "idle_window",
-	"bad_queue":     "queue_size",
-	"empty_journal": "store.journal.path",
-	"duplicate_key": "tenant_attributes[1]",
+	"no_keys":         "tenant_attributes",
+	"bad_window":      "idle_window",
+	"bad_queue":       "queue_size",
+	"empty_journal":   "store.journal.path",
+	"duplicate_key":   "tenant_attributes[1]",
+	"unitless_window": "idle_window: 60 has no unit; write 60s",
 	// names the field and the problem, never the key
 	"short_evidence_key": "evidence_attributes.hmac_key: 8 bytes is too short",
 }

@@ -3,8 +3,11 @@ package processor
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,59 +25,89 @@ import (
 const namespace = "tenantguard"
 
 var (
-	descSpans = prometheus.NewDesc(namespace+"_spans_total",
-		"Spans the detector has read.", []string{"processor"}, nil)
-	descSpansInvalid = prometheus.NewDesc(namespace+"_spans_invalid_total",
-		"Spans with an all-zero trace id: forwarded, but not grouped or judged.", []string{"processor"}, nil)
-	descServiceSpans = prometheus.NewDesc(namespace+"_service_spans_total",
-		"Spans per service (service \"_other\" collects services beyond the first 500).", []string{"processor", "service"}, nil)
-	descSpansWithoutTenant = prometheus.NewDesc(namespace+"_spans_without_tenant_total",
-		"Spans per service that carried no tenant under any configured key: unattributed paths are where leaks hide.", []string{"processor", "service"}, nil)
-	descSpansLate = prometheus.NewDesc(namespace+"_spans_late_total",
-		"Spans that arrived for a trace the detector had most likely already closed (ended more than an idle window ago).", []string{"processor"}, nil)
-	descTenantsRejected = prometheus.NewDesc(namespace+"_tenant_values_rejected_total",
-		"Tenant attribute values rejected: too long, or of a type that cannot name a tenant.", []string{"processor"}, nil)
-	descTraces = prometheus.NewDesc(namespace+"_traces_in_memory",
-		"Traces held in memory.", []string{"processor"}, nil)
-	descTracesExpired = prometheus.NewDesc(namespace+"_traces_expired_total",
-		"Traces closed after their idle window.", []string{"processor"}, nil)
-	descTracesEvicted = prometheus.NewDesc(namespace+"_traces_evicted_total",
-		"Traces pushed out by max_traces before their idle window ended: crossings in them can be missed.", []string{"processor"}, nil)
-	descQueueLength = prometheus.NewDesc(namespace+"_evidence_queue_length",
-		"Findings waiting for the evidence store.", []string{"processor"}, nil)
-	descQueueCapacity = prometheus.NewDesc(namespace+"_evidence_queue_capacity",
-		"Capacity of the evidence queue (queue_size).", []string{"processor"}, nil)
-	descDropped = prometheus.NewDesc(namespace+"_evidence_dropped_total",
-		"Findings lost because the evidence queue was full.", []string{"processor"}, nil)
-	descBacklog = prometheus.NewDesc(namespace+"_store_backlog_records",
-		"Findings not yet durably stored (journal) or not yet shipped (clickhouse).", []string{"processor", "store"}, nil)
-	descLastSuccess = prometheus.NewDesc(namespace+"_store_last_success_timestamp_seconds",
-		"When the store last accepted a write, in unix seconds.", []string{"processor", "store"}, nil)
-	descDeadLetters = prometheus.NewDesc(namespace+"_store_dead_letters_total",
-		"Records a store refused for good and moved to its dead-letter file.", []string{"processor", "store"}, nil)
-	descAlertPending = prometheus.NewDesc(namespace+"_alert_pending",
-		"Alerts waiting for delivery.", []string{"processor", "notifier"}, nil)
+	descSpans = newDesc(prometheus.CounterValue, "spans_total",
+		"Spans the detector has read.", "processor")
+	descSpansInvalid = newDesc(prometheus.CounterValue, "spans_invalid_total",
+		"Spans with an all-zero trace id: forwarded, but not grouped or judged.", "processor")
+	descServiceSpans = newDesc(prometheus.CounterValue, "service_spans_total",
+		"Spans per service; service \"_other\" counts services beyond metrics.max_services, and a service idle for metrics.service_idle is dropped.", "processor", "service")
+	descSpansWithoutTenant = newDesc(prometheus.CounterValue, "spans_without_tenant_total",
+		"Spans per service that carried no tenant under any configured key: unattributed paths are where leaks hide.", "processor", "service")
+	descSpansLate = newDesc(prometheus.CounterValue, "spans_late_total",
+		"Spans that arrived for a trace the detector had most likely already closed (ended more than an idle window ago).", "processor")
+	descTenantsRejected = newDesc(prometheus.CounterValue, "tenant_values_rejected_total",
+		"Tenant attribute values rejected: too long, of a type that cannot name a tenant, or a derivation match at the 4 KiB cut.", "processor")
+	descTraces = newDesc(prometheus.GaugeValue, "traces_in_memory",
+		"Traces held in memory.", "processor")
+	descTracesExpired = newDesc(prometheus.CounterValue, "traces_expired_total",
+		"Traces closed after their idle window.", "processor")
+	descTracesEvicted = newDesc(prometheus.CounterValue, "traces_evicted_total",
+		"Traces pushed out by max_traces before their idle window ended: crossings in them can be missed.", "processor")
+	descQueueLength = newDesc(prometheus.GaugeValue, "evidence_queue_length",
+		"Findings waiting for the evidence store.", "processor")
+	descQueueCapacity = newDesc(prometheus.GaugeValue, "evidence_queue_capacity",
+		"Capacity of the evidence queue (queue_size).", "processor")
+	descDropped = newDesc(prometheus.CounterValue, "evidence_dropped_total",
+		"Findings lost because the evidence queue was full.", "processor")
+	descBacklog = newDesc(prometheus.GaugeValue, "store_backlog_records",
+		"Findings not yet durably stored (journal) or not yet shipped (clickhouse).", "processor", "store")
+	descLastSuccess = newDesc(prometheus.GaugeValue, "store_last_success_timestamp_seconds",
+		"When the store last accepted a write, in unix seconds.", "processor", "store")
+	descDeadLetters = newDesc(prometheus.CounterValue, "store_dead_letters_total",
+		"Records a store refused for good and moved to its dead-letter file.", "processor", "store")
+	descUnknownFailures = newDesc(prometheus.CounterValue, "store_unknown_failures_total",
+		"Store failures of a cause the shipper cannot tell (a server error code it does not know): retried with backoff, never dead-lettered.", "processor", "store")
+	descAlertPending = newDesc(prometheus.GaugeValue, "alert_pending",
+		"Alerts waiting for delivery.", "processor", "notifier")
 
-	findingsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Name: "findings_total",
-		Help: "New findings, by rule and severity.",
-	}, []string{"processor", "rule", "severity"})
-	detectionLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: namespace, Name: "detection_latency_seconds",
-		Help: "Time from the trace's first span reaching the detector to the finding.",
-		// Up to 5m: a crossing found only when a slow trace's last span
-		// arrives must still land in a bucket the alert rules can see.
-		Buckets: []float64{0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300},
-	}, []string{"processor"})
-	storeWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Name: "store_writes_total",
-		Help: "Batches written to an evidence store, by result (ok, error).",
-	}, []string{"processor", "store", "result"})
-	alertDeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: namespace, Name: "alert_deliveries_total",
-		Help: "Alert delivery attempts, by notifier and result (delivered, retried, failed, grouped, skipped).",
-	}, []string{"processor", "notifier", "result"})
+	findingsTotal = newCounterVec("findings_total",
+		"New findings, by rule and severity.", "processor", "rule", "severity")
+	// Up to 5m: a crossing found only when a slow trace's last span arrives
+	// must still land in a bucket the alert rules can see.
+	detectionLatency = newHistogramVec("detection_latency_seconds",
+		"Time from the trace's first span reaching the detector to the finding.",
+		[]float64{0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300}, "processor")
+	storeWrites = newCounterVec("store_writes_total",
+		"Batches written to an evidence store, by result (ok, error).", "processor", "store", "result")
+	alertDeliveries = newCounterVec("alert_deliveries_total",
+		"Alert delivery attempts, by notifier and result (delivered, retried, failed, grouped, skipped).", "processor", "notifier", "result")
 )
+
+// metricDesc is a metric read at scrape time (stateCollector) and its type.
+type metricDesc struct {
+	*prometheus.Desc
+	valueType prometheus.ValueType
+}
+
+var (
+	// exported maps every metric name to its type (counter, gauge,
+	// histogram); ExportedMetrics hands out copies.
+	exported = map[string]string{}
+	// scraped are the metricDescs stateCollector describes.
+	scraped []metricDesc
+)
+
+func newDesc(vt prometheus.ValueType, name, help string, labels ...string) metricDesc {
+	d := metricDesc{prometheus.NewDesc(namespace+"_"+name, help, labels, nil), vt}
+	exported[namespace+"_"+name] = map[prometheus.ValueType]string{prometheus.CounterValue: "counter", prometheus.GaugeValue: "gauge"}[vt]
+	scraped = append(scraped, d)
+	return d
+}
+
+func newCounterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	exported[namespace+"_"+name] = "counter"
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
+}
+
+func newHistogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	exported[namespace+"_"+name] = "histogram"
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets}, labels)
+}
+
+// ExportedMetrics returns the name and type (counter, gauge, histogram) of
+// every metric /metrics serves, so that alert rules can be checked against
+// what is really exported.
+func ExportedMetrics() map[string]string { return maps.Clone(exported) }
 
 // telemetry is the process-wide registry and its servers.
 var telemetry = struct {
@@ -99,9 +132,10 @@ type metricsServer struct {
 }
 
 // registerTelemetry adds p to the registry and starts (or shares) the
-// server for its endpoint. A server that cannot listen is logged, not
-// fatal: detection matters more than its metrics.
-func registerTelemetry(p *tenantguard) {
+// server for its endpoint. An endpoint that cannot be bound fails the
+// start, as a receiver's does: a collector that runs without the metrics
+// its alerts watch looks healthy while nobody would hear of a leak.
+func registerTelemetry(p *tenantguard) error {
 	telemetry.Lock()
 	defer telemetry.Unlock()
 	reg := registry()
@@ -125,17 +159,17 @@ func registerTelemetry(p *tenantguard) {
 	}
 	ep := p.cfg.Metrics.Endpoint
 	if ep == "" {
-		return
+		return nil
 	}
 	if s, ok := telemetry.servers[ep]; ok {
 		s.refs++
-		return
+		return nil
 	}
 	ln, err := net.Listen("tcp", ep)
 	if err != nil {
-		p.logger.Error("cannot serve /metrics; detection continues without it: fix metrics.endpoint",
-			zap.String("endpoint", ep), zap.Error(err))
-		return
+		delete(telemetry.instances, p)
+		// err reads "listen tcp 127.0.0.1:9464: bind: address already in use".
+		return fmt.Errorf("metrics.endpoint: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(p.logger)}))
@@ -147,6 +181,7 @@ func registerTelemetry(p *tenantguard) {
 		}
 	}()
 	p.logger.Info("serving Prometheus metrics", zap.String("endpoint", "http://"+ln.Addr().String()+"/metrics"))
+	return nil
 }
 
 func unregisterTelemetry(ctx context.Context, p *tenantguard) {
@@ -170,10 +205,8 @@ func unregisterTelemetry(ctx context.Context, p *tenantguard) {
 type stateCollector struct{}
 
 func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSpans, descSpansInvalid, descServiceSpans, descSpansWithoutTenant, descSpansLate,
-		descTenantsRejected, descTraces, descTracesExpired, descTracesEvicted, descQueueLength, descQueueCapacity,
-		descDropped, descBacklog, descLastSuccess, descDeadLetters, descAlertPending} {
-		ch <- d
+	for _, d := range scraped {
+		ch <- d.Desc
 	}
 }
 
@@ -184,45 +217,43 @@ func (stateCollector) Collect(ch chan<- prometheus.Metric) {
 		instances = append(instances, p)
 	}
 	telemetry.Unlock()
-	counter := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
-	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	emit := func(d metricDesc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d.Desc, d.valueType, v, labelValues(labels)...)
 	}
 	for _, p := range instances {
 		id := p.id
 		st := p.det.Stats()
-		counter(descSpans, float64(st.Spans), id)
-		counter(descSpansInvalid, float64(p.invalidSpans.Load()), id)
-		counter(descSpansLate, float64(st.SpansLate), id)
-		counter(descTenantsRejected, float64(st.TenantsRejected), id)
-		gauge(descTraces, float64(st.TracesActive), id)
-		counter(descTracesExpired, float64(st.TracesExpired), id)
-		counter(descTracesEvicted, float64(st.TracesEvicted), id)
-		for svc, c := range p.det.Coverage() {
-			counter(descServiceSpans, float64(c.Spans), id, svc)
-			counter(descSpansWithoutTenant, float64(c.WithoutTenant), id, svc)
+		emit(descSpans, float64(st.Spans), id)
+		emit(descSpansInvalid, float64(p.invalidSpans.Load()), id)
+		emit(descSpansLate, float64(st.SpansLate), id)
+		emit(descTenantsRejected, float64(st.TenantsRejected), id)
+		emit(descTraces, float64(st.TracesActive), id)
+		emit(descTracesExpired, float64(st.TracesExpired), id)
+		emit(descTracesEvicted, float64(st.TracesEvicted), id)
+		for svc, c := range serviceSeries(p.det.Coverage()) {
+			emit(descServiceSpans, float64(c.Spans), id, svc)
+			emit(descSpansWithoutTenant, float64(c.WithoutTenant), id, svc)
 		}
 		qlen := p.queue.len()
-		gauge(descQueueLength, float64(qlen), id)
-		gauge(descQueueCapacity, float64(p.cfg.QueueSize), id)
-		counter(descDropped, float64(p.queueFull.Load()), id)
-		gauge(descBacklog, float64(qlen), id, "journal")
+		emit(descQueueLength, float64(qlen), id)
+		emit(descQueueCapacity, float64(p.cfg.QueueSize), id)
+		emit(descDropped, float64(p.queueFull.Load()), id)
+		emit(descBacklog, float64(qlen), id, "journal")
 		// 0 until the first write succeeds, so "no success for 10m" fires
 		// for a store that never worked.
-		gauge(descLastSuccess, float64(p.lastStored.Load())/1e9, id, "journal")
+		emit(descLastSuccess, float64(p.lastStored.Load())/1e9, id, "journal")
 		for _, b := range p.backlogs() {
-			gauge(descBacklog, float64(b.records), id, b.store)
+			emit(descBacklog, float64(b.records), id, b.store)
 			var last float64
 			if !b.lastSuccess.IsZero() {
 				last = float64(b.lastSuccess.UnixNano()) / 1e9
 			}
-			gauge(descLastSuccess, last, id, b.store)
-			counter(descDeadLetters, float64(b.deadLetters), id, b.store)
+			emit(descLastSuccess, last, id, b.store)
+			emit(descDeadLetters, float64(b.deadLetters), id, b.store)
+			emit(descUnknownFailures, float64(b.unknownFailures), id, b.store)
 		}
 		for _, n := range p.pendingAlerts() {
-			gauge(descAlertPending, float64(n.pending), id, n.notifier)
+			emit(descAlertPending, float64(n.pending), id, n.notifier)
 		}
 	}
 }
@@ -233,8 +264,43 @@ func (p *tenantguard) observeFinding(f *detector.Finding) {
 	if !f.New {
 		return
 	}
-	findingsTotal.WithLabelValues(p.id, string(f.Rule), string(f.Severity)).Inc()
+	findingsTotal.WithLabelValues(labelValues([]string{p.id, string(f.Rule), string(f.Severity)})...).Inc()
 	if !f.ArrivedAt.IsZero() {
 		detectionLatency.WithLabelValues(p.id).Observe(f.DetectedAt.Sub(f.ArrivedAt).Seconds())
 	}
+}
+
+// maxLabelValue bounds a label value, in bytes.
+const maxLabelValue = detector.MaxNameLength
+
+// labelValue makes s fit to be a Prometheus label value: valid UTF-8
+// (client_golang refuses anything else, and one refused value fails every
+// scrape) and at most maxLabelValue bytes. Every label value passes through
+// here; service names come from whoever can send OTLP.
+func labelValue(s string) string {
+	return detector.CapString(strings.ToValidUTF8(s, "\uFFFD"), maxLabelValue)
+}
+
+// labelValues applies labelValue to each of vs, in place.
+func labelValues(vs []string) []string {
+	for i, v := range vs {
+		vs[i] = labelValue(v)
+	}
+	return vs
+}
+
+// serviceSeries keys coverage by label value. Distinct service names can
+// give one label value (two invalid byte sequences both become U+FFFD, a
+// service that calls itself "_other"): their counts are added, since two
+// samples with the same labels would fail the scrape.
+func serviceSeries(cov map[string]detector.ServiceCoverage) map[string]detector.ServiceCoverage {
+	out := make(map[string]detector.ServiceCoverage, len(cov))
+	for svc, c := range cov {
+		k := labelValue(svc)
+		cur := out[k]
+		cur.Spans += c.Spans
+		cur.WithoutTenant += c.WithoutTenant
+		out[k] = cur
+	}
+	return out
 }

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"unicode/utf8"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -129,9 +131,30 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)
 		}
 	}
+	// ExportedMetrics, which the alert rules are checked against, is what
+	// /metrics really serves.
+	exp := ExportedMetrics()
 	for name, fam := range fams {
 		if fam.GetHelp() == "" {
 			t.Errorf("%s has no HELP text", name)
+		}
+		if !strings.HasPrefix(name, namespace+"_") {
+			continue
+		}
+		if want, got := exp[name], strings.ToLower(fam.GetType().String()); want != got {
+			t.Errorf("%s is served as a %s, ExportedMetrics says %q", name, got, want)
+		}
+	}
+	// Every other metric is served from the first scrape; dead letters and
+	// unknown failures need ClickHouse, pending alerts a notifier that
+	// queues (Slack).
+	for name := range exp {
+		switch name {
+		case namespace + "_store_dead_letters_total", namespace + "_store_unknown_failures_total", namespace + "_alert_pending":
+			continue
+		}
+		if _, ok := fams[name]; !ok {
+			t.Errorf("ExportedMetrics lists %s, which /metrics does not serve", name)
 		}
 	}
 
@@ -151,5 +174,47 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	}
 	if _, err := http.Get(fmt.Sprintf("http://%s/metrics", addr)); err == nil {
 		t.Error("the metrics server must stop with its last processor")
+	}
+}
+
+// Service names are whatever a client sends. Invalid UTF-8 used to fail
+// every later scrape (client_golang refuses such label values); names that
+// clean up to the same label value must become one series, since two
+// samples with equal labels fail the scrape as well.
+func TestMetricsSurviveHostileServiceNames(t *testing.T) {
+	addr := freeAddr(t)
+	cfg := testConfig(t)
+	cfg.Metrics.Endpoint = addr
+	set := processortest.NewNopSettings(Type)
+	set.ID = component.MustNewIDWithName("tenantguard", fmt.Sprintf("hostile%d", metricsRun.Add(1)))
+	p, err := newTenantguard(set, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := p.shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	huge := strings.Repeat("é", 1<<19) // 1 MiB
+	for i, svc := range []string{"bad\xff", "bad\xfe\xfe", "_other", "ok-svc", huge} {
+		consume(t, p, request(spanSpec{byte(100 + i), 1, 0, svc, "op", nil}))
+	}
+	fams := scrape(t, addr)
+	id := set.ID.String()
+	for svc, want := range map[string]float64{"bad\uFFFD": 2, "_other": 1, "ok-svc": 1, labelValue(huge): 1} {
+		if got, ok := value(fams, "tenantguard_service_spans_total", map[string]string{"processor": id, "service": svc}); !ok || got != want {
+			t.Errorf("service %.20q: %v spans (found %v), want %v", svc, got, ok, want)
+		}
+	}
+	for _, m := range fams["tenantguard_service_spans_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if !utf8.ValidString(l.GetValue()) || len(l.GetValue()) > maxLabelValue {
+				t.Errorf("label %s=%.40q: not valid UTF-8 or longer than %d bytes", l.GetName(), l.GetValue(), maxLabelValue)
+			}
+		}
 	}
 }

@@ -27,16 +27,22 @@ const (
 )
 
 type tenantguard struct {
-	id        string // component id, the `processor` label of every metric
-	cfg       *Config
-	logger    *zap.Logger
-	det       *detector.Detector
-	extract   *Extractor
-	redactor  *evidenceRedactor // nil: evidence spans keep no details
-	queue     *evidenceQueue
-	notifiers []alerts.Notifier
-	slack     *alerts.SlackNotifier
-	coverage  *coverageLog // nil: coverage is not counted
+	id       string // component id, the `processor` label of every metric
+	cfg      *Config
+	logger   *zap.Logger
+	det      *detector.Detector
+	extract  *Extractor
+	redactor *evidenceRedactor // nil: evidence spans keep no details
+	queue    *evidenceQueue    // findings on their way to the journal
+	acks     durableAcks       // requests waiting for their findings to be durable
+	requests sync.Pool         // *requestState
+	// storeHealthy is set while the last store write (or open) succeeded:
+	// requests wait for durability only then.
+	storeHealthy atomic.Bool
+	alertQueue   *evidenceQueue // findings on their way to the notifiers
+	notifiers    []alerts.Notifier
+	slack        *alerts.SlackNotifier
+	coverage     *coverageLog // nil: coverage is not counted
 
 	// openStore is how the worker gets its store; tests swap it to inject faults.
 	openStore func() (store.Store, error)
@@ -62,6 +68,8 @@ func newTenantguard(set processor.Settings, cfg *Config) (*tenantguard, error) {
 		queue:  newEvidenceQueue(cfg.QueueSize),
 		stop:   make(chan struct{}),
 	}
+	p.alertQueue = newEvidenceQueue(cfg.QueueSize)
+	p.requests.New = p.newRequest
 	det, ex, err := newDetector(cfg, nil, p.onFinding, set.TelemetrySettings)
 	if err != nil {
 		return nil, err
@@ -85,32 +93,36 @@ func newTenantguard(set processor.Settings, cfg *Config) (*tenantguard, error) {
 }
 
 // onFinding is the detector's sink. It runs with a detector shard locked,
-// so it only enqueues.
+// so it only enqueues: on the alert queue, so that people hear of the
+// finding whatever the journal's state, and on the evidence queue.
 func (p *tenantguard) onFinding(f detector.Finding) {
 	p.observeFinding(&f)
-	ev := toEvidence(&f, p.cfg.Instance)
+	ev := store.NewEvidence(&f, p.cfg.Instance)
+	if !p.alertQueue.push(ev) {
+		p.logger.Error("alert queue full: finding not announced (it is still recorded); the notifiers are stuck",
+			zap.String("leak_id", ev.LeakID), zap.String("trace_id", ev.TraceID), zap.String("rule", ev.Rule),
+			zap.Int("queue_size", p.cfg.QueueSize))
+	}
 	if !p.queue.push(ev) {
 		p.queueFull.Add(1)
+		p.acks.lost(ev.LeakID, ev.Version)
 		p.logger.Error("evidence queue full: finding not recorded; raise queue_size or fix the store",
 			zap.String("leak_id", ev.LeakID), zap.String("trace_id", ev.TraceID), zap.String("rule", ev.Rule),
 			zap.Int("queue_size", p.cfg.QueueSize))
 	}
 }
 
-// processTraces runs detection inline (it never waits on I/O) and returns
-// the request untouched; processorhelper passes it downstream.
-func (p *tenantguard) processTraces(_ context.Context, td ptrace.Traces) (ptrace.Traces, error) {
-	b := p.det.NewBatch()
-	// Deferred: the batch holds a shard's lock between spans, and a panic
-	// while reading the request must not leave it locked.
-	defer b.Close()
-	if p.redactor != nil {
-		q := &requestEvidence{r: p.redactor, td: td}
-		b.Annotate = q.annotate
-	}
-	if n := p.extract.Feed(b, td); n > 0 {
-		p.invalidSpans.Add(uint64(n))
-	}
+// processTraces runs detection inline and returns the request untouched;
+// processorhelper passes it downstream. A request that raised findings
+// returns once they are in the journal (see awaitDurable): acknowledging it
+// acknowledges its evidence. Clean requests never wait.
+func (p *tenantguard) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
+	r := p.requests.Get().(*requestState)
+	r.evidence.td = td
+	p.feed(r, td)
+	p.awaitDurable(ctx, r)
+	r.reset()
+	p.requests.Put(r)
 	return td, nil
 }
 
@@ -120,10 +132,17 @@ func (p *tenantguard) start(_ context.Context, _ component.Host) error {
 			config.RedactedValue + "; set it (e.g. ${env:TENANTGUARD_EVIDENCE_HMAC_KEY}) to store keyed digests analysts can correlate")
 	}
 	p.startSlack()
-	registerTelemetry(p)
-	p.done.Add(2)
+	if err := registerTelemetry(p); err != nil {
+		return err
+	}
+	// Open the store before the receivers start, so the first request
+	// already waits for its findings to be durable; and with ClickHouse on,
+	// its shipper must also ship what a previous run left in the journal.
+	st := p.openFirstStore()
+	p.done.Add(3)
 	go p.sweepLoop()
-	go p.evidenceLoop()
+	go p.evidenceLoop(st)
+	go p.alertLoop()
 	return nil
 }
 
@@ -133,7 +152,7 @@ func (p *tenantguard) shutdown(ctx context.Context) error {
 	}
 	p.stopped = true
 	// Close every trace still in memory so its finding's last version is
-	// queued before the worker drains for the last time.
+	// queued before the workers drain for the last time.
 	p.det.Flush()
 	close(p.stop)
 	waited := make(chan struct{})
@@ -182,16 +201,28 @@ func (p *tenantguard) sweepLoop() {
 	}
 }
 
-// evidenceLoop writes queued findings to the store, then tells the
-// notifiers. A failing store is retried with capped exponential backoff;
-// its batch goes back to the queue, so nothing is lost while memory lasts
-// and what does not fit is logged with its trace id.
-func (p *tenantguard) evidenceLoop() {
+// openFirstStore opens the store at start; a store that cannot be opened is
+// counted and logged, and the evidence worker retries it.
+func (p *tenantguard) openFirstStore() store.Store {
+	st, err := p.openStore()
+	if err != nil {
+		p.storeFailed()
+		p.logger.Error("evidence store cannot be opened; findings wait in memory and opening is retried",
+			zap.String("journal", p.cfg.Store.Journal.Path), zap.Error(err))
+		return nil
+	}
+	p.storeHealthy.Store(true)
+	return st
+}
+
+// evidenceLoop writes queued findings to the store. It takes the whole
+// queue at once, so the requests waiting for their findings share one
+// write and one fsync. A failing store is retried with capped exponential
+// backoff; its batch goes back to the queue, so nothing is lost while memory
+// lasts and what does not fit is logged with its trace id.
+func (p *tenantguard) evidenceLoop(st store.Store) {
 	defer p.done.Done()
-	var (
-		st      store.Store
-		backoff time.Duration
-	)
+	var backoff time.Duration
 	defer func() {
 		if st != nil {
 			if err := releaseStore(st, p.logger); err != nil {
@@ -199,13 +230,6 @@ func (p *tenantguard) evidenceLoop() {
 			}
 		}
 	}()
-	// Open the store now, not at the first finding: with ClickHouse on, its
-	// shipper must also ship what a previous run left in the journal.
-	if s, err := p.openStore(); err == nil {
-		st = s
-	} else {
-		p.logger.Warn("evidence store not available yet; findings wait in memory and opening is retried", zap.Error(err))
-	}
 	stopping, finalTries := false, 0
 	for {
 		if !stopping && backoff == 0 {
@@ -242,8 +266,9 @@ func (p *tenantguard) evidenceLoop() {
 			time.Sleep(shutdownRetry)
 		default:
 			backoff = min(max(backoff*2, storeRetryMin), storeRetryMax)
-			p.logger.Warn("evidence store write failed; findings kept in memory and retried",
-				zap.Error(err), zap.Duration("retry_in", backoff), zap.Int("queued", p.queue.len()))
+			p.logger.Error("evidence store write failed; findings kept in memory and retried",
+				zap.String("journal", p.cfg.Store.Journal.Path), zap.Error(err),
+				zap.Duration("retry_in", backoff), zap.Int("queued", p.queue.len()))
 		}
 	}
 }
@@ -256,6 +281,7 @@ func (p *tenantguard) writeQueued(st *store.Store) error {
 	if *st == nil {
 		s, err := p.openStore()
 		if err != nil {
+			p.storeFailed()
 			p.putBack(batch)
 			return err
 		}
@@ -264,14 +290,55 @@ func (p *tenantguard) writeQueued(st *store.Store) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := (*st).Append(ctx, batch); err != nil {
-		p.storeFailures.Add(1)
-		storeWrites.WithLabelValues(p.id, "journal", "error").Inc()
+		p.storeFailed()
 		p.putBack(batch)
 		return err
 	}
 	storeWrites.WithLabelValues(p.id, "journal", "ok").Inc()
 	p.stored.Add(uint64(len(batch)))
 	p.lastStored.Store(time.Now().UnixNano())
+	p.storeHealthy.Store(true)
+	p.acks.durable(batch)
+	return nil
+}
+
+// storeFailed counts a failed open or write of the store; until a write
+// succeeds, requests do not wait for durability.
+func (p *tenantguard) storeFailed() {
+	p.storeFailures.Add(1)
+	storeWrites.WithLabelValues(p.id, "journal", "error").Inc()
+	p.storeHealthy.Store(false)
+}
+
+func (p *tenantguard) putBack(batch []store.Evidence) {
+	for _, ev := range p.queue.requeue(batch) {
+		p.queueFull.Add(1)
+		p.acks.lost(ev.LeakID, ev.Version)
+		p.logger.Error("evidence queue full while the store is failing: finding not recorded",
+			zap.String("leak_id", ev.LeakID), zap.String("trace_id", ev.TraceID), zap.String("rule", ev.Rule))
+	}
+}
+
+// alertLoop tells the notifiers about each finding version as it is
+// raised, whatever the journal's state: the log notifier logs, the Slack
+// notifier writes its own outbox and delivers from there. Versions raised
+// while the notifiers are busy coalesce, as in the evidence queue.
+func (p *tenantguard) alertLoop() {
+	defer p.done.Done()
+	for {
+		select {
+		case <-p.alertQueue.wake:
+			p.notify(p.alertQueue.take())
+		case <-p.stop:
+			// Flush queued the last versions before stop was closed.
+			p.notify(p.alertQueue.take())
+			return
+		}
+	}
+}
+
+func (p *tenantguard) notify(batch []store.Evidence) {
+	ctx := context.Background()
 	for i := range batch {
 		for _, n := range p.notifiers {
 			err := n.Notify(ctx, &batch[i])
@@ -279,19 +346,10 @@ func (p *tenantguard) writeQueued(st *store.Store) error {
 				alertDeliveries.WithLabelValues(p.id, "log", alerts.ResultDelivered).Inc()
 			}
 			if err != nil {
-				p.logger.Warn("notifier failed", zap.String("notifier", n.Name()),
-					zap.String("leak_id", batch[i].LeakID), zap.Error(err))
+				p.logger.Error("notifier could not keep the alert durably", zap.String("notifier", n.Name()),
+					zap.String("leak_id", batch[i].LeakID), zap.String("trace_id", batch[i].TraceID), zap.Error(err))
 			}
 		}
-	}
-	return nil
-}
-
-func (p *tenantguard) putBack(batch []store.Evidence) {
-	for _, ev := range p.queue.requeue(batch) {
-		p.queueFull.Add(1)
-		p.logger.Error("evidence queue full while the store is failing: finding not recorded",
-			zap.String("leak_id", ev.LeakID), zap.String("trace_id", ev.TraceID), zap.String("rule", ev.Rule))
 	}
 }
 
@@ -321,6 +379,8 @@ type backlog struct {
 	records     int64
 	lastSuccess time.Time
 	deadLetters uint64
+	// unknownFailures are failures of a cause the shipper cannot tell.
+	unknownFailures uint64
 }
 
 // backlogs reports the stores behind the journal (ClickHouse) and how far
@@ -331,7 +391,7 @@ func (p *tenantguard) backlogs() []backlog {
 		return nil
 	}
 	st := sj.shipper.Status()
-	return []backlog{{store: "clickhouse", records: st.Backlog, lastSuccess: st.LastSuccessAt, deadLetters: st.DeadLetters}}
+	return []backlog{{store: "clickhouse", records: st.Backlog, lastSuccess: st.LastSuccessAt, deadLetters: st.DeadLetters, unknownFailures: st.Unknown}}
 }
 
 type pendingAlerts struct {

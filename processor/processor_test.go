@@ -6,6 +6,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -187,8 +189,17 @@ func TestFindingReachesJournalAndLog(t *testing.T) {
 	if warned.Len() == 0 {
 		t.Fatalf("no log line for finding of trace %s", latest[0].TraceID)
 	}
-	if msg := warned.All()[0].Message; !bytes.Contains([]byte(msg), []byte("went from tenant acme (gateway `GET /inventory`) into tenant globex (inventory-svc `SELECT stock`)")) {
-		t.Errorf("log summary: %q", msg)
+	// The log says what the journal's record says, in the one sentence.
+	want := latest[0].Message(store.Plain)
+	if !strings.Contains(want, "from tenant acme reached tenant globex at inventory-svc `SELECT stock`, from gateway `GET /inventory`") {
+		t.Errorf("message of the journal's record: %q", want)
+	}
+	var said []string
+	for _, e := range warned.All() {
+		said = append(said, e.Message)
+	}
+	if !slices.Contains(said, "tenant isolation finding updated: "+want) {
+		t.Errorf("no log line gives the closed finding's message %q; logged:\n%s", want, strings.Join(said, "\n"))
 	}
 }
 

@@ -6,7 +6,8 @@ import (
 	"github.com/tenantguard/tenantguard/store"
 )
 
-// evidenceQueue carries findings from the span path to the evidence worker.
+// evidenceQueue carries findings from the span path to a worker: the
+// evidence worker (to the journal) or the alert worker (to the notifiers).
 // Pushing never blocks. Versions of one finding coalesce (the newest wins:
 // each version is a superset of the ones before), so the queue's length is
 // bounded by the number of distinct findings waiting, not by span traffic.

@@ -236,6 +236,7 @@ func runScenario(t *testing.T, cfg *Config, steps []scenarioStep) *scenarioRun {
 	if err != nil {
 		t.Fatal(err)
 	}
+	annotate := EvidenceAnnotator(cfg)
 	for i, st := range steps {
 		if st.advance > 0 {
 			clockMu.Lock()
@@ -244,6 +245,9 @@ func runScenario(t *testing.T, cfg *Config, steps []scenarioStep) *scenarioRun {
 			d.Sweep()
 		} else {
 			b := d.NewBatch()
+			if annotate != nil { // as processTraces does
+				b.Annotate = annotate(st.td)
+			}
 			if n := ex.Feed(b, st.td); n != 0 {
 				t.Fatalf("request %d: %d spans with an invalid trace id", i+1, n)
 			}
@@ -301,10 +305,13 @@ func firstSpan(f detector.Finding) string {
 // goldenFinding is a stored finding reduced to the fields that do not depend
 // on the clock or the collector.
 type goldenFinding struct {
-	LeakID        string               `json:"leak_id"`
-	Rule          string               `json:"rule"`
-	Severity      string               `json:"severity"`
-	Status        string               `json:"status"`
+	LeakID   string `json:"leak_id"`
+	Rule     string `json:"rule"`
+	Severity string `json:"severity"`
+	Status   string `json:"status"`
+	// Message is the finding's sentence, as the log, Slack, leaks and scan
+	// print it.
+	Message       string               `json:"message"`
 	TraceID       string               `json:"trace_id"`
 	Tenants       []string             `json:"tenants"`
 	Services      []string             `json:"services"`
@@ -333,9 +340,9 @@ func (g *goldenFinding) normalize() {
 func reduceFindings(fs []detector.Finding) []goldenFinding {
 	out := make([]goldenFinding, 0, len(fs))
 	for i := range fs {
-		ev := toEvidence(&fs[i], "scenario-test")
+		ev := store.NewEvidence(&fs[i], "scenario-test")
 		g := goldenFinding{
-			LeakID: ev.LeakID, Rule: ev.Rule, Severity: ev.Severity, Status: ev.Status, TraceID: ev.TraceID,
+			LeakID: ev.LeakID, Rule: ev.Rule, Severity: ev.Severity, Status: ev.Status, Message: ev.Message(store.Plain), TraceID: ev.TraceID,
 			Tenants: ev.Tenants, Services: ev.Services, CrossingEdges: ev.CrossingEdges, Mismatches: ev.Mismatches,
 			Keys: ev.Keys, Queries: ev.Queries, SpanCount: ev.SpanCount,
 		}
@@ -1047,7 +1054,7 @@ var scenarioFacts = map[string]func(t *testing.T, run *scenarioRun){
 		expectEdge(t, f.Edges[0],
 			edgeWant{"d71544edba40f308", "gateway", "GET /reports/{id}", "acme"},
 			edgeWant{"231a2065d42e117c", "reports-svc", "GET /reports/{id}", "globex"}, 1)
-		if rankOf(f.Severity) < rankOf(detector.SeverityHigh) {
+		if f.Severity.Rank() < detector.SeverityHigh.Rank() {
 			t.Errorf("severity %s, want at least high", f.Severity)
 		}
 
@@ -1274,8 +1281,4 @@ func expectUnscoped(t *testing.T, run *scenarioRun, trace, span, service, name s
 	if f.LeakID == detector.LeakID(f.TraceID, detector.RuleUnscopedQuery) {
 		t.Errorf("%s: leak id is the trace's; want one per service, statement and window", trace)
 	}
-}
-
-func rankOf(s detector.Severity) int {
-	return slices.Index([]detector.Severity{detector.SeverityLow, detector.SeverityMedium, detector.SeverityHigh, detector.SeverityCritical}, s)
 }

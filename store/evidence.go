@@ -3,13 +3,21 @@ package store
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tenantguard/tenantguard/detector"
 )
 
-// Evidence is one version of a finding as stored. Field names are a
-// contract: `leaks list --json`, the journal and downstream tooling read them.
+// Evidence is one version of a finding as stored: the one record every
+// output renders (the journal line, the ClickHouse row, the log line and
+// the Slack message, `leaks` and `scan`). NewEvidence is its only
+// constructor from a detector finding and Message its only sentence. Field
+// names are a contract: `leaks list --json`, the journal and downstream
+// tooling read them. Rule, Severity and Status hold the detector's names
+// (detector.Rules, detector.Severities, detector.Statuses).
 type Evidence struct {
 	LeakID    string `json:"leak_id"`
 	Version   uint64 `json:"version"`
@@ -34,6 +42,76 @@ type Evidence struct {
 	DetectedAt    time.Time      `json:"detected_at"`
 	// Collector names the collector instance that recorded the finding.
 	Collector string `json:"collector,omitempty"`
+}
+
+// NewEvidence is the stored form of a finding, naming collector as the
+// collector instance that recorded it ("" offline). The processor, `scan`
+// and the red-team helper all build their records here.
+func NewEvidence(f *detector.Finding, collector string) Evidence {
+	ev := Evidence{
+		LeakID:        f.LeakID,
+		Version:       f.Version,
+		Rule:          string(f.Rule),
+		Severity:      string(f.Severity),
+		Status:        string(f.Status),
+		AllowedBy:     f.AllowedBy,
+		Reason:        f.Reason,
+		TraceID:       f.TraceID.String(),
+		Tenants:       f.Tenants,
+		Services:      f.Services,
+		CrossingEdges: make([]CrossingEdge, 0, len(f.Edges)),
+		Spans:         make([]Span, 0, len(f.Spans)),
+		SpanCount:     f.SpanCount,
+		FirstSeen:     f.FirstSeen.UTC(),
+		LastSeen:      f.LastSeen.UTC(),
+		DetectedAt:    f.DetectedAt.UTC(),
+		Collector:     collector,
+	}
+	for _, e := range f.Edges {
+		ev.CrossingEdges = append(ev.CrossingEdges, CrossingEdge{
+			From: newEdgeEnd(e.From), To: newEdgeEnd(e.To), Hops: e.Hops, Link: e.Link, Outcome: e.Outcome,
+		})
+	}
+	for _, m := range f.Mismatches {
+		sm := Mismatch{SpanID: m.SpanID.String(), Service: m.Service, Span: m.Name}
+		for _, v := range m.Values {
+			sm.Values = append(sm.Values, TenantSource{Key: v.Key, Tenant: v.Tenant, Resource: v.Resource})
+		}
+		ev.Mismatches = append(ev.Mismatches, sm)
+	}
+	for _, k := range f.Keys {
+		ev.Keys = append(ev.Keys, KeyUse{SpanID: k.SpanID.String(), Service: k.Service, Span: k.Name, Attribute: k.Attribute,
+			Identifier: k.Identifier, KeyTenant: k.KeyTenant, SpanTenant: k.SpanTenant, Global: k.Global})
+	}
+	for _, q := range f.Queries {
+		ev.Queries = append(ev.Queries, Query{SpanID: q.SpanID.String(), Service: q.Service, Span: q.Name, Tables: q.Tables})
+	}
+	for _, s := range f.Spans {
+		sp := Span{SpanID: s.SpanID.String(), Service: s.Service, Name: s.Name, Tenant: s.Tenant, TenantKey: s.TenantKey,
+			Outcome: s.Outcome, Data: s.Data}
+		if !s.ParentID.IsEmpty() {
+			sp.ParentID = s.ParentID.String()
+		}
+		if d := s.Detail; d != nil {
+			sp.Kind, sp.Status, sp.Attributes = d.Kind, d.Status, d.Attributes
+			if d.StartUnixNano > 0 && d.StartUnixNano <= math.MaxInt64 {
+				sp.StartTime = time.Unix(0, int64(d.StartUnixNano)).UTC()
+			}
+			if d.StartUnixNano > 0 && d.EndUnixNano > d.StartUnixNano {
+				sp.DurationNs = d.EndUnixNano - d.StartUnixNano
+			}
+		}
+		ev.Spans = append(ev.Spans, sp)
+	}
+	return ev
+}
+
+func newEdgeEnd(e detector.EdgeEnd) EdgeEnd {
+	end := EdgeEnd{SpanID: e.SpanID.String(), Service: e.Service, Span: e.Name, Tenant: e.Tenant}
+	if !e.TraceID.IsEmpty() {
+		end.TraceID = e.TraceID.String()
+	}
+	return end
 }
 
 // EdgeEnd is one side of a crossing edge. TraceID is set on the far side
@@ -138,7 +216,7 @@ func (f Filter) Match(e *Evidence) bool {
 	if f.Rule != "" && e.Rule != f.Rule {
 		return false
 	}
-	if !f.IncludeAllowed && e.Status == "allowed" {
+	if !f.IncludeAllowed && e.Status == string(detector.StatusAllowed) {
 		return false
 	}
 	return true

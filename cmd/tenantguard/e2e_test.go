@@ -123,11 +123,17 @@ func testCleanTraffic(t *testing.T) {
 // canaryTraces is one parent→child trace crossing from tenant canary-a to
 // canary-b, sent with plain net/http.
 func canaryTraces() ptrace.Traces {
+	tid := pcommon.TraceID([16]byte{0xca, 0x4a, 0x21, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, byte(time.Now().UnixNano()), 0, 0, 1})
+	return crossingTrace(tid)
+}
+
+// crossingTrace is one request holding a whole leaking trace: a parent span
+// of tenant canary-a and its child of tenant canary-b, service "canary".
+func crossingTrace(tid pcommon.TraceID) ptrace.Traces {
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
 	rs.Resource().Attributes().PutStr("service.name", "canary")
 	spans := rs.ScopeSpans().AppendEmpty().Spans()
-	tid := pcommon.TraceID([16]byte{0xca, 0x4a, 0x21, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, byte(time.Now().UnixNano()), 0, 0, 1})
 	now := time.Now()
 	parent := spans.AppendEmpty()
 	parent.SetTraceID(tid)
@@ -710,8 +716,9 @@ func testDetectionDepth(t *testing.T) {
 	}
 
 	// On-call: (b)'s three findings page (min_severity high); (a)'s low
-	// ones do not. Alerts go out in the order findings were stored, so once
-	// (b)'s messages are in, any message for (a) would be too.
+	// ones do not. The notifier drops a low finding when it is handed it,
+	// before (b)'s are queued, so once (b)'s messages are in, none for (a)
+	// can follow.
 	paged := []string{cross.LeakID, found[traceB][ruleMismatch].LeakID, unscoped.LeakID}
 	var msgs []string
 	eventually(t, 10*time.Second, "Slack messages for the served trace's findings", func() (bool, string) {

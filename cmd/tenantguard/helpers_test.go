@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -125,7 +126,7 @@ processors:
         path: %[4]s
     metrics:
       endpoint: %[6]s
-    evidence_attributes:
+%[9]s    evidence_attributes:
       hmac_key: ${env:TG_E2E_EVIDENCE_KEY}
     alerts:
       slack:
@@ -160,6 +161,7 @@ type collectorOption func(*collectorSettings)
 
 type collectorSettings struct {
 	processorYAML []string
+	metricsYAML   []string
 }
 
 // withProcessorYAML adds settings to processors.tenantguard: YAML written as
@@ -170,16 +172,27 @@ func withProcessorYAML(yaml string) collectorOption {
 	return func(s *collectorSettings) { s.processorYAML = append(s.processorYAML, yaml) }
 }
 
+// withMetricsYAML adds settings to processors.tenantguard.metrics (whose
+// endpoint the base config sets), e.g. `service_idle: 2s`.
+func withMetricsYAML(yaml string) collectorOption {
+	return func(s *collectorSettings) { s.metricsYAML = append(s.metricsYAML, yaml) }
+}
+
 // processorBlock renders the extra processor settings at tenantguard's indent.
-func (s *collectorSettings) processorBlock() string {
+func (s *collectorSettings) processorBlock() string { return indentYAML(s.processorYAML, "    ") }
+
+// metricsBlock renders the extra metrics settings at their indent.
+func (s *collectorSettings) metricsBlock() string { return indentYAML(s.metricsYAML, "      ") }
+
+func indentYAML(ys []string, indent string) string {
 	var b strings.Builder
-	for _, y := range s.processorYAML {
+	for _, y := range ys {
 		for _, line := range strings.Split(strings.TrimRight(y, "\n"), "\n") {
 			if strings.TrimSpace(line) == "" {
 				b.WriteString("\n")
 				continue
 			}
-			b.WriteString("    " + line + "\n")
+			b.WriteString(indent + line + "\n")
 		}
 	}
 	return b.String()
@@ -217,7 +230,7 @@ func startCollector(t *testing.T, opts ...collectorOption) *collector {
 		}
 		cfg := fmt.Sprintf(collectorConfig, c.grpcAddr, c.httpAddr, c.instance,
 			strconv.Quote(c.journal), sink.srv.URL, c.metrics, strconv.Quote(filepath.Join(dir, "data", "slack-outbox.jsonl")),
-			settings.processorBlock())
+			settings.processorBlock(), settings.metricsBlock())
 		if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -687,17 +700,30 @@ func (h *slackHooks) messages() []string {
 
 // ---------------------------------------------------------------- metrics
 
-// scrapeMetrics reads /metrics over HTTP and parses it with the Prometheus
-// text parser, returning sample values keyed by name{sorted labels}.
-func (c *collector) scrapeMetrics(t *testing.T) map[string]float64 {
+// scrapeText reads /metrics over HTTP; anything but 200 fails the test.
+func (c *collector) scrapeText(t *testing.T) []byte {
 	t.Helper()
 	resp, err := http.Get("http://" + c.metrics + "/metrics")
 	if err != nil {
 		t.Fatalf("scraping /metrics: %v", err)
 	}
 	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("scraping /metrics: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scraping /metrics: %s: %s", resp.Status, tail(string(body), 2<<10))
+	}
+	return body
+}
+
+// scrapeMetrics reads /metrics over HTTP and parses it with the Prometheus
+// text parser, returning sample values keyed by name{sorted labels}.
+func (c *collector) scrapeMetrics(t *testing.T) map[string]float64 {
+	t.Helper()
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(c.scrapeText(t)))
 	if err != nil {
 		t.Fatalf("parsing /metrics: %v", err)
 	}
@@ -721,4 +747,54 @@ func (c *collector) scrapeMetrics(t *testing.T) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// ---------------------------------------------------------------- the CLI
+
+// cliRun is what one run of the built binary printed and returned.
+type cliRun struct {
+	stdout, stderr string
+	code           int
+}
+
+// runCLI runs the built binary with args in dir ("" for the test's own
+// directory) and returns its output and exit status.
+func runCLI(t *testing.T, dir string, args ...string) cliRun {
+	t.Helper()
+	cmd := exec.Command(tenantguardBinary(t), args...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return cliRun{stdout: stdout.String(), stderr: stderr.String(), code: exit.ExitCode()}
+	case err != nil:
+		t.Fatalf("tenantguard %q: %v", args, err)
+	}
+	return cliRun{stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// writeJournal writes recs to a new journal in dir and a collector config
+// that names it; it returns the config's path.
+func writeJournal(t *testing.T, dir string, recs []store.Evidence) (cfgPath, journalPath string) {
+	t.Helper()
+	journalPath = filepath.Join(dir, "leaks.jsonl")
+	j, err := journal.Open(journalPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Append(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath = filepath.Join(dir, "collector.yaml")
+	body := "processors:\n  tenantguard:\n    store:\n      journal: {path: " + strconv.Quote(journalPath) + "}\n"
+	if err := os.WriteFile(cfgPath, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath, journalPath
 }

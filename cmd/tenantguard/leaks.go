@@ -6,20 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/confmap"
 
-	"github.com/tenantguard/tenantguard/alerts"
 	"github.com/tenantguard/tenantguard/config"
-	tenantguardprocessor "github.com/tenantguard/tenantguard/processor"
+	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
 	chstore "github.com/tenantguard/tenantguard/store/clickhouse"
 	"github.com/tenantguard/tenantguard/store/journal"
@@ -33,6 +34,8 @@ type leaksFlags struct {
 	tenant    string
 	service   string
 	rule      string
+	severity  string
+	status    string
 	json      bool
 	all       bool
 	// journal reads the local journal even when ClickHouse is configured.
@@ -41,8 +44,49 @@ type leaksFlags struct {
 	top int
 }
 
+// check refuses a filter value that names no rule, severity or status:
+// a typo must not read as "no findings".
+func (lf *leaksFlags) check() error {
+	for _, c := range []struct {
+		flag, value string
+		parse       func(string) error
+	}{
+		{"--rule", lf.rule, func(v string) error { _, err := detector.ParseRule(v); return err }},
+		{"--severity", lf.severity, func(v string) error { _, err := detector.ParseSeverity(v); return err }},
+		{"--status", lf.status, func(v string) error { _, err := detector.ParseStatus(v); return err }},
+	} {
+		if c.value == "" {
+			continue
+		}
+		if err := c.parse(c.value); err != nil {
+			return fmt.Errorf("%s: %w", c.flag, err)
+		}
+	}
+	return nil
+}
+
+// withdrawnListed reports whether `leaks list` shows withdrawn findings:
+// with --all, or when --status asks for allowed or reclassified ones.
+func (lf *leaksFlags) withdrawnListed() bool {
+	return lf.all || detector.Status(lf.status).Withdrawn()
+}
+
+// keep applies the filters the stores do not: --severity and --status,
+// and the withdrawn findings `leaks list` hides.
+func (lf *leaksFlags) keep(ev *store.Evidence) bool {
+	switch {
+	case !lf.withdrawnListed() && detector.Status(ev.Status).Withdrawn():
+		return false
+	case lf.severity != "" && detector.Severity(ev.Severity).Rank() < detector.Severity(lf.severity).Rank():
+		return false
+	case lf.status != "" && ev.Status != lf.status:
+		return false
+	}
+	return true
+}
+
 func (lf *leaksFlags) filter() store.Filter {
-	f := store.Filter{Tenant: lf.tenant, Service: lf.service, Rule: lf.rule, IncludeAllowed: lf.all}
+	f := store.Filter{Tenant: lf.tenant, Service: lf.service, Rule: lf.rule, IncludeAllowed: lf.withdrawnListed()}
 	if lf.since > 0 {
 		f.Since = time.Now().Add(-lf.since)
 	}
@@ -70,9 +114,18 @@ func newLeaksCommand() *cobra.Command {
 		cmd.Flags().DurationVar(&lf.since, "since", 0, "only findings seen within this long, e.g. 24h (default: all)")
 		cmd.Flags().StringVar(&lf.tenant, "tenant", "", "only findings that involve this tenant")
 		cmd.Flags().StringVar(&lf.service, "service", "", "only findings whose trace passed through this service")
-		cmd.Flags().StringVar(&lf.rule, "rule", "", "only findings of this rule (cross_tenant_trace, tenant_mismatch)")
+		cmd.Flags().StringVar(&lf.rule, "rule", "", "only findings of this rule: "+detector.Names(detector.Rules))
 		cmd.Flags().BoolVar(&lf.all, "all", false, "also count findings withdrawn by an allow rule")
 	}
+	// Errors are printed once, by main, as one line; a flag error names the
+	// help to read rather than printing the whole usage.
+	quiet := func(cmd *cobra.Command) {
+		cmd.SilenceUsage = true
+		cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+			return fmt.Errorf("%w (see %s --help)", err, c.CommandPath())
+		})
+	}
+	quiet(leaks)
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -83,7 +136,11 @@ func newLeaksCommand() *cobra.Command {
 		},
 	}
 	filterFlags(list)
-	list.Flags().Lookup("all").Usage = "also list findings withdrawn by an allow rule"
+	quiet(list)
+	list.Flags().Lookup("all").Usage = "also list withdrawn findings: allowed by an allow rule, or reclassified as a refused attempt"
+	list.Flags().StringVar(&lf.severity, "severity", "", "only findings of this severity or higher: "+detector.Names(detector.Severities))
+	list.Flags().StringVar(&lf.status, "status", "", "only findings with this status: "+detector.Names(detector.Statuses)+
+		" (allowed and reclassified are listed without --all)")
 	list.Flags().BoolVar(&lf.json, "json", false, "one JSON object per line instead of a table")
 	leaks.AddCommand(list)
 
@@ -95,7 +152,8 @@ func newLeaksCommand() *cobra.Command {
 			return runLeaksShow(cmd.Context(), lf, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	show.Flags().BoolVar(&lf.json, "json", false, "one JSON object per finding, as `leaks list --json` prints them")
+	show.Flags().BoolVar(&lf.json, "json", false, "one JSON object per finding, as leaks list --json prints them")
+	quiet(show)
 	leaks.AddCommand(show)
 
 	stats := &cobra.Command{
@@ -107,10 +165,13 @@ func newLeaksCommand() *cobra.Command {
 		},
 	}
 	filterFlags(stats)
+	quiet(stats)
 	stats.Flags().IntVar(&lf.top, "top", chstore.DefaultTopEdges, "how many crossing edges to report")
 	stats.Flags().BoolVar(&lf.json, "json", false, "one JSON object instead of tables")
 	leaks.AddCommand(stats)
-	leaks.AddCommand(newReportCommand(lf))
+	report := newReportCommand(lf)
+	quiet(report)
+	leaks.AddCommand(report)
 	return leaks
 }
 
@@ -152,6 +213,21 @@ func openLeakSource(ctx context.Context, lf *leaksFlags, errOut io.Writer) (leak
 	return openJournalLeaks(cfg.Store.Journal.Path, errOut)
 }
 
+// journalPath is where the leaks commands read the journal: the config's
+// path, made absolute. The collector resolves a relative path against its
+// own working directory, which the CLI cannot know, so the CLI resolves it
+// against the current one and names the absolute path it read.
+func journalPath(path string) (string, error) {
+	if strings.TrimSpace(path) == "" {
+		return "", errors.New("store.journal.path is empty in the config")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("store.journal.path %q: %w", path, err)
+	}
+	return abs, nil
+}
+
 // ---------------------------------------------------------------- journal
 
 type journalLeaks struct {
@@ -159,7 +235,25 @@ type journalLeaks struct {
 	recs []store.Evidence
 }
 
-func openJournalLeaks(path string, errOut io.Writer) (*journalLeaks, error) {
+func openJournalLeaks(configured string, errOut io.Writer) (*journalLeaks, error) {
+	path, err := journalPath(configured)
+	if err != nil {
+		return nil, err
+	}
+	// journal.ReadFile reads a missing file as an empty journal (right for
+	// a collector that has recorded nothing yet); for a reader it is
+	// almost always the wrong directory, and must not say "no findings".
+	if _, err := os.Stat(path); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("journal %s: %w", path, err)
+		}
+		hint := ""
+		if !filepath.IsAbs(configured) {
+			hint = fmt.Sprintf(" (the config's relative store.journal.path %q is read from the current directory; "+
+				"run from the collector's working directory, or pass --set processors.tenantguard.store.journal.path=ABSOLUTE_PATH)", configured)
+		}
+		return nil, fmt.Errorf("no journal at %s%s", path, hint)
+	}
 	recs, rep, err := journal.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -294,6 +388,9 @@ func isHex32(s string) bool {
 // ---------------------------------------------------------------- commands
 
 func runLeaksList(ctx context.Context, lf *leaksFlags, out, errOut io.Writer) error {
+	if err := lf.check(); err != nil {
+		return err
+	}
 	src, err := openLeakSource(ctx, lf, errOut)
 	if err != nil {
 		return err
@@ -303,6 +400,9 @@ func runLeaksList(ctx context.Context, lf *leaksFlags, out, errOut io.Writer) er
 	if err != nil {
 		return err
 	}
+	// The stores leave out allowed findings; a reclassified one is withdrawn
+	// too (the trace's blocked_attempt finding tells the story).
+	found = slices.DeleteFunc(found, func(ev store.Evidence) bool { return !lf.keep(&ev) })
 	if lf.json {
 		return writeEvidenceJSON(out, found)
 	}
@@ -311,11 +411,12 @@ func runLeaksList(ctx context.Context, lf *leaksFlags, out, errOut io.Writer) er
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "LAST SEEN\tRULE\tSEVERITY\tSTATUS\tTENANTS\tTRACE\tSUMMARY")
+	fmt.Fprintln(tw, "LAST SEEN\tRULE\tSEVERITY\tSTATUS\tTENANTS\tTRACE\tMESSAGE")
 	for i := range found {
 		ev := &found[i]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.LastSeen.Format(time.RFC3339), ev.Rule, ev.Severity,
-			ev.Status, strings.Join(ev.Tenants, ","), ev.TraceID, alerts.Summary(ev))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.LastSeen.Format(time.RFC3339), store.OneLine(ev.Rule),
+			store.OneLine(ev.Severity), store.OneLine(ev.Status), store.OneLine(strings.Join(ev.Tenants, ",")), store.OneLine(ev.TraceID),
+			ev.Message(store.Plain))
 	}
 	return tw.Flush()
 }
@@ -363,76 +464,122 @@ func runLeaksShow(ctx context.Context, lf *leaksFlags, id string, out, errOut io
 	return nil
 }
 
-// writeFinding prints one finding for a person: the facts, then the
-// crossing edges, mismatches and evidence spans as tables.
+// writeFinding prints one finding for a person: every field of the
+// record, the facts first, then the crossing edges, mismatches, keys,
+// queries and evidence spans as tables. Values come from telemetry, so each
+// is printed on one line (store.OneLine) whatever it holds.
 func writeFinding(out io.Writer, f *shownFinding) error {
 	ev := &f.ev
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	status := ev.Status
-	if ev.AllowedBy != "" {
-		status += " (" + ev.AllowedBy + ")"
+	row := func(label string, cells ...string) {
+		for i := range cells {
+			cells[i] = store.OneLine(cells[i])
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", label, strings.Join(cells, ""))
 	}
-	fmt.Fprintf(tw, "FINDING\t%s (version %d)\n", ev.LeakID, ev.Version)
-	fmt.Fprintf(tw, "SUMMARY\t%s\n", alerts.Summary(ev))
-	fmt.Fprintf(tw, "RULE\t%s, severity %s, status %s\n", ev.Rule, ev.Severity, status)
-	fmt.Fprintf(tw, "TRACE\t%s\n", ev.TraceID)
-	fmt.Fprintf(tw, "TENANTS\t%s\n", strings.Join(ev.Tenants, ", "))
-	fmt.Fprintf(tw, "SERVICES\t%s\n", strings.Join(ev.Services, ", "))
-	fmt.Fprintf(tw, "SEEN\t%s to %s, %d spans\n", ev.FirstSeen.Format(time.RFC3339Nano), ev.LastSeen.Format(time.RFC3339Nano), ev.SpanCount)
-	fmt.Fprintf(tw, "DETECTED\t%s (%s after the first span)\n", ev.DetectedAt.Format(time.RFC3339Nano), ev.DetectedAt.Sub(ev.FirstSeen))
+	row("FINDING", ev.LeakID, fmt.Sprintf(" (version %d)", ev.Version))
+	row("MESSAGE", ev.Message(store.Plain))
+	row("RULE", ev.Rule, ", severity ", ev.Severity, ", status ", ev.Status)
+	if ev.Reason != "" {
+		row("REASON", ev.Reason)
+	}
+	if ev.AllowedBy != "" {
+		row("ALLOWED BY", ev.AllowedBy)
+	}
+	row("TRACE", ev.TraceID)
+	row("TENANTS", strings.Join(ev.Tenants, ", "))
+	row("SERVICES", strings.Join(ev.Services, ", "))
+	row("SEEN", fmt.Sprintf("%s to %s, %s", ev.FirstSeen.Format(time.RFC3339Nano), ev.LastSeen.Format(time.RFC3339Nano),
+		plural(ev.SpanCount, "span", "spans")))
+	row("DETECTED", fmt.Sprintf("%s (%s after the first span)", ev.DetectedAt.Format(time.RFC3339Nano), ev.DetectedAt.Sub(ev.FirstSeen)))
 	if ev.Collector != "" {
-		fmt.Fprintf(tw, "COLLECTOR\t%s\n", ev.Collector)
+		row("COLLECTOR", ev.Collector)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if len(ev.CrossingEdges) > 0 {
-		fmt.Fprintln(out, "\nCROSSING EDGES")
-		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "FROM TENANT\tFROM SERVICE\tFROM SPAN\tTO TENANT\tTO SERVICE\tTO SPAN\tHOPS")
-		for _, e := range ev.CrossingEdges {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", e.From.Tenant, e.From.Service, e.From.Span,
-				e.To.Tenant, e.To.Service, e.To.Span, e.Hops)
+	table := func(title, header string, rows [][]string) error {
+		if len(rows) == 0 {
+			return nil
 		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-	}
-	if len(ev.Mismatches) > 0 {
-		fmt.Fprintln(out, "\nMISMATCHES")
-		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SPAN ID\tSERVICE\tSPAN\tTENANT VALUES")
-		for _, m := range ev.Mismatches {
-			var vals []string
-			for _, v := range m.Values {
-				src := "span"
-				if v.Resource {
-					src = "resource"
-				}
-				vals = append(vals, fmt.Sprintf("%s=%s (%s)", v.Key, v.Tenant, src))
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.SpanID, m.Service, m.Span, strings.Join(vals, ", "))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-	}
-	writeSpans := func(title string, spans []store.Span) error {
 		fmt.Fprintln(out, "\n"+title)
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SPAN ID\tPARENT\tSERVICE\tSPAN\tTENANT\tTENANT KEY")
-		for _, s := range spans {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.SpanID, dash(s.ParentID), s.Service, s.Name, dash(s.Tenant), dash(s.TenantKey))
+		fmt.Fprintln(tw, header)
+		for _, r := range rows {
+			for i := range r {
+				r[i] = dash(store.OneLine(r[i]))
+			}
+			fmt.Fprintln(tw, strings.Join(r, "\t"))
 		}
 		return tw.Flush()
 	}
-	if len(ev.Spans) > 0 {
-		if err := writeSpans("EVIDENCE SPANS", ev.Spans); err != nil {
+	var edges, mismatches, keys, queries [][]string
+	for _, e := range ev.CrossingEdges {
+		via := "parent"
+		if e.Link {
+			via = "span link"
+		}
+		from := e.From.SpanID
+		if e.From.TraceID != "" {
+			from = e.From.TraceID + "/" + e.From.SpanID
+		}
+		edges = append(edges, []string{e.From.Tenant, e.From.Service, e.From.Span, from, e.To.Tenant, e.To.Service, e.To.Span,
+			e.To.SpanID, strconv.Itoa(e.Hops), via, e.Outcome})
+	}
+	for _, m := range ev.Mismatches {
+		var vals []string
+		for _, v := range m.Values {
+			src := "span"
+			if v.Resource {
+				src = "resource"
+			}
+			vals = append(vals, fmt.Sprintf("%s=%s (%s)", v.Key, v.Tenant, src))
+		}
+		mismatches = append(mismatches, []string{m.SpanID, m.Service, m.Span, strings.Join(vals, ", ")})
+	}
+	for _, k := range ev.Keys {
+		keyTenant := k.KeyTenant
+		if k.Global {
+			keyTenant = "global key"
+			if k.KeyTenant != "" {
+				keyTenant += ", " + k.KeyTenant
+			}
+		}
+		keys = append(keys, []string{k.SpanID, k.Service, k.Span, k.Attribute, k.Identifier, keyTenant, k.SpanTenant})
+	}
+	for _, q := range ev.Queries {
+		queries = append(queries, []string{q.SpanID, q.Service, q.Span, strings.Join(q.Tables, ", ")})
+	}
+	for _, t := range []struct {
+		title, header string
+		rows          [][]string
+	}{
+		{"CROSSING EDGES", "FROM TENANT\tFROM SERVICE\tFROM SPAN\tFROM SPAN ID\tTO TENANT\tTO SERVICE\tTO SPAN\tTO SPAN ID\tHOPS\tVIA\tOUTCOME", edges},
+		{"MISMATCHES", "SPAN ID\tSERVICE\tSPAN\tTENANT VALUES", mismatches},
+		{"KEYS", "SPAN ID\tSERVICE\tSPAN\tATTRIBUTE\tKEY ID\tKEY TENANT\tSPAN TENANT", keys},
+		{"UNSCOPED QUERIES (statement text is never stored)", "SPAN ID\tSERVICE\tSPAN\tTABLES", queries},
+	} {
+		if err := table(t.title, t.header, t.rows); err != nil {
 			return err
 		}
-		if err := writeSpanDetails(out, ev.Spans); err != nil {
-			return err
+	}
+	spanRows := func(spans []store.Span) [][]string {
+		var rows [][]string
+		for _, s := range spans {
+			data := ""
+			if s.Data {
+				data = "yes"
+			}
+			rows = append(rows, []string{s.SpanID, s.ParentID, s.Service, s.Name, s.Tenant, s.TenantKey, s.Outcome, data})
 		}
+		return rows
+	}
+	const spanHeader = "SPAN ID\tPARENT\tSERVICE\tSPAN\tTENANT\tTENANT KEY\tOUTCOME\tREAD DATA"
+	if err := table("EVIDENCE SPANS", spanHeader, spanRows(ev.Spans)); err != nil {
+		return err
+	}
+	if err := writeSpanDetails(out, ev.Spans); err != nil {
+		return err
 	}
 	var earlier []store.Span
 	for _, s := range f.history {
@@ -440,10 +587,7 @@ func writeFinding(out io.Writer, f *shownFinding) error {
 			earlier = append(earlier, s)
 		}
 	}
-	if len(earlier) > 0 {
-		return writeSpans("SPANS ONLY EARLIER VERSIONS RECORDED", earlier)
-	}
-	return nil
+	return table("SPANS ONLY EARLIER VERSIONS RECORDED", spanHeader, spanRows(earlier))
 }
 
 // writeSpanDetails lists what the evidence spans carried, one attribute a
@@ -452,26 +596,31 @@ func writeFinding(out io.Writer, f *shownFinding) error {
 func writeSpanDetails(out io.Writer, spans []store.Span) error {
 	var any bool
 	for _, s := range spans {
-		any = any || s.Kind != "" || len(s.Attributes) > 0
+		any = any || s.Kind != "" || len(s.Attributes) > 0 || !s.StartTime.IsZero()
 	}
 	if !any {
 		return nil
 	}
 	fmt.Fprintln(out, "\nEVIDENCE SPAN DETAILS")
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SPAN ID\tKIND\tSTATUS\tDURATION\tATTRIBUTE\tVALUE")
+	fmt.Fprintln(tw, "SPAN ID\tKIND\tSTATUS\tSTART\tDURATION\tATTRIBUTE\tVALUE")
 	for _, s := range spans {
-		if s.Kind == "" && len(s.Attributes) == 0 {
+		if s.Kind == "" && len(s.Attributes) == 0 && s.StartTime.IsZero() {
 			continue
 		}
-		row := fmt.Sprintf("%s\t%s\t%s\t%s", s.SpanID, dash(s.Kind), dash(s.Status), time.Duration(s.DurationNs))
+		start := ""
+		if !s.StartTime.IsZero() {
+			start = s.StartTime.Format(time.RFC3339Nano)
+		}
+		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", s.SpanID, dash(store.OneLine(s.Kind)), dash(store.OneLine(s.Status)), dash(start),
+			time.Duration(s.DurationNs))
 		keys := slices.Sorted(maps.Keys(s.Attributes))
 		if len(keys) == 0 {
 			fmt.Fprintf(tw, "%s\t-\t-\n", row)
 		}
 		for _, k := range keys {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", row, k, s.Attributes[k])
-			row = "\t\t\t"
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", row, store.OneLine(k), store.OneLine(s.Attributes[k]))
+			row = "\t\t\t\t"
 		}
 	}
 	return tw.Flush()
@@ -485,6 +634,9 @@ func dash(s string) string {
 }
 
 func runLeaksStats(ctx context.Context, lf *leaksFlags, out, errOut io.Writer) error {
+	if err := lf.check(); err != nil {
+		return err
+	}
 	src, err := openLeakSource(ctx, lf, errOut)
 	if err != nil {
 		return err
@@ -503,7 +655,7 @@ func runLeaksStats(ctx context.Context, lf *leaksFlags, out, errOut io.Writer) e
 		fmt.Fprintf(errOut, "no findings in %s\n", src.Describe())
 		return nil
 	}
-	fmt.Fprintf(out, "%d findings in %s\n", st.Findings, src.Describe())
+	fmt.Fprintf(out, "%s in %s\n", plural(st.Findings, "finding", "findings"), src.Describe())
 	section := func(title, header string, rows func(tw io.Writer)) error {
 		fmt.Fprintln(out, "\n"+title)
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -538,78 +690,4 @@ func runLeaksStats(ctx context.Context, lf *leaksFlags, out, errOut io.Writer) e
 			fmt.Fprintf(tw, "%s\t%d\n", s.Service, s.Findings)
 		}
 	})
-}
-
-// loadProcessorConfig resolves the collector config the way the collector
-// does (same providers, same --set syntax) and decodes the tenantguard
-// processor's settings over the factory defaults.
-func loadProcessorConfig(ctx context.Context, configs, sets []string, name string) (*tenantguardprocessor.Config, error) {
-	if len(configs) == 0 {
-		return nil, errors.New("--config is required: pass the collector config file the collector runs with")
-	}
-	uris := append([]string(nil), configs...)
-	for _, s := range sets {
-		key, val, ok := strings.Cut(s, "=")
-		if !ok {
-			return nil, fmt.Errorf("--set %q: missing '=' (expected key=value)", s)
-		}
-		uris = append(uris, "yaml:"+strings.ReplaceAll(strings.TrimSpace(key), ".", "::")+": "+strings.TrimSpace(val))
-	}
-	resolver, err := confmap.NewResolver(confmap.ResolverSettings{
-		URIs:              uris,
-		ProviderFactories: providerFactories(),
-		DefaultScheme:     "env",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
-	}
-	conf, err := resolver.Resolve(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
-	}
-	procs, err := conf.Sub("processors")
-	if err != nil {
-		return nil, fmt.Errorf("reading config: processors: %w", err)
-	}
-	var ids []string
-	for key := range procs.ToStringMap() {
-		var id component.ID
-		if err := id.UnmarshalText([]byte(key)); err != nil {
-			continue
-		}
-		if id.Type() == tenantguardprocessor.Type {
-			ids = append(ids, key)
-		}
-	}
-	sort.Strings(ids)
-	var chosen string
-	switch {
-	case name != "":
-		for _, id := range ids {
-			if id == name {
-				chosen = id
-			}
-		}
-		if chosen == "" {
-			return nil, fmt.Errorf("--processor %q: no such tenantguard processor in the config (found: %s)", name, strings.Join(ids, ", "))
-		}
-	case len(ids) == 0:
-		return nil, errors.New("the config has no tenantguard processor under processors")
-	case len(ids) > 1:
-		return nil, fmt.Errorf("the config has several tenantguard processors (%s): choose one with --processor", strings.Join(ids, ", "))
-	default:
-		chosen = ids[0]
-	}
-	cfg := tenantguardprocessor.NewFactory().CreateDefaultConfig().(*tenantguardprocessor.Config)
-	sub, err := procs.Sub(chosen)
-	if err != nil {
-		return nil, fmt.Errorf("reading config: processors::%s: %w", chosen, err)
-	}
-	if err := sub.Unmarshal(cfg); err != nil {
-		return nil, fmt.Errorf("processors::%s: %w", chosen, err)
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("processors::%s: %w", chosen, err)
-	}
-	return cfg, nil
 }

@@ -177,7 +177,7 @@ func TestLeaksListFiltersAndPrintsTheContract(t *testing.T) {
 	if err := runLeaksList(context.Background(), &lf, &table, &errOut); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(table.String(), "went from tenant acme (gateway `GET /inventory`) into tenant globex (inventory-svc `SELECT stock`)") {
+	if !strings.Contains(table.String(), "from tenant acme reached tenant globex at inventory-svc `SELECT stock`, from gateway `GET /inventory`") {
 		t.Errorf("table lacks the summary:\n%s", table.String())
 	}
 }

@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
@@ -41,10 +42,26 @@ func main() {
 		},
 	}
 	cmd := otelcol.NewCommand(set)
+	// main prints the error; cobra printing it too showed every error twice.
+	cmd.SilenceErrors = true
 	cmd.AddCommand(newLeaksCommand())
 	cmd.AddCommand(newScanCommand())
+	// main prints the error, once, on one line; cobra would print it too.
+	cmd.SilenceErrors = true
 	if err := cmd.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(os.Stderr, "tenantguard: "+oneLine(err.Error()))
 		os.Exit(1)
 	}
+}
+
+// oneLine joins a message's lines (errors.Join, a config decoder's list)
+// with "; ", so every error reads as one line that names the problem.
+func oneLine(msg string) string {
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, strings.TrimSuffix(l, ";"))
+		}
+	}
+	return strings.Join(parts, "; ")
 }

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -30,6 +31,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
 )
 
@@ -63,10 +65,13 @@ func runScanArgs(t *testing.T, stdin io.Reader, args ...string) scanOutcome {
 
 // scanGolden is a finding reduced to the fields the scenario goldens hold.
 type scanGolden struct {
-	LeakID        string               `json:"leak_id"`
-	Rule          string               `json:"rule"`
-	Severity      string               `json:"severity"`
-	Status        string               `json:"status"`
+	LeakID   string `json:"leak_id"`
+	Rule     string `json:"rule"`
+	Severity string `json:"severity"`
+	Status   string `json:"status"`
+	// Message is the finding's sentence, as the log, Slack, leaks and scan
+	// print it.
+	Message       string               `json:"message"`
 	TraceID       string               `json:"trace_id"`
 	Tenants       []string             `json:"tenants"`
 	Services      []string             `json:"services"`
@@ -122,7 +127,7 @@ func reduce(evs []store.Evidence) string {
 	gs := []scanGolden{}
 	for _, ev := range evs {
 		gs = append(gs, scanGolden{
-			LeakID: ev.LeakID, Rule: ev.Rule, Severity: ev.Severity, Status: ev.Status, TraceID: ev.TraceID,
+			LeakID: ev.LeakID, Rule: ev.Rule, Severity: ev.Severity, Status: ev.Status, Message: ev.Message(store.Plain), TraceID: ev.TraceID,
 			Tenants: ev.Tenants, Services: ev.Services, CrossingEdges: ev.CrossingEdges, Mismatches: ev.Mismatches,
 			Keys: ev.Keys, Queries: ev.Queries, SpanCount: ev.SpanCount,
 		})
@@ -421,6 +426,8 @@ func TestScanAllScenariosInOneRun(t *testing.T) {
 // its own request file, in nested directories whose lexical order is the
 // reverse of the spans' order, alternating JSON, protobuf and gzip: one scan
 // of the directory must give exactly the goldens.
+var refusalCode = regexp.MustCompile(`, and was refused \([^)]*\)`)
+
 func TestScanJoinsTracesSplitOverFiles(t *testing.T) {
 	dir := t.TempDir()
 	var all []scanGolden
@@ -480,6 +487,11 @@ func TestScanJoinsTracesSplitOverFiles(t *testing.T) {
 		if all[i].Rule == "missing_tenant" || all[i].Rule == "unscoped_query" {
 			all[i].TraceID, all[i].Tenants = "", []string{}
 		}
+		// A span keeps its details (here, a refusal's status code) only
+		// when its own request raised or changed the finding, in the
+		// collector as here; with one span a request, the refused span's
+		// request raised nothing.
+		all[i].Message = refusalCode.ReplaceAllString(all[i].Message, ", and was refused")
 	}
 	if got, want := reduce(gotEv), canonGoldens(all); got != want {
 		t.Errorf("findings over %d one-span files differ from the goldens\n--- got\n%s\n--- want\n%s", n, got, want)
@@ -666,7 +678,7 @@ func TestScanUsageErrors(t *testing.T) {
 		{[]string{"--format", "xml", clean}, `--format "xml"`},
 		{[]string{"--fail-on", "severe", clean}, `--fail-on "severe"`},
 		{[]string{"--processor", "tenantguard/x", clean}, "--processor needs --config"},
-		{[]string{"--config", "/no/such/collector.yaml", clean}, "reading config"},
+		{[]string{"--config", "/no/such/collector.yaml", clean}, "tenantguard scan: --config /no/such/collector.yaml: no such file\n"},
 		{[]string{"--output", "/no/such/dir/report.xml", clean}, "--output"},
 		{[]string{"/no/such/traces.json"}, "/no/such/traces.json: no such file or directory"},
 		{[]string{emptyDir}, emptyDir + ": directory holds no trace file"},
@@ -753,8 +765,9 @@ func TestScanJUnit(t *testing.T) {
 	if err := xml.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.Tests != 3 || doc.Failures != 1 || doc.Errors != 1 {
-		t.Errorf("testsuites tests=%d failures=%d errors=%d, want 3, 1, 1\n%s", doc.Tests, doc.Failures, doc.Errors, raw)
+	if doc.Tests != 7 || doc.Failures != 1 || doc.Errors != 1 {
+		t.Errorf("testsuites tests=%d failures=%d errors=%d, want 7 (a case per rule, and the input error), 1, 1\n%s",
+			doc.Tests, doc.Failures, doc.Errors, raw)
 	}
 	var names []string
 	for _, s := range doc.Suites {
@@ -765,22 +778,33 @@ func TestScanJUnit(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{"tenantguard.cross_tenant_trace", "tenantguard.tenant_mismatch", "tenantguard.input"}; !slices.Equal(names, want) {
+	var want []string
+	for _, r := range detector.Rules {
+		want = append(want, "tenantguard."+string(r))
+	}
+	if want = append(want, "tenantguard.input"); !slices.Equal(names, want) {
 		t.Fatalf("suites %q, want %q", names, want)
+	}
+	// A rule nothing tripped has one passing case that says so.
+	for _, i := range []int{1, 3, 4, 5} {
+		cs := doc.Suites[i].Cases
+		if wantName := "no " + string(detector.Rules[i]) + " finding in 6 traces"; len(cs) != 1 || cs[0].Name != wantName || cs[0].Failure != nil {
+			t.Errorf("suite %s: want one passing case %q, got %+v", doc.Suites[i].Name, wantName, cs)
+		}
 	}
 	cross := doc.Suites[0].Cases
 	if len(cross) != 1 || cross[0].Failure == nil || cross[0].Failure.Type != "critical" ||
 		!strings.Contains(cross[0].Name, traceSharedInventory) ||
-		!strings.Contains(cross[0].Failure.Message, "into tenant globex (inventory-svc `SELECT stock`)") ||
+		!strings.Contains(cross[0].Failure.Message, "reached tenant globex at inventory-svc `SELECT stock`") ||
 		!strings.Contains(cross[0].Failure.Body, "crossing  gateway `GET /inventory` (acme) → inventory-svc `SELECT stock` (globex)") ||
 		!strings.HasSuffix(cross[0].File, "shared_inventory.json") {
 		t.Errorf("cross_tenant_trace: want one failing case for the shared inventory trace, got %+v", cross)
 	}
-	mm := doc.Suites[1].Cases
+	mm := doc.Suites[2].Cases
 	if len(mm) != 1 || mm[0].Failure != nil || !strings.Contains(mm[0].SystemOut, "below --fail-on critical") {
 		t.Errorf("tenant_mismatch below --fail-on: want a passing case with the finding in system-out, got %+v", mm)
 	}
-	in := doc.Suites[2].Cases
+	in := doc.Suites[6].Cases
 	if len(in) != 1 || in[0].Error == nil || !strings.Contains(in[0].Error.Message, bad+":1: invalid OTLP JSON") {
 		t.Errorf("input errors are error cases: %+v", in)
 	}
@@ -792,7 +816,7 @@ func TestScanJUnit(t *testing.T) {
 	if err := xml.Unmarshal([]byte(clean.stdout), &cdoc); err != nil {
 		t.Fatal(err)
 	}
-	if clean.code != exitClean || cdoc.Tests != 2 || cdoc.Failures != 0 || cdoc.Suites[0].Cases[0].Name != "no cross_tenant_trace finding in 4 traces" {
+	if clean.code != exitClean || cdoc.Tests != len(detector.Rules) || cdoc.Failures != 0 || cdoc.Suites[0].Cases[0].Name != "no cross_tenant_trace finding in 4 traces" {
 		t.Errorf("clean scan: exit %d, JUnit %s", clean.code, clean.stdout)
 	}
 
@@ -910,7 +934,7 @@ func TestScanTextReport(t *testing.T) {
 	out := runScanArgs(t, nil, "--config", scanConfigPath, noUnscoped, filepath.Join(scanScenarioDir, "shared_inventory.json"))
 	for _, want := range []string{
 		"critical cross_tenant_trace FAIL\n",
-		"  trace 286f490d… went from tenant acme (gateway `GET /inventory`) into tenant globex (inventory-svc `SELECT stock`)\n",
+		"  trace 286f490d… from tenant acme reached tenant globex at inventory-svc `SELECT stock`, from gateway `GET /inventory` through 1 span without a tenant\n",
 		"  tenants   acme, globex\n",
 		"  crossing  gateway `GET /inventory` (acme) → inventory-svc `SELECT stock` (globex), through 1 span without a tenant\n",
 		"  spans     fa034f5180477414 gateway `GET /inventory`, tenant acme (tenant.id)\n",

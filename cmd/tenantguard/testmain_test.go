@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tenantguard/tenantguard/internal/chserver"
 )
 
 // e2eDir holds the binary the end-to-end tests build; TestMain removes it.
@@ -22,6 +24,7 @@ func TestMain(m *testing.M) {
 	e2eDir = dir
 	code := m.Run()
 	_ = os.RemoveAll(dir)
+	chserver.Shutdown() // the ClickHouse engine of the leaks tests, before the process exits
 	os.Exit(code)
 }
 
@@ -45,7 +48,10 @@ func tenantguardBinary(t *testing.T) string {
 			return
 		}
 		bin := filepath.Join(e2eDir, "tenantguard")
-		cmd := exec.Command(goTool, "build", "-o", bin, ".")
+		// Built as deploy/Dockerfile builds it, so the image test and
+		// this one share one build cache.
+		cmd := exec.Command(goTool, "build", "-trimpath", "-o", bin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			build.err = fmt.Errorf("go build: %w\n%s", err, out)
 			return

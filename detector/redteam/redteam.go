@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tenantguard/tenantguard/detector"
+	"github.com/tenantguard/tenantguard/store"
 )
 
 // maxRecordedSpans bounds the per-span detail a Guard keeps for
@@ -496,7 +497,7 @@ func (g *Guard) AssertBlocked(t testing.TB, traceID trace.TraceID, foreign strin
 			"record the tenant on the spans that read data (or pass redteam.TenantKeys)", strings.Join(g.keys, ", ")))
 	}
 	for _, f := range fs {
-		problems = append(problems, fmt.Sprintf("%s %s: %s", f.Severity, f.Rule, Summary(&f)))
+		problems = append(problems, fmt.Sprintf("%s %s: %s", f.Severity, f.Rule, message(&f)))
 	}
 	if len(problems) == 0 {
 		return
@@ -591,37 +592,18 @@ func describe(fs []detector.Finding) string {
 	var b strings.Builder
 	for i := range fs {
 		f := &fs[i]
-		fmt.Fprintf(&b, "  %s %s: %s\n", f.Severity, f.Rule, Summary(f))
+		fmt.Fprintf(&b, "  %s %s: %s\n", f.Severity, f.Rule, message(f))
 		fmt.Fprintf(&b, "      trace %s, tenants %s, services %s\n", f.TraceID, strings.Join(f.Tenants, ", "),
 			strings.Join(f.Services, ", "))
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-// Summary is the one-sentence description alerts and `tenantguard leaks`
-// give a finding, e.g. "trace 286f490d… went from tenant acme (gateway `GET
-// /inventory`) into tenant globex (inventory-svc `SELECT stock`)".
-func Summary(f *detector.Finding) string {
-	tid := f.TraceID.String()[:8] + "…"
-	switch {
-	case f.Rule == detector.RuleTenantMismatch && len(f.Mismatches) > 0:
-		m := f.Mismatches[0]
-		var vals []string
-		for _, v := range m.Values {
-			vals = append(vals, fmt.Sprintf("%s=%s", v.Key, v.Tenant))
-		}
-		return fmt.Sprintf("trace %s: span %s `%s` carries disagreeing tenants (%s)", tid, m.Service, m.Name, strings.Join(vals, ", "))
-	case len(f.Edges) > 0:
-		e := f.Edges[0]
-		s := fmt.Sprintf("trace %s went from tenant %s (%s `%s`) into tenant %s (%s `%s`)",
-			tid, e.From.Tenant, e.From.Service, e.From.Name, e.To.Tenant, e.To.Service, e.To.Name)
-		if more := len(f.Edges) - 1; more > 0 {
-			s += fmt.Sprintf(" and %d more crossing edge(s)", more)
-		}
-		return s
-	default:
-		return fmt.Sprintf("trace %s touched tenants %s", tid, strings.Join(f.Tenants, ", "))
-	}
+// message is the finding's sentence, the one alerts and `tenantguard leaks`
+// print (store.Evidence.Message).
+func message(f *detector.Finding) string {
+	ev := store.NewEvidence(f, "")
+	return ev.Message(store.Plain)
 }
 
 func plural(n int, one, many string) string {

@@ -13,6 +13,9 @@
 // (client_protocol_version): chDB writes the layout of protocol revision 0,
 // so results are decoded and re-encoded with clickhouse-go's own codecs.
 //
+// ServeTLS serves HTTPS with a self-signed certificate, for the client's
+// TLS settings.
+//
 // The engine boots once per process (chDB cannot boot twice) on a data
 // directory in a temporary folder; every request runs on a fresh chDB
 // connection, so the settings of one request never leak into the next.

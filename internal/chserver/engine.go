@@ -259,6 +259,9 @@ func (e *Engine) Insert(db string, settings map[string]string, insert, format st
 }
 
 func (e *Engine) session(db string, settings map[string]string) (*unsafe.Pointer, error) {
+	if e.keep == nil {
+		return nil, &Exception{Code: 1001, Message: "DB::Exception: the engine was shut down"}
+	}
 	args := make([]string, 0, len(settings))
 	for k, v := range settings {
 		args = append(args, "--"+k+"="+v)
@@ -309,4 +312,22 @@ func (e *Engine) query(conn *unsafe.Pointer, query, format string, params map[st
 	runtime.KeepAlive(nameLens)
 	runtime.KeepAlive(valueLens)
 	return e.result(res)
+}
+
+// Shutdown stops the process's engine, if it booted, and removes its data.
+// Call it at the end of TestMain: an engine still running when the process
+// exits can crash in its own teardown (seen under the race detector, whose
+// exit runs the library's destructors). The engine cannot boot again.
+func Shutdown() {
+	e := shared.e
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.keep != nil {
+		e.close(e.keep)
+		e.keep = nil
+		_ = os.RemoveAll(e.path)
+	}
 }

@@ -3,14 +3,23 @@ package chserver
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/ch-go/compress"
@@ -24,6 +33,21 @@ type Server struct {
 	e   *Engine
 	ln  net.Listener
 	srv *http.Server
+
+	mu      sync.Mutex
+	fault   func(query string, data []byte) *Exception
+	certPEM []byte
+}
+
+// InjectFault makes the server answer a request with the exception f
+// returns for its statement and (decompressed) data, as ClickHouse answers
+// a failed statement, instead of running it; f returning nil runs it. It is
+// how a test makes the engine fail the way a server does (an error code the
+// collector has never seen, a record refused). nil removes the fault.
+func (s *Server) InjectFault(f func(query string, data []byte) *Exception) {
+	s.mu.Lock()
+	s.fault = f
+	s.mu.Unlock()
 }
 
 // Serve starts a server for e on 127.0.0.1 (a free port).
@@ -37,6 +61,42 @@ func (e *Engine) Serve() (*Server, error) {
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil
 }
+
+// ServeTLS is Serve over HTTPS, with a new self-signed certificate for
+// 127.0.0.1 (CertPEM): what a client's TLS settings are checked against.
+func (e *Engine) ServeTLS() (*Server, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "chserver"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	s := &Server{e: e, ln: tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})}
+	s.certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.srv.Serve(s.ln) }()
+	return s, nil
+}
+
+// CertPEM is the certificate of a ServeTLS server (nil for Serve).
+func (s *Server) CertPEM() []byte { return s.certPEM }
 
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
@@ -87,6 +147,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if q.Get("decompress") == "1" && len(data) > 0 {
 		if data, err = decompress(data); err != nil {
 			fail(w, &Exception{Code: 271, Message: "DB::Exception: cannot decompress the request body: " + err.Error() + " (CANNOT_DECOMPRESS)"}, http.StatusInternalServerError)
+			return
+		}
+	}
+	s.mu.Lock()
+	fault := s.fault
+	s.mu.Unlock()
+	if fault != nil {
+		if x := fault(query, data); x != nil {
+			fail(w, x, http.StatusInternalServerError)
 			return
 		}
 	}

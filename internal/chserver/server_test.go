@@ -3,6 +3,9 @@ package chserver
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,5 +86,39 @@ func TestServerSpeaksClickHouseHTTPToTheDriver(t *testing.T) {
 	}
 	if err := conn.QueryRow(ctx, "SELECT getSetting('insert_deduplication_token')").Scan(&got); err != nil || got != "" {
 		t.Fatalf("insert_deduplication_token %q (%v) in the next request", got, err)
+	}
+}
+
+// The wire contract clickhouse-go relies on, seen raw: /ping, and a failed
+// statement as HTTP 500 with the code in a header and the exception text.
+func TestServerAnswersLikeClickHouse(t *testing.T) {
+	s := Start(t)
+	res, err := http.Get("http://" + s.Addr() + "/ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || string(body) != "Ok.\n" {
+		t.Fatalf("/ping: %d %q", res.StatusCode, body)
+	}
+	res, err = http.Post("http://"+s.Addr()+"/?database=no_such_database_at_all", "text/plain", strings.NewReader("SELECT 1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 500 || res.Header.Get("X-ClickHouse-Exception-Code") != "81" ||
+		!strings.HasPrefix(string(body), "Code: 81. DB::Exception: ") {
+		t.Fatalf("unknown database: %d %q %q", res.StatusCode, res.Header.Get("X-ClickHouse-Exception-Code"), body)
+	}
+	res, err = http.Post("http://"+s.Addr()+"/?param_x=it%27s&default_format=TabSeparated", "text/plain", strings.NewReader("SELECT {x:String}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || string(body) != "it\\'s\n" {
+		t.Fatalf("a query parameter: %d %q", res.StatusCode, body)
 	}
 }

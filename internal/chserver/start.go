@@ -10,6 +10,17 @@ import (
 // fails when $CI is true: in CI the engine suite must run.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	return start(tb, (*Engine).Serve)
+}
+
+// StartTLS is Start over HTTPS (see ServeTLS).
+func StartTLS(tb testing.TB) *Server {
+	tb.Helper()
+	return start(tb, (*Engine).ServeTLS)
+}
+
+func start(tb testing.TB, serve func(*Engine) (*Server, error)) *Server {
+	tb.Helper()
 	e, err := Shared()
 	if err != nil {
 		if os.Getenv(LibEnv) == "" && os.Getenv("CI") != "true" {
@@ -17,7 +28,7 @@ func Start(tb testing.TB) *Server {
 		}
 		tb.Fatal(err)
 	}
-	s, err := e.Serve()
+	s, err := serve(e)
 	if err != nil {
 		tb.Fatal(err)
 	}

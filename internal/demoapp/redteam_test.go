@@ -88,7 +88,7 @@ func TestRedTeamForgetfulInventoryIsCaught(t *testing.T) {
 		"gateway `GET /inventory` answered 200",
 		"inventory-svc `SELECT stock`",
 		"carries tenant globex under tenant.id",
-		"went from tenant acme (gateway `GET /inventory`) into tenant globex (inventory-svc `SELECT stock`)",
+		"from tenant acme reached tenant globex at inventory-svc `SELECT stock`, from gateway `GET /inventory`",
 	} {
 		if !strings.Contains(blocked, want) {
 			t.Errorf("AssertBlocked on the leaking trace must report %q; it reported:\n%s", want, blocked)
@@ -97,7 +97,7 @@ func TestRedTeamForgetfulInventoryIsCaught(t *testing.T) {
 
 	g.AssertNoLeaks(rec)
 	leaks := rec.take()
-	if !strings.Contains(leaks, "critical cross_tenant_trace") || !strings.Contains(leaks, "tenant globex (inventory-svc `SELECT stock`)") {
+	if !strings.Contains(leaks, "critical cross_tenant_trace") || !strings.Contains(leaks, "tenant globex at inventory-svc `SELECT stock`") {
 		t.Errorf("AssertNoLeaks must fail naming globex and the span that read its rows; it reported:\n%s", leaks)
 	}
 
@@ -180,7 +180,7 @@ func TestRedTeamTenantURLIsBlocked(t *testing.T) {
 	}
 	leaky.AssertBlocked(rec, resp.TraceID, demoapp.TenantGlobex)
 	if got := rec.take(); !strings.Contains(got, "gateway `"+demoapp.SpanTenantGateway+"` answered 200") ||
-		!strings.Contains(got, "into tenant globex (inventory-svc `SELECT stock`)") {
+		!strings.Contains(got, "reached tenant globex at inventory-svc `SELECT stock`") {
 		t.Errorf("AssertBlocked on the served IDOR must name the 200 and the SELECT of globex's rows; it reported:\n%s", got)
 	}
 }

@@ -76,11 +76,11 @@ func TestWriteStoresWhatTheReadersGetBack(t *testing.T) {
 		t.Fatalf("want one insert per table: %+v", fc.inserts)
 	}
 	if want := "INSERT INTO tenant_leaks (leak_id, version, trace_id, rule, severity, status, allowed_by, tenants, services, " +
-		"crossing_edges, mismatches, span_count, first_seen, last_seen, detected_at, collector)"; fc.inserts[0].sql != want {
+		"crossing_edges, mismatches, span_count, first_seen, last_seen, detected_at, collector, reason, keys, queries, crossing_edge_details)"; fc.inserts[0].sql != want {
 		t.Errorf("insert:\n got %s\nwant %s", fc.inserts[0].sql, want)
 	}
 	if want := "INSERT INTO tenant_leak_spans (leak_id, version, trace_id, evidence_index, span_id, parent_span_id, service, " +
-		"span_name, kind, tenant, tenant_key, start_time, duration_ns, status_code, attributes, first_seen, last_seen)"; fc.inserts[1].sql != want {
+		"span_name, kind, tenant, tenant_key, start_time, duration_ns, status_code, attributes, first_seen, last_seen, outcome, data, detected_at)"; fc.inserts[1].sql != want {
 		t.Errorf("insert:\n got %s\nwant %s", fc.inserts[1].sql, want)
 	}
 	got := scanLeaks(t, fc.inserted["tenant_leaks"][0])
@@ -95,21 +95,23 @@ func TestWriteStoresWhatTheReadersGetBack(t *testing.T) {
 	var n int
 	for rows.Next() {
 		var (
-			leakID, traceID, spanID, parent, service, name, kind, tenant, key, status string
-			version, duration                                                         uint64
-			index                                                                     uint16
-			start, first, last                                                        time.Time
-			attrs                                                                     map[string]string
+			leakID, traceID, spanID, parent, service, name, kind, tenant, key, status, outcome string
+			version, duration                                                                  uint64
+			index                                                                              uint16
+			start, first, last, detected                                                       time.Time
+			attrs                                                                              map[string]string
+			data                                                                               bool
 		)
 		if err := rows.Scan(&leakID, &version, &traceID, &index, &spanID, &parent, &service, &name, &kind, &tenant, &key,
-			&start, &duration, &status, &attrs, &first, &last); err != nil {
+			&start, &duration, &status, &attrs, &first, &last, &outcome, &data, &detected); err != nil {
 			t.Fatal(err)
 		}
 		ev := batch[n/2]
 		want := ev.Spans[n%2]
 		if leakID != ev.LeakID || version != ev.Version || traceID != ev.TraceID || int(index) != n%2 || spanID != want.SpanID ||
 			parent != want.ParentID || service != want.Service || name != want.Name || tenant != want.Tenant || key != want.TenantKey ||
-			!first.Equal(ev.FirstSeen) || !last.Equal(ev.LastSeen) {
+			!first.Equal(ev.FirstSeen) || !last.Equal(ev.LastSeen) || !detected.Equal(ev.DetectedAt) ||
+			outcome != want.Outcome || data != want.Data {
 			t.Errorf("span row %d: %s %d %s %d %s %s %s %s %s %s", n, leakID, version, traceID, index, spanID, parent, service, name, tenant, key)
 		}
 		if kind != want.Kind || !decodeTime(start).Equal(want.StartTime) || duration != want.DurationNs || status != want.Status ||
@@ -258,7 +260,7 @@ func spanRowOf(leakID string, version uint64, i int, s store.Span) []any {
 		attrs = map[string]string{}
 	}
 	return []any{leakID, version, uint16(i), s.SpanID, s.ParentID, s.Service, s.Name, s.Kind, s.Tenant, s.TenantKey,
-		spanStart(s.StartTime), s.DurationNs, s.Status, attrs}
+		spanStart(s.StartTime), s.DurationNs, s.Status, attrs, s.Outcome, s.Data}
 }
 
 func TestListRunsTheQueryFileAndRebuildsEvidence(t *testing.T) {
@@ -318,14 +320,14 @@ func TestListRunsTheQueryFileAndRebuildsEvidence(t *testing.T) {
 	}
 }
 
-func TestListWithoutSinceAsksFromTheEpoch(t *testing.T) {
+func TestListWithoutSinceAsksFromTheStartOfDateTime64(t *testing.T) {
 	c, fc := fakeClient(t)
 	if _, err := c.List(context.Background(), store.Filter{}); err != nil {
 		t.Fatal(err)
 	}
 	since := fc.queries[0].args[0].(driver.NamedDateValue)
-	if !since.Value.Equal(time.Unix(0, 0)) {
-		t.Fatalf("a zero since must be sent as 1970 (DateTime64 cannot hold year 1): %s", since.Value)
+	if !since.Value.Equal(time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("a zero since must be sent as 1900, where DateTime64 starts (it cannot hold year 1; spans may be dated before 1970): %s", since.Value)
 	}
 	if len(fc.queries) != 1 {
 		t.Fatal("no findings: no spans query")
@@ -433,6 +435,9 @@ func TestClassify(t *testing.T) {
 		{"acquire", ch.ErrAcquireConnTimeout, ErrUnavailable},
 		{"too old", fmt.Errorf("%w: 18.16", errTooOld), ErrUnavailable},
 		{"other", errors.New("boom"), nil},
+		{"http 503 from a proxy", &ch.HTTPError{StatusCode: 503, Err: errors.New("response body: \"<html>\"")}, ErrUnavailable},
+		{"http 500 with an exception", &ch.HTTPError{StatusCode: 500, Err: &ch.Exception{Code: 53, Message: "x"}}, ErrRejected},
+		{"http 500, unknown", &ch.HTTPError{StatusCode: 500, Err: errors.New("response body: \"?\"")}, nil},
 	} {
 		got := classify(tc.err)
 		switch {

@@ -94,6 +94,12 @@ var unavailableCodes = map[int32]bool{
 	999: true, // KEEPER_EXCEPTION
 }
 
+// HTTP statuses without a server exception that mean the way to the
+// server is blocked for now, whatever the data.
+var unavailableStatus = map[int]bool{
+	401: true, 403: true, 407: true, 408: true, 429: true, 502: true, 503: true, 504: true,
+}
+
 // classify wraps a write error with ErrUnavailable or ErrRejected when it
 // can tell; other errors are returned as they are and the shipper counts
 // them against max_attempts.
@@ -103,6 +109,7 @@ func classify(err error) error {
 	}
 	var (
 		exc     *ch.Exception
+		httpErr *ch.HTTPError
 		recErr  *RecordError
 		convErr *column.ColumnConverterError
 		colErr  *column.Error
@@ -117,6 +124,10 @@ func classify(err error) error {
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		return err
+	case errors.As(err, &httpErr) && unavailableStatus[httpErr.StatusCode]:
+		// Over HTTP, something in front of the server answered (a load
+		// balancer, ClickHouse Cloud's proxy while the service wakes up).
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	case errors.As(err, &recErr), errors.As(err, &convErr), errors.As(err, &colErr):
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),

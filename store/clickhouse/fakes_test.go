@@ -256,6 +256,20 @@ func finding(i int, version uint64) store.Evidence {
 		LastSeen:   t0.Add(time.Duration(i)*time.Minute + 2*time.Second),
 		DetectedAt: t0.Add(time.Duration(i)*time.Minute + 1500*time.Millisecond),
 		Collector:  "edge-1",
+		Reason:     "tenant acme's request read tenant globex's rows",
+	}
+	ev.CrossingEdges[0].Outcome = "succeeded"
+	ev.Spans[1].Outcome, ev.Spans[1].Data = "succeeded", true
+	if i%4 == 1 { // a span link into another trace, a foreign key, an unscoped query
+		ev.CrossingEdges = append(ev.CrossingEdges, store.CrossingEdge{
+			From: store.EdgeEnd{TraceID: traceHex(i + 100), SpanID: "c000000000000001", Service: "queue", Span: "publish", Tenant: "acme"},
+			To:   store.EdgeEnd{SpanID: "a000000000000001", Service: "gateway", Span: "GET /inventory", Tenant: "acme"},
+			Link: true, Outcome: "blocked",
+		})
+		ev.Keys = []store.KeyUse{{SpanID: "a000000000000001", Service: "gateway", Span: "GET /inventory", Attribute: "auth.key_id",
+			Identifier: "kid-7", KeyTenant: "globex", SpanTenant: "acme"}, {SpanID: "a000000000000001", Service: "gateway",
+			Span: "GET /inventory", Attribute: "auth.key_id", Identifier: "kid-root", Global: true}}
+		ev.Queries = []store.Query{{SpanID: "a000000000000003", Service: "inventory-svc", Span: "SELECT stock", Tables: []string{"stock", "orders"}}}
 	}
 	if i%3 == 0 {
 		ev.Rule = "tenant_mismatch"
@@ -401,11 +415,14 @@ func (f *fakeCH) Write(ctx context.Context, batch []store.Evidence, token string
 	case down:
 		return fmt.Errorf("%w: dial tcp 127.0.0.1:9000: connect: connection refused", ErrUnavailable)
 	}
+	f.mu.Lock()
+	failIf := f.failIf // tests change it while the shipper runs
+	f.mu.Unlock()
 	for _, ev := range batch {
 		if f.rejectIf != nil && f.rejectIf(ev) {
 			return fmt.Errorf("%w: code: 53, message: Type mismatch for %s", ErrRejected, ev.LeakID)
 		}
-		if f.failIf != nil && f.failIf(ev) {
+		if failIf != nil && failIf(ev) {
 			return fmt.Errorf("code: 1001, message: std::exception while inserting %s", ev.LeakID)
 		}
 	}

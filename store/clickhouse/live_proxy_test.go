@@ -43,6 +43,9 @@ type tcpProxy struct {
 
 	wg       sync.WaitGroup
 	accepted atomic.Int64
+	// life serialises Stop and Start: a Stop the marker set off waits for
+	// the proxy's goroutines, and a Start must not add one meanwhile.
+	life sync.Mutex
 }
 
 // newTCPProxy listens on 127.0.0.1 (a free port) and forwards to target.
@@ -216,6 +219,8 @@ func (p *tcpProxy) StopWhenClientSends(marker string, nth int) <-chan struct{} {
 // Stop closes the listener and cuts every open connection; it returns once
 // all the proxy's goroutines are done. Stopping a stopped proxy is a no-op.
 func (p *tcpProxy) Stop() {
+	p.life.Lock()
+	defer p.life.Unlock()
 	p.mu.Lock()
 	if p.ln != nil {
 		_ = p.ln.Close()
@@ -235,6 +240,8 @@ func (p *tcpProxy) Stop() {
 // no-op. The address is normally free again at once (Go listeners set
 // SO_REUSEADDR); a short retry covers the port being briefly taken.
 func (p *tcpProxy) Start() error {
+	p.life.Lock()
+	defer p.life.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ln != nil {

@@ -1,8 +1,10 @@
 -- tenantguard leak history: analyst queries for ClickHouse.
 --
--- tenant_leaks is a ReplacingMergeTree: every version of a finding is a row
--- until a background merge keeps the highest version, and merges run when
--- they like. So no query here reads tenant_leaks' mutable columns directly:
+-- tenant_leaks is a ReplacingMergeTree: it may hold several versions of a
+-- finding (an insert keeps only the newest version of each finding it
+-- carries, background merges drop older ones when they like, and a journal
+-- shipped again after its cursor was deleted adds copies until they do).
+-- So no query here reads tenant_leaks' mutable columns directly:
 -- they read tenant_leaks_latest, the view (created by the schema
 -- migrations) that keeps, for each leak_id, the values of its highest
 -- version with argMax(column, version) ... GROUP BY leak_id. That answer is
@@ -30,7 +32,8 @@
 -- what `tenantguard leaks list` prints.
 SELECT
     leak_id, version, trace_id, rule, severity, status, allowed_by, tenants, services,
-    crossing_edges, mismatches, span_count, first_seen, last_seen, detected_at, collector
+    crossing_edges, mismatches, span_count, first_seen, last_seen, detected_at, collector,
+    reason, keys, queries, crossing_edge_details
 FROM tenant_leaks_latest
 WHERE last_seen >= {since:DateTime64(9)}
     AND ({tenant:String} = '' OR has(tenants, {tenant:String}))
@@ -44,7 +47,8 @@ ORDER BY last_seen DESC, leak_id
 -- so the filter is applied before aggregating and uses the primary key.
 SELECT
     leak_id, version, trace_id, rule, severity, status, allowed_by, tenants, services,
-    crossing_edges, mismatches, span_count, first_seen, last_seen, detected_at, collector
+    crossing_edges, mismatches, span_count, first_seen, last_seen, detected_at, collector,
+    reason, keys, queries, crossing_edge_details
 FROM tenant_leaks_latest
 WHERE leak_id = {leak_id:String}
 
@@ -55,7 +59,8 @@ WHERE leak_id = {leak_id:String}
 -- the tables are Distributed.
 SELECT
     leak_id, version, trace_id, rule, severity, status, allowed_by, tenants, services,
-    crossing_edges, mismatches, span_count, first_seen, last_seen, detected_at, collector
+    crossing_edges, mismatches, span_count, first_seen, last_seen, detected_at, collector,
+    reason, keys, queries, crossing_edge_details
 FROM tenant_leaks_latest
 WHERE leak_id GLOBAL IN (
     SELECT leak_id FROM tenant_leaks WHERE trace_id = {trace_id:FixedString(32)}
@@ -70,7 +75,7 @@ ORDER BY rule, leak_id
 -- latest version are the rows whose version equals it.
 SELECT
     leak_id, version, evidence_index, span_id, parent_span_id, service, span_name, kind, tenant, tenant_key,
-    start_time, duration_ns, status_code, attributes
+    start_time, duration_ns, status_code, attributes, outcome, data
 FROM tenant_leak_spans
 WHERE leak_id IN {leak_ids:Array(String)}
 ORDER BY leak_id, span_id, version DESC

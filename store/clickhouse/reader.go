@@ -13,8 +13,8 @@ import (
 // filterArgs are the parameters every filtered query of queries.sql takes.
 func filterArgs(f store.Filter) []any {
 	since := f.Since
-	if since.IsZero() || since.Before(epoch) {
-		since = epoch // DateTime64 starts at 1900; nothing is stored before 1970
+	if since.IsZero() || since.Before(minTime) {
+		since = minTime // where DateTime64 starts; clients may date spans before 1970
 	}
 	var includeAllowed uint8
 	if f.IncludeAllowed {

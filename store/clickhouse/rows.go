@@ -22,6 +22,9 @@ type columnDef struct {
 	// so ClickHouse fills the type's default (empty string, 0, 1970-01-01,
 	// empty map).
 	Defaulted bool
+	// Default is the DEFAULT expression of a column added to a table with
+	// rows: what those rows read.
+	Default string
 }
 
 const dateTime64 = "DateTime64(9, 'UTC')"
@@ -50,6 +53,17 @@ var leakColumns = []columnDef{
 	{Name: "last_seen", Type: dateTime64, Comment: "latest span of the trace"},
 	{Name: "detected_at", Type: dateTime64, Comment: "when the first version was emitted"},
 	{Name: "collector", Type: "LowCardinality(String)", Comment: "collector instance that recorded the finding"},
+	// Added by migration 5; rows written before read as empty.
+	{Name: "reason", Type: "String", Comment: "the severity or the status explained in a sentence"},
+	{Name: "keys", Type: "Array(Tuple(" +
+		"span_id String, service LowCardinality(String), span String, attribute LowCardinality(String), " +
+		"identifier String, key_tenant LowCardinality(String), span_tenant LowCardinality(String), global Bool))",
+		Comment: "spans whose token was verified with the key of another tenant or a global one"},
+	{Name: "queries", Type: "Array(Tuple(span_id String, service LowCardinality(String), span String, tables Array(String)))",
+		Comment: "unscoped statements: the tables each reached without a tenant predicate"},
+	{Name: "crossing_edge_details", Type: "Array(Tuple(" +
+		"from_trace_id String, to_trace_id String, link Bool, outcome LowCardinality(String)))",
+		Comment: "per crossing edge, in the same order: the trace ids of the ends of a span link, whether it is a link, succeeded or blocked"},
 }
 
 // spanColumns are the columns of tenant_leak_spans, one row per evidence
@@ -74,14 +88,18 @@ var spanColumns = []columnDef{
 	{Name: "status_code", Type: "LowCardinality(String)", Comment: "not recorded by the detector yet: empty"},
 	{Name: "attributes", Type: "Map(LowCardinality(String), String)", Comment: "redacted span attributes; not recorded by the detector yet: empty"},
 	{Name: "first_seen", Type: dateTime64, Comment: "first_seen of the finding, for partitioning"},
-	{Name: "last_seen", Type: dateTime64, Comment: "last_seen of the finding, for retention"},
+	{Name: "last_seen", Type: dateTime64, Comment: "last_seen of the finding"},
+	// Added by migration 5; rows written before read as empty.
+	{Name: "outcome", Type: "LowCardinality(String)", Comment: "succeeded or blocked, when the result of the span is known"},
+	{Name: "data", Type: "Bool", Comment: "the span touched the data of the foreign tenant"},
+	{Name: "detected_at", Type: dateTime64, Comment: "detected_at of the finding: partition and retention (collector time)", Default: "last_seen"},
 }
 
 // spanReadColumns are the columns the readers select from tenant_leak_spans.
 var spanReadColumns = []string{
 	"leak_id", "version", "evidence_index", "span_id", "parent_span_id",
 	"service", "span_name", "kind", "tenant", "tenant_key",
-	"start_time", "duration_ns", "status_code", "attributes",
+	"start_time", "duration_ns", "status_code", "attributes", "outcome", "data",
 }
 
 // written returns the columns an INSERT names: all but the defaulted ones.
@@ -122,6 +140,33 @@ type edgeRow struct {
 	ToSpan      string `ch:"to_span"`
 	ToTenant    string `ch:"to_tenant"`
 	Hops        uint16 `ch:"hops"`
+}
+
+// edgeDetailRow is one element of crossing_edge_details, at the index of
+// its edge in crossing_edges.
+type edgeDetailRow struct {
+	FromTraceID string `ch:"from_trace_id"`
+	ToTraceID   string `ch:"to_trace_id"`
+	Link        bool   `ch:"link"`
+	Outcome     string `ch:"outcome"`
+}
+
+type keyRow struct {
+	SpanID     string `ch:"span_id"`
+	Service    string `ch:"service"`
+	Span       string `ch:"span"`
+	Attribute  string `ch:"attribute"`
+	Identifier string `ch:"identifier"`
+	KeyTenant  string `ch:"key_tenant"`
+	SpanTenant string `ch:"span_tenant"`
+	Global     bool   `ch:"global"`
+}
+
+type queryRow struct {
+	SpanID  string   `ch:"span_id"`
+	Service string   `ch:"service"`
+	Span    string   `ch:"span"`
+	Tables  []string `ch:"tables"`
 }
 
 type sourceRow struct {
@@ -239,7 +284,9 @@ func leakRow(ev *store.Evidence) ([]any, error) {
 		return nil, err
 	}
 	edges := make([]edgeRow, 0, len(ev.CrossingEdges))
+	details := make([]edgeDetailRow, 0, len(ev.CrossingEdges))
 	for _, e := range ev.CrossingEdges {
+		details = append(details, edgeDetailRow{FromTraceID: e.From.TraceID, ToTraceID: e.To.TraceID, Link: e.Link, Outcome: e.Outcome})
 		if e.Hops < 0 || e.Hops > math.MaxUint16 {
 			return nil, &RecordError{LeakID: ev.LeakID, Field: "crossing_edges.hops", Reason: fmt.Sprintf("%d does not fit UInt16", e.Hops)}
 		}
@@ -257,6 +304,19 @@ func leakRow(ev *store.Evidence) ([]any, error) {
 		}
 		mismatches = append(mismatches, mismatchRow{SpanID: m.SpanID, Service: m.Service, Span: m.Span, Sources: src})
 	}
+	keys := make([]keyRow, 0, len(ev.Keys))
+	for _, k := range ev.Keys {
+		keys = append(keys, keyRow{SpanID: k.SpanID, Service: k.Service, Span: k.Span, Attribute: k.Attribute,
+			Identifier: k.Identifier, KeyTenant: k.KeyTenant, SpanTenant: k.SpanTenant, Global: k.Global})
+	}
+	queries := make([]queryRow, 0, len(ev.Queries))
+	for _, q := range ev.Queries {
+		tables := q.Tables
+		if tables == nil {
+			tables = []string{}
+		}
+		queries = append(queries, queryRow{SpanID: q.SpanID, Service: q.Service, Span: q.Span, Tables: tables})
+	}
 	tenants := slices.Sorted(slices.Values(ev.Tenants))
 	if tenants == nil {
 		tenants = []string{}
@@ -269,6 +329,7 @@ func leakRow(ev *store.Evidence) ([]any, error) {
 		ev.LeakID, ev.Version, ev.TraceID, ev.Rule, ev.Severity, ev.Status, ev.AllowedBy,
 		tenants, services, edges, mismatches, uint32(ev.SpanCount),
 		first, last, detected, ev.Collector,
+		ev.Reason, keys, queries, details,
 	}, nil
 }
 
@@ -277,6 +338,7 @@ func leakRow(ev *store.Evidence) ([]any, error) {
 func spanRows(ev *store.Evidence) [][]any {
 	first, _ := encodeTime(ev, "first_seen", ev.FirstSeen)
 	last, _ := encodeTime(ev, "last_seen", ev.LastSeen)
+	detected, _ := encodeTime(ev, "detected_at", ev.DetectedAt)
 	rows := make([][]any, 0, len(ev.Spans))
 	for i, s := range ev.Spans {
 		attrs := s.Attributes
@@ -287,6 +349,7 @@ func spanRows(ev *store.Evidence) [][]any {
 			ev.LeakID, ev.Version, ev.TraceID, uint16(i), s.SpanID, s.ParentID,
 			s.Service, s.Name, s.Kind, s.Tenant, s.TenantKey,
 			spanStart(s.StartTime), s.DurationNs, s.Status, attrs, first, last,
+			s.Outcome, s.Data, detected,
 		})
 	}
 	return rows
@@ -311,13 +374,16 @@ func encodeBatch(batch []store.Evidence) (leaks, spans [][]any, err error) {
 // leakScan holds the scan destinations of one tenant_leaks row, in
 // leakColumns order.
 type leakScan struct {
-	leakID, traceID, rule, severity, status, allowedBy, collector string
-	version                                                       uint64
-	tenants, services                                             []string
-	edges                                                         []edgeRow
-	mismatches                                                    []mismatchRow
-	spanCount                                                     uint32
-	first, last, detected                                         time.Time
+	leakID, traceID, rule, severity, status, allowedBy, collector, reason string
+	keys                                                                  []keyRow
+	queries                                                               []queryRow
+	details                                                               []edgeDetailRow
+	version                                                               uint64
+	tenants, services                                                     []string
+	edges                                                                 []edgeRow
+	mismatches                                                            []mismatchRow
+	spanCount                                                             uint32
+	first, last, detected                                                 time.Time
 }
 
 func (s *leakScan) dest() []any {
@@ -325,29 +391,43 @@ func (s *leakScan) dest() []any {
 		&s.leakID, &s.version, &s.traceID, &s.rule, &s.severity, &s.status, &s.allowedBy,
 		&s.tenants, &s.services, &s.edges, &s.mismatches, &s.spanCount,
 		&s.first, &s.last, &s.detected, &s.collector,
+		&s.reason, &s.keys, &s.queries, &s.details,
 	}
 }
 
-// evidence rebuilds the record as the journal holds it: empty lists are
-// empty (not null) where the journal writes [] and absent where it omits
-// them.
+// evidence rebuilds the record as the journal holds it: ClickHouse has no
+// null list, so an empty list reads back as the journal writes an empty
+// one: tenants and services as null (the detector leaves them nil, as for
+// a missing tenant), crossing edges and spans as [], and the omitted lists
+// (mismatches, keys, queries) absent.
 func (s *leakScan) evidence() store.Evidence {
 	ev := store.Evidence{
 		LeakID: s.leakID, Version: s.version, Rule: s.rule, Severity: s.severity, Status: s.status,
-		AllowedBy: s.allowedBy, TraceID: strings.TrimRight(s.traceID, "\x00"),
-		Tenants: nonNil(s.tenants), Services: nonNil(s.services),
+		AllowedBy: s.allowedBy, Reason: s.reason, TraceID: strings.TrimRight(s.traceID, "\x00"),
+		Tenants: nilIfNone(s.tenants), Services: nilIfNone(s.services),
 		CrossingEdges: make([]store.CrossingEdge, 0, len(s.edges)),
 		Spans:         []store.Span{},
 		SpanCount:     int(s.spanCount),
 		FirstSeen:     decodeTime(s.first), LastSeen: decodeTime(s.last), DetectedAt: decodeTime(s.detected),
 		Collector: s.collector,
 	}
-	for _, e := range s.edges {
+	for i, e := range s.edges {
+		var d edgeDetailRow // rows written before migration 5 have none
+		if i < len(s.details) {
+			d = s.details[i]
+		}
 		ev.CrossingEdges = append(ev.CrossingEdges, store.CrossingEdge{
-			From: store.EdgeEnd{SpanID: e.FromSpanID, Service: e.FromService, Span: e.FromSpan, Tenant: e.FromTenant},
-			To:   store.EdgeEnd{SpanID: e.ToSpanID, Service: e.ToService, Span: e.ToSpan, Tenant: e.ToTenant},
-			Hops: int(e.Hops),
+			From: store.EdgeEnd{TraceID: d.FromTraceID, SpanID: e.FromSpanID, Service: e.FromService, Span: e.FromSpan, Tenant: e.FromTenant},
+			To:   store.EdgeEnd{TraceID: d.ToTraceID, SpanID: e.ToSpanID, Service: e.ToService, Span: e.ToSpan, Tenant: e.ToTenant},
+			Hops: int(e.Hops), Link: d.Link, Outcome: d.Outcome,
 		})
+	}
+	for _, k := range s.keys {
+		ev.Keys = append(ev.Keys, store.KeyUse{SpanID: k.SpanID, Service: k.Service, Span: k.Span, Attribute: k.Attribute,
+			Identifier: k.Identifier, KeyTenant: k.KeyTenant, SpanTenant: k.SpanTenant, Global: k.Global})
+	}
+	for _, q := range s.queries {
+		ev.Queries = append(ev.Queries, store.Query{SpanID: q.SpanID, Service: q.Service, Span: q.Span, Tables: nonNil(q.Tables)})
 	}
 	for _, m := range s.mismatches {
 		sm := store.Mismatch{SpanID: m.SpanID, Service: m.Service, Span: m.Span}
@@ -357,6 +437,13 @@ func (s *leakScan) evidence() store.Evidence {
 		ev.Mismatches = append(ev.Mismatches, sm)
 	}
 	return ev
+}
+
+func nilIfNone(xs []string) []string {
+	if len(xs) == 0 {
+		return nil
+	}
+	return xs
 }
 
 func nonNil(xs []string) []string {
@@ -375,13 +462,14 @@ type spanScan struct {
 	spanID, parentID, service, name, kind, tenant, tenantKey string
 	start                                                    time.Time
 	duration                                                 uint64
-	status                                                   string
+	status, outcome                                          string
+	data                                                     bool
 	attributes                                               map[string]string
 }
 
 func (s *spanScan) dest() []any {
 	return []any{&s.leakID, &s.version, &s.index, &s.spanID, &s.parentID, &s.service, &s.name, &s.kind,
-		&s.tenant, &s.tenantKey, &s.start, &s.duration, &s.status, &s.attributes}
+		&s.tenant, &s.tenantKey, &s.start, &s.duration, &s.status, &s.attributes, &s.outcome, &s.data}
 }
 
 // versionedSpan is an evidence span with the finding version that last
@@ -395,6 +483,7 @@ type versionedSpan struct {
 func (s *spanScan) versioned() versionedSpan {
 	return versionedSpan{Version: s.version, Index: int(s.index), Span: store.Span{
 		SpanID: s.spanID, ParentID: s.parentID, Service: s.service, Name: s.name, Tenant: s.tenant, TenantKey: s.tenantKey,
+		Outcome: s.outcome, Data: s.data,
 		Kind: s.kind, StartTime: decodeTime(s.start), DurationNs: s.duration, Status: s.status, Attributes: nilIfEmpty(s.attributes),
 	}}
 }

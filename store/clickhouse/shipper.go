@@ -1,7 +1,6 @@
 package clickhouse
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/tenantguard/tenantguard/config"
 	"github.com/tenantguard/tenantguard/store"
+	"github.com/tenantguard/tenantguard/store/journal"
 )
 
 // Writer is how the shipper writes to ClickHouse (Client and Connector
@@ -39,7 +39,10 @@ import (
 // context error) is retried with backoff for as long as it lasts; one
 // wrapping ErrRejected means a record in the batch can never be written, so
 // the shipper bisects the batch and dead-letters that record; any other
-// error is retried and, after max_attempts, treated like a rejection.
+// error (an unlisted server code) is retried with backoff too, counted in
+// ShipperStatus.Unknown, and after max_attempts the batch is split so that
+// the records around the failing one get through. Only a rejection
+// dead-letters a record.
 // Implementations must be safe for concurrent use.
 type Writer interface {
 	Write(ctx context.Context, batch []store.Evidence, token string) error
@@ -62,6 +65,11 @@ type ShipperStatus struct {
 	// records moved to the dead-letter file since start.
 	Shipped     uint64
 	DeadLetters uint64
+	// Unknown counts failures whose cause the shipper cannot tell (a server
+	// error code it does not know): retried with backoff, never
+	// dead-lettered. A rising count with a stuck backlog needs a look at
+	// LastError.
+	Unknown uint64
 }
 
 // ErrNotDrained is returned by Stop when records remain unshipped. They are
@@ -274,7 +282,7 @@ func (s *Shipper) run() {
 					continue
 				}
 			}
-			var lines []line
+			var lines []journal.Line
 			if lines, err = s.nextBatch(); err == nil && len(lines) > 0 {
 				failures = 0
 				if !s.ship(lines) {
@@ -397,18 +405,9 @@ func (s *Shipper) resetCursor(why string) {
 	s.counter.reset(0)
 }
 
-// line is one complete journal line.
-type line struct {
-	start, end int64
-	raw        []byte // with its '\n'
-	ev         store.Evidence
-	blank      bool
-	bad        error // not an evidence record
-}
-
 // nextBatch reads the next batch after the cursor: the range of an
 // interrupted send if there is one, else up to batch_size records.
-func (s *Shipper) nextBatch() ([]line, error) {
+func (s *Shipper) nextBatch() ([]journal.Line, error) {
 	f, err := os.Open(s.journal)
 	if err != nil {
 		return nil, fmt.Errorf("opening journal: %w", err)
@@ -422,48 +421,11 @@ func (s *Shipper) nextBatch() ([]line, error) {
 	if s.cur.PendingEnd > s.cur.Offset {
 		maxLines, end = 0, s.cur.PendingEnd
 	}
-	lines, err := readLines(f, s.cur.Offset, end, maxLines)
+	lines, err := journal.ReadLines(f, s.cur.Offset, end, maxLines)
 	if err != nil {
 		return nil, fmt.Errorf("reading journal: %w", err)
 	}
 	return lines, nil
-}
-
-// readLines reads up to maxLines (all, if 0) complete lines of [off, end).
-// A last line without its '\n' (a torn write, or one being written) is
-// never returned.
-func readLines(r io.ReaderAt, off, end int64, maxLines int) ([]line, error) {
-	if end <= off {
-		return nil, nil
-	}
-	br := bufio.NewReaderSize(io.NewSectionReader(r, off, end-off), 64<<10)
-	var out []line
-	pos := off
-	for maxLines <= 0 || len(out) < maxLines {
-		b, err := br.ReadBytes('\n')
-		if len(b) > 0 && b[len(b)-1] == '\n' {
-			ln := line{start: pos, end: pos + int64(len(b)), raw: b}
-			pos = ln.end
-			switch trimmed := bytes.TrimSpace(b); {
-			case len(trimmed) == 0:
-				ln.blank = true
-			default:
-				if uerr := json.Unmarshal(trimmed, &ln.ev); uerr != nil {
-					ln.bad = fmt.Errorf("journal line is not valid evidence JSON: %w", uerr)
-				} else if ln.ev.LeakID == "" {
-					ln.bad = errors.New("journal line has no leak_id")
-				}
-			}
-			out = append(out, ln)
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return out, err
-		}
-	}
-	return out, nil
 }
 
 // batchToken is the insert deduplication token of a batch: a hash of its
@@ -471,10 +433,10 @@ func readLines(r io.ReaderAt, off, end int64, maxLines int) ([]line, error) {
 // after a crash, which re-reads the recorded pending range) has the same
 // token; different content never shares one, even in a new journal at the
 // same path.
-func batchToken(part []line) string {
+func batchToken(part []journal.Line) string {
 	h := sha256.New()
 	for _, l := range part {
-		h.Write(l.raw)
+		h.Write(l.Raw)
 	}
 	return "tenantguard-" + hex.EncodeToString(h.Sum(nil))[:40]
 }
@@ -482,18 +444,18 @@ func batchToken(part []line) string {
 // ship sends lines in order, splitting around poison records. It returns
 // false when the shipper must exit (cancelled, or stopping after a
 // failure).
-func (s *Shipper) ship(lines []line) bool {
+func (s *Shipper) ship(lines []journal.Line) bool {
 	// Lines that are not records never reach the writer: each is its own
 	// part, acknowledged (blank) or dead-lettered (bad) directly.
-	var queue [][]line
+	var queue [][]journal.Line
 	for i := 0; i < len(lines); {
-		if lines[i].blank || lines[i].bad != nil {
+		if lines[i].Blank || lines[i].Err != nil {
 			queue = append(queue, lines[i:i+1])
 			i++
 			continue
 		}
 		j := i
-		for j < len(lines) && !lines[j].blank && lines[j].bad == nil {
+		for j < len(lines) && !lines[j].Blank && lines[j].Err == nil {
 			j++
 		}
 		queue = append(queue, lines[i:j])
@@ -502,12 +464,12 @@ func (s *Shipper) ship(lines []line) bool {
 	for len(queue) > 0 {
 		part := queue[0]
 		switch {
-		case part[0].blank:
+		case part[0].Blank:
 			s.ack(part, false)
 			queue = queue[1:]
 			continue
-		case part[0].bad != nil:
-			if !s.deadLetter(part[0], part[0].bad) {
+		case part[0].Err != nil:
+			if !s.deadLetter(part[0], part[0].Err) {
 				return false
 			}
 			queue = queue[1:]
@@ -518,6 +480,11 @@ func (s *Shipper) ship(lines []line) bool {
 		case sent:
 			s.ack(part, true)
 			queue = queue[1:]
+		case split:
+			mid := len(part) / 2
+			s.logger.Warn("clickhouse shipper: batch keeps failing for an unknown reason; splitting it so the records around the failing one ship",
+				zap.Int("records", len(part)), zap.Error(err))
+			queue = append([][]journal.Line{part[:mid], part[mid:]}, queue[1:]...)
 		case poison:
 			if len(part) == 1 {
 				if !s.deadLetter(part[0], err) {
@@ -529,7 +496,7 @@ func (s *Shipper) ship(lines []line) bool {
 			mid := len(part) / 2
 			s.logger.Info("clickhouse shipper: batch refused; splitting it to find the record",
 				zap.Int("records", len(part)), zap.Error(err))
-			queue = append([][]line{part[:mid], part[mid:]}, queue[1:]...)
+			queue = append([][]journal.Line{part[:mid], part[mid:]}, queue[1:]...)
 		default:
 			return false
 		}
@@ -540,27 +507,30 @@ func (s *Shipper) ship(lines []line) bool {
 type outcome int
 
 const (
-	sent outcome = iota
-	poison
+	sent   outcome = iota
+	poison         // ClickHouse refused a record of the part
+	split          // the part keeps failing for an unknown reason
 	exit
 )
 
 // send writes one part until it is acknowledged, refused, or the shipper
-// stops, retrying with backoff in between.
-func (s *Shipper) send(part []line) (outcome, error) {
+// stops, retrying with backoff in between. A part of several records that
+// fails max_attempts times for an unknown reason is handed back to be
+// split; a single record is retried for as long as that lasts.
+func (s *Shipper) send(part []journal.Line) (outcome, error) {
 	token := batchToken(part)
 	evs := make([]store.Evidence, len(part))
 	for i := range part {
-		evs[i] = part[i].ev
+		evs[i] = part[i].Record
 	}
-	first, last := part[0].start, part[len(part)-1].end
+	first, last := part[0].Start, part[len(part)-1].End
 	if s.cur.PendingEnd != last {
 		s.cur.PendingEnd = last
 		if err := saveCursor(s.cursorPath, s.cur); err != nil {
 			s.fail(err) // the send is still safe; only a crash would resend with another token
 		}
 	}
-	failures := 0 // failures that are neither unavailability nor rejection
+	unknown := 0 // failures that are neither unavailability nor rejection
 	for try := 1; ; try++ {
 		ctx, cancel := context.WithTimeout(s.ctx, s.attempt)
 		err := s.w.Write(ctx, evs, token)
@@ -578,9 +548,12 @@ func (s *Shipper) send(part []line) (outcome, error) {
 			return poison, err
 		case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		default:
-			failures++
-			if failures >= s.cfg.MaxAttempts {
-				return poison, fmt.Errorf("failed %d times: %w", failures, err)
+			unknown++
+			s.mu.Lock()
+			s.st.Unknown++
+			s.mu.Unlock()
+			if unknown >= s.cfg.MaxAttempts && len(part) > 1 {
+				return split, fmt.Errorf("failed %d times: %w", unknown, err)
 			}
 		}
 		if s.isStopping() || !s.sleep(s.backoff(try)) {
@@ -590,11 +563,11 @@ func (s *Shipper) send(part []line) (outcome, error) {
 }
 
 // ack moves the cursor past part, durably, and counts it.
-func (s *Shipper) ack(part []line, shipped bool) {
+func (s *Shipper) ack(part []journal.Line, shipped bool) {
 	last := part[len(part)-1]
-	s.cur.Offset = last.end
-	s.cur.LastLineStart = last.start
-	s.cur.LastLineHash = hashLine(last.raw)
+	s.cur.Offset = last.End
+	s.cur.LastLineStart = last.Start
+	s.cur.LastLineHash = hashLine(last.Raw)
 	s.cur.PendingEnd = 0
 	s.cur.UpdatedAt = s.now().UTC()
 	if err := saveCursor(s.cursorPath, s.cur); err != nil {
@@ -602,13 +575,13 @@ func (s *Shipper) ack(part []line, shipped bool) {
 		// deduplicated.
 		s.fail(err)
 	}
-	s.counter.advance(last.end, int64(len(part)))
+	s.counter.advance(last.End, int64(len(part)))
 	if !shipped {
 		return
 	}
 	records := 0
 	for _, l := range part {
-		if !l.blank && l.bad == nil {
+		if !l.Blank && l.Err == nil {
 			records++
 		}
 	}
@@ -621,7 +594,7 @@ func (s *Shipper) ack(part []line, shipped bool) {
 // deadLetter appends the line and the reason to the dead-letter file
 // (fsynced), then moves the cursor past it. Until the file takes it, the
 // shipper retries: the record must not be skipped without a trace.
-func (s *Shipper) deadLetter(l line, reason error) bool {
+func (s *Shipper) deadLetter(l journal.Line, reason error) bool {
 	entry := struct {
 		At      time.Time       `json:"at"`
 		Reason  string          `json:"reason"`
@@ -631,8 +604,8 @@ func (s *Shipper) deadLetter(l line, reason error) bool {
 		Version uint64          `json:"version,omitempty"`
 		Record  json.RawMessage `json:"record,omitempty"`
 		Line    string          `json:"line,omitempty"`
-	}{At: s.now().UTC(), Reason: reason.Error(), Journal: s.journal, Offset: l.start, LeakID: l.ev.LeakID, Version: l.ev.Version}
-	if trimmed := bytes.TrimSpace(l.raw); json.Valid(trimmed) {
+	}{At: s.now().UTC(), Reason: reason.Error(), Journal: s.journal, Offset: l.Start, LeakID: l.Record.LeakID, Version: l.Record.Version}
+	if trimmed := bytes.TrimSpace(l.Raw); json.Valid(trimmed) {
 		entry.Record = trimmed
 	} else {
 		entry.Line = string(trimmed)
@@ -644,7 +617,7 @@ func (s *Shipper) deadLetter(l line, reason error) bool {
 			Reason string    `json:"reason"`
 			Offset int64     `json:"offset"`
 			Line   string    `json:"line"`
-		}{entry.At, entry.Reason, entry.Offset, string(l.raw)})
+		}{entry.At, entry.Reason, entry.Offset, string(l.Raw)})
 	}
 	b = append(b, '\n')
 	for try := 1; ; try++ {
@@ -658,9 +631,9 @@ func (s *Shipper) deadLetter(l line, reason error) bool {
 		}
 	}
 	s.logger.Error("clickhouse shipper: record moved to the dead-letter file; it will not be retried",
-		zap.String("leak_id", l.ev.LeakID), zap.Uint64("version", l.ev.Version), zap.Int64("offset", l.start),
+		zap.String("leak_id", l.Record.LeakID), zap.Uint64("version", l.Record.Version), zap.Int64("offset", l.Start),
 		zap.String("dead_letter_file", s.deadPath), zap.String("reason", reason.Error()))
-	s.ack([]line{l}, false)
+	s.ack([]journal.Line{l}, false)
 	s.mu.Lock()
 	s.st.DeadLetters++
 	s.mu.Unlock()

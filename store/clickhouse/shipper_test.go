@@ -14,6 +14,7 @@ import (
 
 	"github.com/tenantguard/tenantguard/config"
 	"github.com/tenantguard/tenantguard/store"
+	"github.com/tenantguard/tenantguard/store/journal"
 )
 
 func newShipper(t *testing.T, cfg config.ClickHouse, path string, w Writer) *Shipper {
@@ -445,7 +446,11 @@ func TestShipperDeadLettersPoisonRecordsAndShipsTheRest(t *testing.T) {
 	}
 }
 
-func TestShipperDeadLettersARecordThatFailsMaxAttemptsTimes(t *testing.T) {
+// A record that fails for a reason nobody knows (an unlisted server error
+// code) is never dead-lettered: after max_attempts its batch is split so the
+// records before it ship, it is retried with backoff, counted in Status, and
+// ships once the cause goes away.
+func TestShipperRetriesARecordThatFailsForAnUnknownReasonAndShipsAroundIt(t *testing.T) {
 	path := tempJournal(t)
 	appendJournal(t, path, findings(0, 4)...)
 	cfg := testConfig()
@@ -454,24 +459,32 @@ func TestShipperDeadLettersARecordThatFailsMaxAttemptsTimes(t *testing.T) {
 	ch.failIf = func(ev store.Evidence) bool { return ev.LeakID == "leak-02" }
 	s := newShipper(t, cfg, path, ch)
 	s.Start()
-	eventually(t, "the journal to be worked through", func() (bool, string) {
-		return s.Status().Backlog == 0, fmt.Sprintf("%+v", s.Status())
-	})
-	calls, _, _ := ch.snapshot()
-	alone := 0
-	for _, c := range calls {
-		if slices.Equal(c.ids, []string{"leak-02"}) {
-			alone++
+	eventually(t, "the records before the failing one to ship, and the failing one to be retried alone", func() (bool, string) {
+		calls, _, _ := ch.snapshot()
+		alone := 0
+		for _, c := range calls {
+			if slices.Equal(c.ids, []string{"leak-02"}) {
+				alone++
+			}
 		}
+		st := s.Status()
+		return st.Shipped == 2 && alone > cfg.MaxAttempts && st.Unknown > uint64(cfg.MaxAttempts) && st.Backlog == 2,
+			fmt.Sprintf("alone %d, %+v", alone, st)
+	})
+	if st := s.Status(); st.DeadLetters != 0 || !strings.Contains(st.LastError, "leak-02") {
+		t.Fatalf("a record failing for an unknown reason must not be dead-lettered: %+v", st)
 	}
-	if alone != cfg.MaxAttempts {
-		t.Fatalf("the failing record alone was tried %d times, want max_attempts=%d; calls: %+v", alone, cfg.MaxAttempts, calls)
+	ch.mu.Lock()
+	ch.failIf = nil // the cause goes away
+	ch.mu.Unlock()
+	eventually(t, "the journal to be shipped", func() (bool, string) {
+		st := s.Status()
+		return st.Backlog == 0 && st.Shipped == 4, fmt.Sprintf("%+v", st)
+	})
+	if _, err := os.Stat(path + DeadLetterSuffix); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("dead-letter file written: %v", err)
 	}
-	dl := readDeadLetters(t, path)
-	if len(dl) != 1 || dl[0].LeakID != "leak-02" || !strings.Contains(dl[0].Reason, "failed 3 times") {
-		t.Fatalf("dead letters: %+v", dl)
-	}
-	if rows := ch.rowsPerLeak(); len(rows) != 3 || rows["leak-02"] != 0 {
+	if rows := ch.rowsPerLeak(); len(rows) != 4 {
 		t.Fatalf("stored: %v", rows)
 	}
 }
@@ -657,9 +670,9 @@ func TestShipperWithoutJournalYet(t *testing.T) {
 }
 
 func TestBatchTokenDependsOnContentOnly(t *testing.T) {
-	a := []line{{raw: []byte("one\n")}, {raw: []byte("two\n")}}
-	b := []line{{start: 100, raw: []byte("one\n")}, {start: 104, raw: []byte("two\n")}}
-	c := []line{{raw: []byte("one\n")}, {raw: []byte("tw0\n")}}
+	a := []journal.Line{{Raw: []byte("one\n")}, {Raw: []byte("two\n")}}
+	b := []journal.Line{{Start: 100, Raw: []byte("one\n")}, {Start: 104, Raw: []byte("two\n")}}
+	c := []journal.Line{{Raw: []byte("one\n")}, {Raw: []byte("tw0\n")}}
 	if batchToken(a) != batchToken(b) {
 		t.Fatal("same bytes, same token")
 	}

@@ -18,15 +18,26 @@ import (
 
 // Journal is an append-only JSON-lines evidence file. It is safe for
 // concurrent use.
+//
+// It watches its path: before and after each write it checks that the file
+// it holds open is still the one at the path. A journal deleted, renamed or
+// replaced behind its back is reopened (recreated if gone) and the append
+// fails with an error wrapping ErrFileChanged, so the caller keeps the batch
+// and retries it into the file at the path instead of a file nobody reads.
 type Journal struct {
 	path string
 
 	mu     sync.Mutex
-	f      *os.File
+	f      *os.File // nil after the file was lost and could not be reopened
 	size   int64
 	buf    bytes.Buffer
 	closed bool
 }
+
+// ErrFileChanged is wrapped by Append's error when the file at the journal's
+// path is no longer the one it wrote to. Nothing of the batch is known to be
+// at the path: append it again.
+var ErrFileChanged = errors.New("journal file changed behind the collector")
 
 var _ store.Store = (*Journal)(nil)
 
@@ -37,20 +48,31 @@ func Open(path string) (*Journal, error) {
 	if path == "" {
 		return nil, errors.New("journal path is empty: set store.journal.path")
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("creating journal directory for %s: %w", path, err)
-	}
-	// 0600: evidence proves one customer saw another's data.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening journal %s: %w", path, err)
-	}
-	j := &Journal{path: path, f: f}
-	if err := j.repair(); err != nil {
-		_ = f.Close()
+	j := &Journal{path: path}
+	if err := j.open(); err != nil {
 		return nil, err
 	}
 	return j, nil
+}
+
+// open opens (creating if needed) the file at the path and repairs its
+// tail. Called at Open and, with j.mu held, when the file was lost.
+func (j *Journal) open() error {
+	if err := os.MkdirAll(filepath.Dir(j.path), 0o750); err != nil {
+		return fmt.Errorf("creating journal directory for %s: %w", j.path, err)
+	}
+	// 0600: evidence proves one customer saw another's data.
+	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening journal %s: %w", j.path, err)
+	}
+	j.f = f
+	if err := j.repair(); err != nil {
+		_ = f.Close()
+		j.f = nil
+		return err
+	}
+	return nil
 }
 
 // repair cuts a torn last line so appends start on a fresh line.
@@ -74,6 +96,52 @@ func (j *Journal) repair() error {
 	}
 	j.size = end
 	return nil
+}
+
+// check makes sure the open file is the one at the path, and that nobody
+// else changed its length (a cut file would get a hole of zeros, an
+// appended one a line spliced into another). A lost file is reopened (or
+// recreated) and reported as ErrFileChanged with what happened; a reopen
+// that fails leaves no file open, and the next append tries again. Called
+// with j.mu held.
+func (j *Journal) check() error {
+	if j.f == nil {
+		if err := j.open(); err != nil {
+			return fmt.Errorf("%w: %w", ErrFileChanged, err)
+		}
+		return nil
+	}
+	atPath, err := os.Stat(j.path)
+	var reason string
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		reason = "deleted or renamed"
+	case err != nil:
+		reason = "no longer readable: " + err.Error()
+	default:
+		held, herr := j.f.Stat()
+		switch {
+		case herr != nil:
+			reason = "open file unreadable: " + herr.Error()
+		case !os.SameFile(atPath, held):
+			reason = "replaced by another file"
+		case held.Size() != j.size:
+			// Same file, other length: re-read where the last line ends.
+			if err := j.repair(); err != nil {
+				return fmt.Errorf("%w: %s was cut or appended to by something else: %w", ErrFileChanged, j.path, err)
+			}
+			return fmt.Errorf("%w: %s was cut or appended to by something else (now %d bytes)",
+				ErrFileChanged, j.path, j.size)
+		default:
+			return nil
+		}
+	}
+	_ = j.f.Close()
+	j.f = nil
+	if err := j.open(); err != nil {
+		return fmt.Errorf("%w: %s was %s, and reopening it failed: %w", ErrFileChanged, j.path, reason, err)
+	}
+	return fmt.Errorf("%w: %s was %s; reopened it", ErrFileChanged, j.path, reason)
 }
 
 // lastNewlineEnd returns the offset just past the last '\n' (0 if none).
@@ -101,7 +169,9 @@ func (j *Journal) Path() string { return j.path }
 
 // Append writes the batch as one write followed by fsync. If either fails
 // (a full disk, a read-only remount) the file is cut back to where it was,
-// so a failed batch leaves no partial line, and the error says so.
+// so a failed batch leaves no partial line, and the error says so. When it
+// returns nil the batch is durable in the file at the journal's path: the
+// path is checked before the write and after the fsync (see Journal).
 func (j *Journal) Append(_ context.Context, batch []store.Evidence) error {
 	if len(batch) == 0 {
 		return nil
@@ -110,6 +180,9 @@ func (j *Journal) Append(_ context.Context, batch []store.Evidence) error {
 	defer j.mu.Unlock()
 	if j.closed {
 		return store.ErrClosed
+	}
+	if err := j.check(); err != nil {
+		return err
 	}
 	j.buf.Reset()
 	enc := json.NewEncoder(&j.buf)
@@ -130,7 +203,9 @@ func (j *Journal) Append(_ context.Context, batch []store.Evidence) error {
 		return fmt.Errorf("appending %d findings to journal %s: %w", len(batch), j.path, err)
 	}
 	j.size += int64(n)
-	return nil
+	// The file may have gone while it was written: then the batch is in a
+	// file nobody reads (or only under another name).
+	return j.check()
 }
 
 // List reads the whole journal and returns the latest version of each
@@ -162,6 +237,9 @@ func (j *Journal) Close() error {
 		return nil
 	}
 	j.closed = true
+	if j.f == nil {
+		return nil
+	}
 	err := j.f.Sync()
 	if cerr := j.f.Close(); err == nil {
 		err = cerr
@@ -213,8 +291,7 @@ func Read(r io.Reader) ([]store.Evidence, ReadReport, error) {
 			line++
 			complete := b[len(b)-1] == '\n'
 			if trimmed := bytes.TrimSpace(b); len(trimmed) > 0 {
-				var e store.Evidence
-				if uerr := json.Unmarshal(trimmed, &e); uerr != nil || e.LeakID == "" {
+				if e, perr := parseRecord(trimmed); perr != nil {
 					if complete {
 						rep.Corrupt = append(rep.Corrupt, line)
 					} else {

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,5 +160,88 @@ func TestFailedAppendLeavesNoPartialLine(t *testing.T) {
 func TestOpenRejectsEmptyPath(t *testing.T) {
 	if _, err := Open(""); err == nil || !strings.Contains(err.Error(), "store.journal.path") {
 		t.Fatalf("want error naming store.journal.path, got %v", err)
+	}
+}
+
+// A journal deleted, renamed or replaced behind the collector's back is
+// noticed at the next append: the append fails naming what happened (so the
+// caller keeps the batch), the file at the path is reopened, and the retry
+// lands there.
+func TestFileChangedBehindTheJournalIsReopened(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, path string)
+		reason string
+		keep   int // records of the first batch still at the path
+	}{
+		{"deleted", func(t *testing.T, path string) { mustDo(t, os.Remove(path)) }, "deleted or renamed", 0},
+		{"renamed", func(t *testing.T, path string) { mustDo(t, os.Rename(path, path+".1")) }, "deleted or renamed", 0},
+		{"replaced", func(t *testing.T, path string) {
+			// Another journal moved into place, its last line torn.
+			other := path + ".new"
+			mustDo(t, os.WriteFile(other, []byte(`{"leak_id":"x","version":1}`+"\n"+`{"leak_id":"torn`), 0o600))
+			mustDo(t, os.Rename(other, path))
+		}, "replaced by another file", 1},
+		{"cut", func(t *testing.T, path string) { mustDo(t, os.Truncate(path, 5)) }, "cut or appended to", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "leaks.jsonl")
+			j, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer j.Close()
+			ctx := context.Background()
+			mustDo(t, j.Append(ctx, []store.Evidence{ev("a", 1)}))
+			tc.change(t, path)
+			batch := []store.Evidence{ev("b", 1)}
+			err = j.Append(ctx, batch)
+			if !errors.Is(err, ErrFileChanged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("append after the file was %s: want ErrFileChanged naming %s and %q, got %v", tc.name, path, tc.reason, err)
+			}
+			mustDo(t, j.Append(ctx, batch))
+			recs, rep, err := ReadFile(path)
+			if err != nil || len(rep.Corrupt) != 0 || rep.TornTail {
+				t.Fatalf("journal at the path: report %+v, err %v", rep, err)
+			}
+			if len(recs) != tc.keep+1 || recs[len(recs)-1].LeakID != "b" {
+				t.Fatalf("journal at the path holds %+v, want %d earlier records then b", recs, tc.keep)
+			}
+			if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+				t.Fatalf("recreated journal: %v, %v", st, err)
+			}
+		})
+	}
+}
+
+// A journal whose path cannot be created again fails every append, naming
+// the path, until it can; then the batch lands.
+func TestJournalThatCannotBeRecreatedRecovers(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	path := filepath.Join(dir, "leaks.jsonl")
+	j, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	ctx := context.Background()
+	mustDo(t, os.RemoveAll(dir))
+	mustDo(t, os.WriteFile(dir, []byte("a file where the directory was"), 0o600))
+	for range 2 {
+		if err := j.Append(ctx, []store.Evidence{ev("a", 1)}); !errors.Is(err, ErrFileChanged) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("want ErrFileChanged naming %s, got %v", path, err)
+		}
+	}
+	mustDo(t, os.Remove(dir))
+	mustDo(t, j.Append(ctx, []store.Evidence{ev("a", 1)}))
+	if recs, _, err := ReadFile(path); err != nil || len(recs) != 1 {
+		t.Fatalf("after recovery: %d records, %v", len(recs), err)
+	}
+}
+
+func mustDo(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

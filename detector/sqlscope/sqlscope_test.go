@@ -1,4 +1,4 @@
-package detector_test
+package sqlscope_test
 
 import (
 	"fmt"
@@ -7,16 +7,16 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tenantguard/tenantguard/detector"
+	"github.com/tenantguard/tenantguard/detector/sqlscope"
 )
 
 // sqlTables are the tenant-scoped tables of these tests: two in any schema
 // and one only in schema shop.
 var sqlTables = []string{"orders", "stock", "shop.invoices"}
 
-func newSQLScope(tb testing.TB) *detector.SQLScope {
+func newSQLScope(tb testing.TB) *sqlscope.Scope {
 	tb.Helper()
-	s, err := detector.NewSQLScope(sqlTables, "tenant_id")
+	s, err := sqlscope.New(sqlTables, "tenant_id")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -528,7 +528,7 @@ func TestSQLScopeLongStatements(t *testing.T) {
 
 func TestSQLScopeConfiguration(t *testing.T) {
 	t.Run("qualified and unqualified", func(t *testing.T) {
-		s, err := detector.NewSQLScope([]string{"orders", "shop.orders"}, "tenant_id")
+		s, err := sqlscope.New([]string{"orders", "shop.orders"}, "tenant_id")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -544,7 +544,7 @@ func TestSQLScopeConfiguration(t *testing.T) {
 		}
 	})
 	t.Run("lower-cased, sorted and deduplicated", func(t *testing.T) {
-		s, err := detector.NewSQLScope([]string{" Stock ", "ORDERS", "orders", "Shop.Invoices"}, " Tenant_ID ")
+		s, err := sqlscope.New([]string{" Stock ", "ORDERS", "orders", "Shop.Invoices"}, " Tenant_ID ")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -554,7 +554,7 @@ func TestSQLScopeConfiguration(t *testing.T) {
 		}
 	})
 	t.Run("non-ASCII names", func(t *testing.T) {
-		s, err := detector.NewSQLScope([]string{"bestellungen_ü"}, "mandant")
+		s, err := sqlscope.New([]string{"bestellungen_ü"}, "mandant")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -581,7 +581,7 @@ func TestSQLScopeConfiguration(t *testing.T) {
 			{[]string{"orders"}, "o.tenant_id", []string{"column:", `"o.tenant_id"`}},
 			{[]string{"a b"}, "c d", []string{"tables[0]", "column:"}},
 		} {
-			_, err := detector.NewSQLScope(tc.tables, tc.column)
+			_, err := sqlscope.New(tc.tables, tc.column)
 			if err == nil {
 				t.Errorf("NewSQLScope(%q, %q): no error", tc.tables, tc.column)
 				continue
@@ -605,7 +605,7 @@ func TestSQLScopeResultIsOwned(t *testing.T) {
 }
 
 func TestSQLScopeAllocations(t *testing.T) {
-	if raceEnabled() {
+	if raceEnabled {
 		t.Skip("the race detector makes sync.Pool drop items at random")
 	}
 	s := newSQLScope(t)

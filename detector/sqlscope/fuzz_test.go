@@ -1,4 +1,4 @@
-package detector_test
+package sqlscope_test
 
 import (
 	"bytes"
@@ -11,9 +11,9 @@ import (
 )
 
 // sqlSeedDir is the seed corpus shared with the rest of the project. It is
-// read explicitly: go test only looks in detector/testdata/fuzz, where the
-// fuzzer writes the inputs that fail (move them here once fixed).
-var sqlSeedDir = filepath.Join("..", "testdata", "fuzz", "FuzzUnscopedQuery")
+// read explicitly: go test only looks in detector/sqlscope/testdata/fuzz,
+// where the fuzzer writes the inputs that fail (move them here once fixed).
+var sqlSeedDir = filepath.Join("..", "..", "testdata", "fuzz", "FuzzUnscopedQuery")
 
 // FuzzUnscopedQuery checks properties that hold for any text:
 //   - Unscoped does not panic, and returns configured names, sorted, once each;

@@ -1,0 +1,5 @@
+//go:build !race
+
+package sqlscope_test
+
+const raceEnabled = false

@@ -1,0 +1,217 @@
+package processor
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.uber.org/zap"
+
+	"github.com/tenantguard/tenantguard/detector"
+	"github.com/tenantguard/tenantguard/store"
+)
+
+// durableAckWait bounds how long a request waits for its findings to reach
+// the journal. A healthy journal takes one fsync (a few milliseconds); past
+// this bound the store is taken to be failing, the request is acknowledged
+// anyway and its findings stay queued for retry: telemetry is never held
+// hostage by the disk.
+const durableAckWait = 2 * time.Second
+
+// requestState is one ConsumeTraces call while its spans are read: it fills the
+// evidence details of the findings it raises (requestEvidence) and notes
+// each of them, so that the call returns only once they are durable.
+// Requests are pooled with their Annotate bound once, so a request that
+// raises no finding allocates nothing here.
+type requestState struct {
+	p        *tenantguard
+	evidence requestEvidence
+	annotate func(*detector.Finding)
+	raised   bool // a finding was raised: only then is there anything to wait for
+
+	// Guarded by p.acks.mu.
+	outstanding int
+	leaks       []string // leak ids it waits for, to withdraw on timeout
+	done        chan struct{}
+}
+
+func (p *tenantguard) newRequest() any {
+	r := &requestState{p: p, done: make(chan struct{}, 1)}
+	r.evidence.r = p.redactor
+	r.annotate = r.see
+	return r
+}
+
+// see is the batch's Annotate: it runs with a shard locked, right before
+// the detector hands the same finding version to onFinding.
+func (r *requestState) see(f *detector.Finding) {
+	if r.evidence.r != nil {
+		r.evidence.annotate(f)
+	}
+	r.raised = true
+	r.p.acks.expect(r, f.LeakID, f.Version)
+}
+
+func (r *requestState) reset() {
+	r.evidence = requestEvidence{r: r.p.redactor}
+	r.leaks = r.leaks[:0]
+	r.raised = false
+	r.outstanding = 0
+	select { // a signal sent just before a timed-out wait withdrew
+	case <-r.done:
+	default:
+	}
+}
+
+// durableAcks matches the finding versions requests wait for with the
+// versions the evidence worker has made durable. The worker takes the whole
+// queue at once and writes it with one write and one fsync, so every request
+// waiting meanwhile shares that fsync: a group commit. A durable version
+// acknowledges every lower version of the same finding (each version holds
+// everything the ones before it said), which is why coalescing in the queue
+// never leaves a request waiting for a version that was superseded.
+type durableAcks struct {
+	mu sync.Mutex
+	by map[string][]ackWait // leak id → waiting requests
+}
+
+type ackWait struct {
+	r       *requestState
+	version uint64
+}
+
+func (a *durableAcks) expect(r *requestState, leak string, version uint64) {
+	a.mu.Lock()
+	if a.by == nil {
+		a.by = map[string][]ackWait{}
+	}
+	a.by[leak] = append(a.by[leak], ackWait{r, version})
+	r.leaks = append(r.leaks, leak)
+	r.outstanding++
+	a.mu.Unlock()
+}
+
+// durable releases the requests waiting for versions in batch (now on disk)
+// or older ones.
+func (a *durableAcks) durable(batch []store.Evidence) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.by) == 0 {
+		return
+	}
+	for i := range batch {
+		a.settle(batch[i].LeakID, batch[i].Version)
+	}
+}
+
+// lost releases the requests waiting for a version that will never be
+// stored (the queue had no room): waiting longer would not help.
+func (a *durableAcks) lost(leak string, version uint64) {
+	a.mu.Lock()
+	a.settle(leak, version)
+	a.mu.Unlock()
+}
+
+func (a *durableAcks) settle(leak string, version uint64) {
+	ws, ok := a.by[leak]
+	if !ok {
+		return
+	}
+	kept := ws[:0]
+	for _, w := range ws {
+		if w.version > version {
+			kept = append(kept, w)
+			continue
+		}
+		if w.r.outstanding--; w.r.outstanding == 0 {
+			select { // a signal may be pending: the request raised more since
+			case w.r.done <- struct{}{}:
+			default:
+			}
+		}
+	}
+	if len(kept) == 0 {
+		delete(a.by, leak)
+	} else {
+		a.by[leak] = kept
+	}
+}
+
+// withdraw forgets what r still waits for.
+func (a *durableAcks) withdraw(r *requestState) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, leak := range r.leaks {
+		ws := a.by[leak]
+		kept := ws[:0]
+		for _, w := range ws {
+			if w.r != r {
+				kept = append(kept, w)
+			}
+		}
+		if len(kept) == 0 {
+			delete(a.by, leak)
+		} else {
+			a.by[leak] = kept
+		}
+	}
+	r.outstanding = 0
+}
+
+// awaitDurable returns once every finding version r raised is in the
+// journal, or after durableAckWait, or when ctx ends. It does not wait while
+// the store is failing, nor after a wait ran out, until a write succeeds
+// again (the findings stay queued and are retried); it reports whether
+// everything r raised was made durable in time.
+func (p *tenantguard) awaitDurable(ctx context.Context, r *requestState) bool {
+	if !r.raised {
+		return true
+	}
+	p.acks.mu.Lock()
+	pending := r.outstanding
+	p.acks.mu.Unlock()
+	if pending == 0 {
+		return true
+	}
+	if !p.storeHealthy.Load() {
+		p.acks.withdraw(r)
+		return false
+	}
+	t := time.NewTimer(durableAckWait)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.done:
+			// The request may have raised more after an earlier signal.
+			p.acks.mu.Lock()
+			pending = r.outstanding
+			p.acks.mu.Unlock()
+			if pending == 0 {
+				return true
+			}
+		case <-t.C:
+			p.acks.withdraw(r)
+			// A hung disk: until a write succeeds, requests stop waiting.
+			p.storeHealthy.Store(false)
+			p.logger.Warn("the journal did not confirm this request's findings in time; the request is acknowledged "+
+				"and its findings stay queued for the journal",
+				zap.Int("findings", pending), zap.Duration("waited", durableAckWait))
+			return false
+		case <-ctx.Done():
+			p.acks.withdraw(r)
+			return false
+		}
+	}
+}
+
+// feed reads one request into the detector. The batch is closed before
+// feed returns, even on a panic: it holds a shard's lock between spans.
+func (p *tenantguard) feed(r *requestState, td ptrace.Traces) {
+	b := p.det.NewBatch()
+	defer b.Close()
+	b.Annotate = r.annotate
+	if n := p.extract.Feed(b, td); n > 0 {
+		p.invalidSpans.Add(uint64(n))
+	}
+}

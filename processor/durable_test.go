@@ -1,0 +1,87 @@
+package processor
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/component/componenttest"
+
+	"github.com/tenantguard/tenantguard/store"
+)
+
+// Every request that raised a finding returns with the finding in the
+// journal, also when many requests raise findings at once.
+func TestAcknowledgedFindingsAreInTheJournal(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Alerts.Log.Enabled = false
+	p := startProcessor(t, cfg, nil)
+	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	defer p.shutdown(context.Background())
+	var wg sync.WaitGroup
+	for i := byte(1); i <= 40; i++ {
+		wg.Go(func() {
+			consume(t, p, leakingTrace(i))
+			for _, ev := range journaled(t, cfg) {
+				if ev.TraceID == traceIDHex(i) {
+					return
+				}
+			}
+			t.Errorf("request for trace %d returned before its finding was in the journal", i)
+		})
+	}
+	wg.Wait()
+}
+
+// hungStore blocks every Append until released, as a disk that stopped
+// answering does.
+type hungStore struct {
+	release  chan struct{}
+	mu       sync.Mutex
+	accepted []store.Evidence
+}
+
+func (h *hungStore) Append(ctx context.Context, batch []store.Evidence) error {
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	h.mu.Lock()
+	h.accepted = append(h.accepted, batch...)
+	h.mu.Unlock()
+	return nil
+}
+func (h *hungStore) List(context.Context, store.Filter) ([]store.Evidence, error) { return nil, nil }
+func (h *hungStore) Close() error                                                 { return nil }
+
+// A store that hangs holds a request no longer than durableAckWait; the
+// finding stays queued and lands once the store answers.
+func TestHungStoreDoesNotHoldRequests(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Alerts.Log.Enabled = false
+	p := startProcessor(t, cfg, nil)
+	hs := &hungStore{release: make(chan struct{})}
+	p.openStore = func() (store.Store, error) { return hs, nil }
+	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	withTimeout(t, durableAckWait+5*time.Second, "a leaking request while the store hangs", func() {
+		consume(t, p, leakingTrace(1))
+	})
+	if p.storeHealthy.Load() {
+		t.Error("after a request waited out the bound the store must count as failing, so later requests do not wait")
+	}
+	close(hs.release)
+	if err := p.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if latest := store.Latest(hs.accepted); len(latest) != 1 || latest[0].TraceID != traceIDHex(1) {
+		t.Fatalf("the finding kept while the store hung: %+v", latest)
+	}
+}
