@@ -57,6 +57,10 @@ type Config struct {
 	// from another tenant is still caught and joined to the same finding.
 	// Default: 10m.
 	LateWindow time.Duration
+	// CoverageMaxTenants caps the tenants whose coverage (TakeCoverage) is
+	// counted by name per hour; the rest count as OtherTenants. 0: coverage
+	// is not counted.
+	CoverageMaxTenants int
 	// MaxServices caps the services with their own coverage counters;
 	// spans of others count under OtherServices. 0: DefaultMaxServices.
 	MaxServices int
@@ -77,6 +81,8 @@ const (
 	DefaultMaxTraces        = 100_000
 	DefaultMaxSpansPerTrace = 1_000
 	DefaultMaxEvidenceSpans = 64
+	// DefaultCoverageMaxTenants is the processor's coverage.max_tenants.
+	DefaultCoverageMaxTenants = 1000
 	// MaxTenantLength bounds a tenant value; longer values are not tenants
 	// but payload (or an attack), and are rejected and counted.
 	MaxTenantLength = 256
@@ -238,6 +244,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: must not be negative, got %s", name, w))
 		}
 	}
+	if c.CoverageMaxTenants < 0 {
+		errs = append(errs, fmt.Errorf("coverage.max_tenants: must not be negative, got %d", c.CoverageMaxTenants))
+	}
 	if c.MaxServices < 0 {
 		errs = append(errs, fmt.Errorf("max_services: must not be negative, got %d", c.MaxServices))
 	}
@@ -262,6 +271,8 @@ func DefaultConfig() Config {
 		UnscopedWindow:   DefaultRuleWindow,
 		CoverageWindow:   DefaultRuleWindow,
 		LateWindow:       DefaultRuleWindow,
+
+		CoverageMaxTenants: DefaultCoverageMaxTenants,
 	}
 }
 

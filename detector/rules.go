@@ -556,24 +556,26 @@ func (sh *shard) missingTenant(ts *traceState, s *Span, ep *endpoint, now time.T
 }
 
 // checkQuery reports a statement against scoped tables with no tenant
-// predicate, once per service, span name and tables per window.
-func (sh *shard) checkQuery(ts *traceState, s *Span, ep *endpoint, now time.Time) {
+// predicate, once per service, span name and tables per window. It reports
+// whether the statement was unscoped.
+func (sh *shard) checkQuery(ts *traceState, s *Span, ep *endpoint, now time.Time) bool {
 	d := sh.d
 	tables := d.sql.Unscoped(s.Query)
 	if len(tables) == 0 {
-		return
+		return false
 	}
 	joined := strings.Join(tables, ",")
 	window, ok := d.windows.allow(windowKey{RuleUnscopedQuery, ep.service, ep.name + "\x00" + joined}, spanTime(s, now), d.cfg.UnscopedWindow)
 	if !ok {
 		d.stats.suppressed.Add(1)
-		return
+		return true
 	}
 	out := sh.standalone(RuleUnscopedQuery, SeverityHigh, ts, s, ep, now, window)
 	out.LeakID = windowLeakID(RuleUnscopedQuery, ep.service, ep.name+"\x00"+joined, window)
 	out.Queries = []UnscopedQuery{{SpanID: s.SpanID, Service: ep.service, Name: ep.name, Tables: tables}}
 	out.Reason = fmt.Sprintf("a statement on %s has no predicate on %s", joined, d.cfg.tenantColumn())
 	sh.sendStandalone(out)
+	return true
 }
 
 // standalone builds a per-service finding around one span.

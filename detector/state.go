@@ -50,6 +50,7 @@ type traceState struct {
 	lastEnd    time.Time // latest span end: what evidence calls last seen
 	allowedBy  string
 	dirty      bool
+	cov        traceCoverage
 	findings   [numRules]*finding
 	// prior holds what this detector said about the trace before it was
 	// closed, when late spans reopened it.
@@ -77,6 +78,7 @@ type shard struct {
 	svcs     map[string]*serviceCounts // this shard's share of per-service coverage (services.go)
 	tombs    map[TraceID]tomb
 	tombQ    idRing // the tombs' trace ids, oldest first
+	cov      coverageTable
 	// buried holds the tombs' link targets in the order they were buried,
 	// none older than the late window, at most buriedCap: the largest power
 	// of two up to limit×maxBuriedSpans, so its buffer (32 bytes an entry)
@@ -275,7 +277,9 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 	if primary == "" {
 		d.stats.noTenant.Add(1)
 		ep.svc.withoutTenant++
+		ts.cov.withoutTenant(ts.services, ep.service)
 		if _, aware := d.aware[ep.service]; aware {
+			ts.cov.missing++
 			sh.missingTenant(ts, s, ep, now)
 		}
 	} else {
@@ -297,8 +301,8 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 	if len(s.Identifiers) > 0 && sh.checkKeys(ts, s, ep, primary) {
 		rec.flags |= flagEvidence
 	}
-	if s.Query != "" && d.sql != nil {
-		sh.checkQuery(ts, s, ep, now)
+	if s.Query != "" && d.sql != nil && sh.checkQuery(ts, s, ep, now) {
+		ts.cov.unscoped++
 	}
 	if len(ts.spans) < d.cfg.MaxSpansPerTrace {
 		ts.spans = append(ts.spans, rec)
@@ -576,6 +580,7 @@ func (sh *shard) close(ts *traceState, now time.Time) {
 			last[f.rule] = f.last
 		}
 	}
+	sh.countTrace(ts)
 	sh.bury(ts, last, now)
 	sh.release(ts)
 }

@@ -130,6 +130,12 @@ type CoverageConfig struct {
 	// Window reports one finding per service and span name per window.
 	// Default: 10m.
 	Window time.Duration `mapstructure:"window"`
+	// MaxTenants caps the tenants whose hourly coverage (traces checked,
+	// spans without a tenant, crossings, unscoped queries) is counted by
+	// name; the rest are counted as `_other`. The records go to the file
+	// <store.journal.path>.coverage.jsonl. 0 turns coverage counting off.
+	// Default: 1000.
+	MaxTenants int `mapstructure:"max_tenants"`
 }
 
 // Unmarshal decodes the processor's section and notes every duration
@@ -175,6 +181,7 @@ func (c *Config) detectorConfig(now func() time.Time) detector.Config {
 		UnscopedWindow:      c.UnscopedQuery.Window,
 		TenantAwareServices: c.Coverage.TenantAwareServices,
 		CoverageWindow:      c.Coverage.Window,
+		CoverageMaxTenants:  c.Coverage.MaxTenants,
 		LateWindow:          c.LateWindow,
 		MaxServices:         c.Metrics.MaxServices,
 		ServiceIdle:         c.Metrics.ServiceIdle,

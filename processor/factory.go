@@ -51,7 +51,7 @@ func createDefaultConfig() component.Config {
 		MaxEvidenceSpans:   dc.MaxEvidenceSpans,
 		LateWindow:         dc.LateWindow,
 		UnscopedQuery:      UnscopedQueryConfig{TenantColumn: dc.TenantColumn, Window: dc.UnscopedWindow},
-		Coverage:           CoverageConfig{Window: dc.CoverageWindow},
+		Coverage:           CoverageConfig{Window: dc.CoverageWindow, MaxTenants: dc.CoverageMaxTenants},
 		EvidenceAttributes: config.DefaultEvidenceAttributes(),
 		QueueSize:          defaultQueueSize,
 		Instance:           instance,

@@ -43,6 +43,7 @@ type tenantguard struct {
 	alertQueue   *evidenceQueue // findings on their way to the notifiers
 	notifiers    []alerts.Notifier
 	slack        *alerts.SlackNotifier
+	coverage     *coverageLog // nil: coverage is not counted
 
 	// openStore is how the worker gets its store; tests swap it to inject faults.
 	openStore func() (store.Store, error)
@@ -76,6 +77,7 @@ func newTenantguard(set processor.Settings, cfg *Config, sh *shared) (*tenantgua
 		return nil, err
 	}
 	p.det, p.extract = det, ex
+	p.coverage = newCoverageLog(cfg, set.Logger)
 	p.redactor = newEvidenceRedactor(cfg.EvidenceAttributes, cfg.TenantAttributes)
 	path := cfg.Store.Journal.Path
 	p.openStore = func() (store.Store, error) {
@@ -186,9 +188,11 @@ func (p *tenantguard) sweepLoop() {
 	for {
 		select {
 		case <-p.stop:
+			p.coverage.write(p.det, time.Now(), true) // the detector was flushed
 			return
 		case now := <-t.C:
 			p.det.Sweep()
+			p.coverage.write(p.det, now, false)
 			// Evictions mean max_traces is too small for the traffic and
 			// crossings can be missed: say so, at most once a minute.
 			if ev := p.det.Stats().TracesEvicted; ev > lastEvicted && now.Sub(lastWarn) >= time.Minute {

@@ -169,6 +169,9 @@ func newLeaksCommand() *cobra.Command {
 	stats.Flags().IntVar(&lf.top, "top", chstore.DefaultTopEdges, "how many crossing edges to report")
 	stats.Flags().BoolVar(&lf.json, "json", false, "one JSON object instead of tables")
 	leaks.AddCommand(stats)
+	report := newReportCommand(lf)
+	quiet(report)
+	leaks.AddCommand(report)
 	return leaks
 }
 

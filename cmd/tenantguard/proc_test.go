@@ -19,6 +19,7 @@ type proc struct {
 	logs    *syncBuffer
 	exited  chan struct{}
 	waitErr error
+	stopped bool // stop ran: a second call (the cleanup) does nothing
 }
 
 // launch starts bin with args in dir; env is added to the test's own. The
@@ -70,6 +71,10 @@ func (p *proc) kill() {
 // processor's shutdown flushes its last findings and reports store
 // failures as an error, which makes the process exit non-zero).
 func (p *proc) stop(t *testing.T) {
+	if p.stopped {
+		return // stopped by the test already; this is the cleanup
+	}
+	p.stopped = true
 	select {
 	case <-p.exited:
 		t.Errorf("%s exited before the test ended: %v", p.name, p.waitErr)

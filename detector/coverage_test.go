@@ -1,0 +1,185 @@
+package detector_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tenantguard/tenantguard/detector"
+)
+
+func coverageHarness(t *testing.T, maxTenants int) *harness {
+	return newHarness(t, func(c *detector.Config) {
+		c.CoverageMaxTenants = maxTenants
+		c.TenantAwareServices = []string{"api"}
+		c.ScopedTables = []string{"orders"}
+	})
+}
+
+func byTenant(rows []detector.TenantHour) map[string]detector.TenantHour {
+	m := map[string]detector.TenantHour{}
+	for _, r := range rows {
+		if _, dup := m[r.Tenant]; dup {
+			panic("two rows for " + r.Tenant + " in one hour")
+		}
+		m[r.Tenant] = r
+	}
+	return m
+}
+
+// One clean trace per tenant, a leak, a refused attempt, a tenant-aware
+// span without a tenant and an unscoped query: each lands in its counter,
+// under the tenant whose trace it was.
+func TestCoverageCountsEachTraceOnceUnderItsTenants(t *testing.T) {
+	h := coverageHarness(t, 10)
+	clean := span(tid(1), 1, 0, "api", "GET /a", ten("acme"))
+	child := span(tid(1), 2, 1, "api", "GET /inner") // aware, no tenant
+	db := span(tid(1), 3, 1, "db", "SELECT")
+	db.Query = "SELECT * FROM orders"
+	h.batch(clean, child, db)
+	h.batch(span(tid(2), 1, 0, "api", "GET /b", ten("globex")))
+	// acme reaches globex's data and gets it: a leak.
+	h.batch(span(tid(3), 1, 0, "api", "GET /x", ten("acme")), span(tid(3), 2, 1, "orders", "read", ten("globex")))
+	// globex reaches for initech's and is refused.
+	refused := span(tid(4), 2, 1, "orders", "read", ten("initech"))
+	refused.HTTPStatus = 403
+	h.batch(span(tid(4), 1, 0, "api", "GET /y", ten("globex")), refused)
+	h.batch(span(tid(5), 1, 0, "cron", "tick")) // no tenant anywhere
+
+	if got := h.d.TakeCoverage(time.Time{}); len(got) != 0 {
+		t.Fatalf("coverage before any trace closed: %+v", got)
+	}
+	h.d.Flush()
+	rows := h.d.TakeCoverage(time.Time{})
+	m := byTenant(rows)
+	hour := epoch.Truncate(time.Hour)
+	want := map[string]detector.CoverageCounts{
+		// A trace's spans count for the tenant that leads it (the first seen).
+		"acme":    {Traces: 2, Spans: 5, SpansMissingTenant: 1, UnscopedQueries: 1, CrossingsSucceeded: 1},
+		"globex":  {Traces: 3, Spans: 3, CrossingsSucceeded: 1, CrossingsRefused: 1},
+		"initech": {Traces: 1, Spans: 0, CrossingsRefused: 1},
+		"_none":   {Traces: 1, Spans: 1},
+	}
+	if len(m) != len(want) {
+		t.Fatalf("tenants %v, want %v", rows, want)
+	}
+	for tenant, w := range want {
+		r, ok := m[tenant]
+		if !ok {
+			t.Fatalf("no row for %s in %+v", tenant, rows)
+		}
+		if r.Counts != w {
+			t.Errorf("%s: counts %+v, want %+v", tenant, r.Counts, w)
+		}
+		if !r.Hour.Equal(hour) {
+			t.Errorf("%s: hour %s, want %s", tenant, r.Hour, hour)
+		}
+	}
+	if got := m["acme"].Services["api"]; got != (detector.ServiceTraces{Traces: 2, TracesWithoutTenant: 1}) {
+		t.Errorf("acme/api: %+v, want 2 traces, 1 with a span without a tenant", got)
+	}
+	if got := m["acme"].Services["db"]; got != (detector.ServiceTraces{Traces: 1, TracesWithoutTenant: 1}) {
+		t.Errorf("acme/db: %+v, want 1 trace with a span without a tenant", got)
+	}
+	if got := m["acme"].Services["orders"]; got != (detector.ServiceTraces{Traces: 1}) {
+		t.Errorf("acme/orders: %+v, want 1 trace, covered", got)
+	}
+	if got := h.d.TakeCoverage(time.Time{}); len(got) != 0 {
+		t.Errorf("taken twice: %+v", got)
+	}
+}
+
+// Traces are counted in the hour their first span arrived; a take with a
+// cut-off hands over only the hours that began before it.
+func TestCoverageTakesCompleteHoursOnly(t *testing.T) {
+	h := coverageHarness(t, 10)
+	h.batch(span(tid(1), 1, 0, "api", "GET", ten("acme")))
+	h.clock.Advance(time.Hour)
+	h.batch(span(tid(2), 1, 0, "api", "GET", ten("acme")))
+	h.d.Flush()
+	now := h.clock.Now()
+	first := h.d.TakeCoverage(now.Truncate(time.Hour))
+	if len(first) != 1 || !first[0].Hour.Equal(epoch.Truncate(time.Hour)) || first[0].Counts.Traces != 1 {
+		t.Fatalf("complete hours: %+v, want acme's first hour with one trace", first)
+	}
+	rest := h.d.TakeCoverage(time.Time{})
+	if len(rest) != 1 || !rest[0].Hour.Equal(now.Truncate(time.Hour)) || rest[0].Counts.Traces != 1 {
+		t.Fatalf("current hour: %+v", rest)
+	}
+}
+
+// A flood of distinct tenants keeps at most max named tenants per hour;
+// everything else adds up under _other, and no trace is lost, even with
+// several shards each below the cap and concurrent batches.
+func TestCoverageFoldsTenantsBeyondTheCapIntoOther(t *testing.T) {
+	const max, tenants, perWorker = 5, 400, 100
+	h := coverageHarness(t, max)
+	var wg sync.WaitGroup
+	for w := range tenants / perWorker {
+		wg.Go(func() {
+			for i := range perWorker {
+				n := w*perWorker + i
+				h.batch(span(tid(n+1), 1, 0, "api", "GET", ten(fmt.Sprintf("tenant-%03d\xff", n))))
+			}
+		})
+	}
+	wg.Wait()
+	// Once the cap is reached, a newcomer counts under _other, however busy.
+	for i := range 3 {
+		h.batch(span(tid(10_000+i), 1, 0, "api", "GET", ten("busy")))
+	}
+	h.d.Flush()
+	rows := h.d.TakeCoverage(time.Time{})
+	if len(rows) != max+1 {
+		t.Fatalf("%d rows, want %d named tenants and _other", len(rows), max)
+	}
+	var traces uint64
+	for _, r := range rows {
+		traces += r.Counts.Traces
+	}
+	if traces != tenants+3 {
+		t.Errorf("traces add up to %d, want %d", traces, tenants+3)
+	}
+	m := byTenant(rows)
+	if _, named := m["busy"]; named {
+		t.Errorf("a tenant past the cap kept its name: %+v", rows)
+	}
+	if got := m[detector.OtherTenants].Counts.Traces; got != tenants+3-max {
+		t.Errorf("_other holds %d traces, want %d", got, tenants+3-max)
+	}
+}
+
+// With coverage off (max 0) nothing is counted.
+func TestCoverageOffCountsNothing(t *testing.T) {
+	h := coverageHarness(t, 0)
+	h.batch(span(tid(1), 1, 0, "api", "GET", ten("acme")))
+	h.d.Flush()
+	if got := h.d.TakeCoverage(time.Time{}); len(got) != 0 {
+		t.Fatalf("coverage off, got %+v", got)
+	}
+}
+
+// A tenant whose traces pass through more services than a row keeps (a
+// flood of invented service names) counts the rest under _other.
+func TestCoverageFoldsServicesBeyondTheCapIntoOther(t *testing.T) {
+	h := coverageHarness(t, 10)
+	const services = 300
+	for i := range services {
+		h.batch(span(tid(i+1), 1, 0, fmt.Sprintf("svc-%d\xff", i), "GET", ten("acme")))
+	}
+	h.d.Flush()
+	rows := h.d.TakeCoverage(time.Time{})
+	if len(rows) != 1 {
+		t.Fatalf("rows %+v", rows)
+	}
+	var traces uint64
+	for _, n := range rows[0].Services {
+		traces += n.Traces
+	}
+	other := rows[0].Services[detector.OtherServices]
+	if len(rows[0].Services) > 65 || other.Traces == 0 || traces != services {
+		t.Errorf("%d services kept, _other %+v, %d traces in all; want at most 64 named, the rest under _other, %d in all",
+			len(rows[0].Services), other, traces, services)
+	}
+}
