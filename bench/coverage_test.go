@@ -8,7 +8,7 @@ import (
 
 	"github.com/tenantguard/tenantguard/bench/benchkit"
 	"github.com/tenantguard/tenantguard/detector"
-	tenantguard "github.com/tenantguard/tenantguard/processor"
+	tenantguard "github.com/tenantguard/tenantguard/processor/tenantguardprocessor"
 	"golang.org/x/sys/unix"
 )
 

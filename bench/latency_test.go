@@ -10,7 +10,7 @@ import (
 
 	"github.com/tenantguard/tenantguard/bench/benchkit"
 	"github.com/tenantguard/tenantguard/detector"
-	tenantguard "github.com/tenantguard/tenantguard/processor"
+	tenantguard "github.com/tenantguard/tenantguard/processor/tenantguardprocessor"
 )
 
 // feeder is what the processor does with a request: read its spans into a

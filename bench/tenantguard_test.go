@@ -9,11 +9,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tenantguard/tenantguard/bench/benchkit"
-	tenantguard "github.com/tenantguard/tenantguard/processor"
+	tenantguard "github.com/tenantguard/tenantguard/processor/tenantguardprocessor"
 )
 
 // Optional tenantguard rules, each with the config that turns it on. A
-// processor/config.go without these keys skips the sub-benchmarks that use
+// processor/tenantguardprocessor/config.go without these keys skips the sub-benchmarks that use
 // them (benchkit.New), with a message saying so.
 var optionalRules = []struct {
 	name string

@@ -14,7 +14,7 @@ import (
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
-	"github.com/tenantguard/tenantguard/processor"
+	"github.com/tenantguard/tenantguard/processor/tenantguardprocessor"
 )
 
 const (
@@ -27,7 +27,7 @@ const (
 // exportedMetrics are the metric names and types the processor serves on
 // /metrics, from its own declarations. An alert that names anything else
 // watches a series that never exists and so never fires.
-var exportedMetrics = processor.ExportedMetrics()
+var exportedMetrics = tenantguardprocessor.ExportedMetrics()
 
 // expectedAlerts are the alerts on-call relies on; removing one is a decision,
 // not an accident.

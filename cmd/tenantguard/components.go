@@ -14,7 +14,7 @@ import (
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 
-	tenantguardprocessor "github.com/tenantguard/tenantguard/processor"
+	tenantguardprocessor "github.com/tenantguard/tenantguard/processor/tenantguardprocessor"
 )
 
 // components lists what this distribution is built with; builder-config.yaml

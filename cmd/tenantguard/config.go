@@ -18,7 +18,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
 
-	tenantguardprocessor "github.com/tenantguard/tenantguard/processor"
+	tenantguardprocessor "github.com/tenantguard/tenantguard/processor/tenantguardprocessor"
 )
 
 // checkConfigFile names a --config file that cannot be read by its absolute
@@ -126,7 +126,7 @@ func loadProcessorConfig(ctx context.Context, configs, sets []string, name strin
 		// mapstructure's "decoding failed due to the following error(s):"
 		// heads a list; the list is the message.
 		msg := decodeNoise.ReplaceAllString(err.Error(), "")
-		msg = strings.ReplaceAll(msg, "'processor.Config' has invalid keys:", "unknown keys:")
+		msg = strings.ReplaceAll(msg, fmt.Sprintf("'%T' has invalid keys:", tenantguardprocessor.Config{}), "unknown keys:")
 		return nil, fmt.Errorf("processors::%s: %s", chosen, oneLine(msg))
 	}
 	// confmap.Validate, as the collector does: it runs every section's own

@@ -23,7 +23,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tenantguard/tenantguard/internal/demoapp"
-	"github.com/tenantguard/tenantguard/processor"
+	"github.com/tenantguard/tenantguard/processor/tenantguardprocessor"
 	"github.com/tenantguard/tenantguard/store"
 )
 
@@ -473,8 +473,8 @@ func checkEvidenceDetails(t *testing.T, f store.Evidence, gatewayFirst bool, gwI
 			"db.system.name":     "postgresql",
 			"db.collection.name": "stock",
 			"db.operation.name":  "SELECT",
-			"db.namespace":       processor.Digest([]byte(e2eEvidenceKey), "shop"),
-			"db.query.text":      processor.Digest([]byte(e2eEvidenceKey), demoapp.QueryForgetful),
+			"db.namespace":       tenantguardprocessor.Digest([]byte(e2eEvidenceKey), "shop"),
+			"db.query.text":      tenantguardprocessor.Digest([]byte(e2eEvidenceKey), demoapp.QueryForgetful),
 		}
 		for k, v := range want {
 			if selSpan.Attributes[k] != v {

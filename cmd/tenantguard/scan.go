@@ -19,7 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tenantguard/tenantguard/detector"
-	tenantguardprocessor "github.com/tenantguard/tenantguard/processor"
+	tenantguardprocessor "github.com/tenantguard/tenantguard/processor/tenantguardprocessor"
 )
 
 // Exit codes of `tenantguard scan`.

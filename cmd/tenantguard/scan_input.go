@@ -19,7 +19,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/tenantguard/tenantguard/detector"
-	tenantguardprocessor "github.com/tenantguard/tenantguard/processor"
+	tenantguardprocessor "github.com/tenantguard/tenantguard/processor/tenantguardprocessor"
 )
 
 // ---------------------------------------------------------------- scanner

@@ -156,7 +156,7 @@ func TestImportsStayLight(t *testing.T) {
 	}
 	for _, d := range deps {
 		for _, heavy := range []string{"github.com/slack-go/", "go.opentelemetry.io/collector", "github.com/ClickHouse/",
-			"github.com/tenantguard/tenantguard/alerts", "github.com/tenantguard/tenantguard/processor"} {
+			"github.com/tenantguard/tenantguard/alerts", "github.com/tenantguard/tenantguard/processor/tenantguardprocessor"} {
 			if strings.HasPrefix(d, heavy) {
 				t.Errorf("redteam depends on %s", d)
 			}

@@ -1,4 +1,4 @@
-package processor
+package tenantguardprocessor
 
 // Key facts of the golden scenarios (scenarios_test.go), asserted
 // independently of the goldens. Trace and span ids are the fixed ids in the

@@ -1,4 +1,4 @@
-package processor
+package tenantguardprocessor
 
 // Fuzz targets for what reaches the processor from outside: OTLP requests
 // (protobuf and JSON) and the processor's config section. Each reads its
@@ -46,7 +46,7 @@ import (
 var updateFuzzSeeds = flag.Bool("update-fuzz-seeds", false,
 	"rewrite the scenario-derived seeds in testdata/fuzz/{FuzzOTLPProtobuf,FuzzOTLPJSON,FuzzProcessorConfig}")
 
-var fzCorpusRoot = filepath.Join("..", "testdata", "fuzz")
+var fzCorpusRoot = filepath.Join("..", "..", "testdata", "fuzz")
 
 // The OTLP targets judge requests with every rule of testdata/config.yaml,
 // with caps small enough that a fuzzed request reaches them: eviction,
@@ -261,7 +261,7 @@ func fzCheckEvidence(t *testing.T, where string, f *detector.Finding) {
 // rule on, an OTTL allow condition) with small caps.
 func fzOTLPConfig(tb testing.TB) *Config {
 	tb.Helper()
-	conf, err := confmaptest.LoadConf(filepath.Join("..", "testdata", "config.yaml"))
+	conf, err := confmaptest.LoadConf(filepath.Join("..", "..", "testdata", "config.yaml"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func FuzzProcessorConfig(f *testing.F) {
 	keyRE := regexp.MustCompile(`^(` + strings.Join(keys, "|") + `)([\[.:]| and )`)
 	// mapstructure names the field it could not decode, or the struct
 	// whose keys it does not know, in quotes.
-	decodeRE := regexp.MustCompile(`'(processor\.Config|(` + strings.Join(keys, "|") + `)([.\[][^']*)?)'`)
+	decodeRE := regexp.MustCompile(`'(` + regexp.QuoteMeta(fmt.Sprintf("%T", Config{})) + `|(` + strings.Join(keys, "|") + `)([.\[][^']*)?)'`)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		retrieved, err := confmap.NewRetrievedFromYAML(data)
 		if err != nil {
@@ -413,7 +413,7 @@ func fzCorpusFile(seed []byte) []byte {
 // OTLP/JSON text, named scenario-<file>[-<line>].
 func fzScenarioRequests(tb testing.TB) map[string][]byte {
 	tb.Helper()
-	dir := filepath.Join("..", "testdata", "scenarios")
+	dir := filepath.Join("..", "..", "testdata", "scenarios")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		tb.Fatal(err)
@@ -494,8 +494,8 @@ func fzDerivedSeeds(tb testing.TB) map[string]map[string][]byte {
 		seeds["FuzzOTLPJSON"][name] = js
 		seeds["FuzzOTLPProtobuf"][name] = fzProto(tb, td)
 	}
-	seeds["FuzzProcessorConfig"]["scenario-config"] = fzConfigSection(tb, filepath.Join("..", "testdata", "config.yaml"))
-	seeds["FuzzProcessorConfig"]["local-config"] = fzConfigSection(tb, filepath.Join("..", "config", "local.yaml"))
+	seeds["FuzzProcessorConfig"]["scenario-config"] = fzConfigSection(tb, filepath.Join("..", "..", "testdata", "config.yaml"))
+	seeds["FuzzProcessorConfig"]["local-config"] = fzConfigSection(tb, filepath.Join("..", "..", "config", "local.yaml"))
 	return seeds
 }
 

@@ -1,4 +1,4 @@
-package processor
+package tenantguardprocessor
 
 // The tests contrib's mdatagen generates for every component
 // (generated_component_test.go), written by hand: mdatagen is not served by

@@ -1,4 +1,4 @@
-package processor
+package tenantguardprocessor
 
 // Hostile input: requests a careless or malicious client can send. Every
 // case runs twice: through a detector built from the processor config (to

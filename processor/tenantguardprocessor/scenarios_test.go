@@ -1,4 +1,4 @@
-package processor
+package tenantguardprocessor
 
 // Golden scenarios: OTLP JSON requests in testdata/scenarios, judged with the
 // processors.tenantguard section of testdata/config.yaml, compared with the
@@ -38,8 +38,8 @@ import (
 var updateGolden = flag.Bool("update", false, "rewrite testdata/scenarios/*.golden.json from the detector's output")
 
 var (
-	scenarioConfigPath = filepath.Join("..", "testdata", "config.yaml")
-	scenarioDir        = filepath.Join("..", "testdata", "scenarios")
+	scenarioConfigPath = filepath.Join("..", "..", "testdata", "config.yaml")
+	scenarioDir        = filepath.Join("..", "..", "testdata", "scenarios")
 )
 
 // scenarioConfig is createDefaultConfig() overlaid with the

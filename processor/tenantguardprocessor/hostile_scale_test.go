@@ -1,4 +1,4 @@
-package processor
+package tenantguardprocessor
 
 // Hostile input at scale (see hostile_test.go): ten thousand tenants in a
 // trace, deep nesting, a hundred thousand spans in one request, and the
