@@ -116,6 +116,7 @@ const (
 	qTopEdges    = "top_crossing_edges"
 	qDetection   = "mean_time_to_detection"
 	qOpenBySvc   = "open_findings_by_service"
+	qCoverage    = "coverage_per_tenant_hour"
 )
 
 // query returns the text of a named query; a missing name is a programming

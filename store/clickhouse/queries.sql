@@ -157,3 +157,26 @@ WHERE status = 'open'
     AND ({include_allowed:UInt8} = 1 OR status != 'allowed')
 GROUP BY service
 ORDER BY findings DESC, service
+
+-- name: coverage_per_tenant_hour
+-- Coverage of each tenant per hour from since up to until (UTC), summed
+-- over collectors and takes: rows of one (hour, tenant, service) add up
+-- whether or not SummingMergeTree has merged them yet. Service '' holds the
+-- tenant's own counts, each service's row its share of the tenant's traces.
+-- What `tenantguard leaks report` reads. Empty tenant matches every tenant.
+SELECT
+    hour,
+    tenant,
+    service,
+    sum(traces) AS sum_traces,
+    sum(spans) AS sum_spans,
+    sum(spans_missing_tenant) AS sum_spans_missing_tenant,
+    sum(crossings_succeeded) AS sum_crossings_succeeded,
+    sum(crossings_refused) AS sum_crossings_refused,
+    sum(unscoped_queries) AS sum_unscoped_queries,
+    sum(traces_without_tenant) AS sum_traces_without_tenant
+FROM tenant_coverage
+WHERE hour >= {since:DateTime64(9)} AND hour < {until:DateTime64(9)}
+    AND ({tenant:String} = '' OR tenant = {tenant:String})
+GROUP BY hour, tenant, service
+ORDER BY hour, tenant, service

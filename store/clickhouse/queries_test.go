@@ -26,7 +26,7 @@ func TestQueriesFileGolden(t *testing.T) {
 
 // The Go code runs every query of the file and no other analyst query.
 func TestEveryQueryInTheFileIsUsedByGo(t *testing.T) {
-	used := []string{qList, qShow, qTrace, qSpans, qTenantPairs, qTopEdges, qDetection, qOpenBySvc}
+	used := []string{qList, qShow, qTrace, qSpans, qTenantPairs, qTopEdges, qDetection, qOpenBySvc, qCoverage}
 	var inFile []string
 	for _, q := range Queries() {
 		inFile = append(inFile, q.Name)
@@ -98,6 +98,13 @@ func TestQueriesSelectWhatTheReadersScan(t *testing.T) {
 func TestQueriesReadLatestVersionsOnly(t *testing.T) {
 	for _, q := range Queries() {
 		switch q.Name {
+		case qCoverage:
+			// Summed rows: every count is read through sum().
+			for _, c := range coverageSums() {
+				if !strings.Contains(q.SQL, "sum("+c+") AS sum_"+c) {
+					t.Errorf("%s does not sum %s", q.Name, c)
+				}
+			}
 		case qSpans:
 			if !strings.Contains(q.SQL, "ORDER BY leak_id, span_id, version DESC") || !strings.Contains(q.SQL, "LIMIT 1 BY leak_id, span_id") {
 				t.Errorf("%s must keep the highest version of each span", q.Name)
