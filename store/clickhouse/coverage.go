@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -35,10 +36,16 @@ var coverageColumns = []columnDef{
 	{Name: "crossings_refused", Type: "UInt64", Comment: "traces whose crossing was refused (blocked attempts); tenant row only"},
 	{Name: "unscoped_queries", Type: "UInt64", Comment: "statements without a tenant predicate; tenant row only"},
 	{Name: "traces_without_tenant", Type: "UInt64", Comment: "traces with a span of the service without a tenant; service rows only"},
+	// Merges keep the union, so the collectors behind a sum stay known.
+	{Name: "collectors", Type: "SimpleAggregateFunction(groupUniqArrayArray, Array(String))", Comment: "collector instances whose counts the row holds"},
 }
 
 // coverageSums are the columns SummingMergeTree adds up: every count.
-func coverageSums() []string { return names(coverageColumns[3:]) }
+func coverageSums() []string { return names(coverageColumns[3 : len(coverageColumns)-1]) }
+
+// coverageMerged are the columns SummingMergeTree merges: the counts, and
+// the collectors, which it would otherwise take from any one row.
+func coverageMerged() []string { return names(coverageColumns[3:]) }
 
 // CoverageWriter is how the coverage shipper writes to ClickHouse (Client
 // and Connector implement it). Its contract is Writer's, for coverage
@@ -107,11 +114,15 @@ func coverageRows(batch []store.Coverage) ([][]any, error) {
 			return nil, &RecordError{Field: "hour",
 				Reason: fmt.Sprintf("coverage of tenant %q: %s is outside the DateTime range (1970 to 2106)", c.Tenant, hour.Format(time.RFC3339))}
 		}
+		collectors := []string{}
+		if c.Collector != "" {
+			collectors = append(collectors, c.Collector)
+		}
 		rows = append(rows, []any{hour, c.Tenant, "", c.Traces, c.Spans, c.SpansMissingTenant,
-			c.CrossingsSucceeded, c.CrossingsRefused, c.UnscopedQueries, uint64(0)})
+			c.CrossingsSucceeded, c.CrossingsRefused, c.UnscopedQueries, uint64(0), collectors})
 		for name, s := range c.Services {
 			rows = append(rows, []any{hour, c.Tenant, name, s.Traces, uint64(0), uint64(0),
-				uint64(0), uint64(0), uint64(0), s.TracesWithoutTenant})
+				uint64(0), uint64(0), uint64(0), s.TracesWithoutTenant, collectors})
 		}
 	}
 	return rows, nil
@@ -144,16 +155,22 @@ func (c *Connector) WriteCoverage(ctx context.Context, batch []store.Coverage, t
 }
 
 // Coverage returns the coverage of tenant (every tenant when empty) for the
-// hours from since up to until (zero: no bound), one record per hour and tenant summed over
-// collectors, sorted by hour then tenant: what store.SumCoverage gives for
-// the same records read from the coverage files. Collector is empty.
-func (c *Client) Coverage(ctx context.Context, since, until time.Time, tenant string) ([]store.Coverage, error) {
+// hours from since up to until (zero: no bound), one record per hour and
+// tenant summed over collectors, sorted by hour then tenant: what
+// store.SumCoverage gives for the same records read from the coverage
+// files (Collector names the collector when only one counted, as there).
+// collectors are every collector behind the records, sorted.
+func (c *Client) Coverage(ctx context.Context, since, until time.Time, tenant string) (recs []store.Coverage, collectors []string, err error) {
 	if until.IsZero() {
 		until = maxHour
 	}
 	since, until = clampHour(since), clampHour(until)
-	var out []store.Coverage
-	err := c.each(ctx, qCoverage, []any{
+	var (
+		out []store.Coverage
+		by  []map[string]bool // the collectors of out[i]
+	)
+	seen := map[string]bool{}
+	err = c.each(ctx, qCoverage, []any{
 		ch.DateNamed("since", since, ch.NanoSeconds),
 		ch.DateNamed("until", until, ch.NanoSeconds),
 		ch.Named("tenant", tenant),
@@ -162,13 +179,19 @@ func (c *Client) Coverage(ctx context.Context, since, until time.Time, tenant st
 			hour            time.Time
 			tenant, service string
 			n               [7]uint64
+			names           []string
 		)
-		if err := scan(&hour, &tenant, &service, &n[0], &n[1], &n[2], &n[3], &n[4], &n[5], &n[6]); err != nil {
+		if err := scan(&hour, &tenant, &service, &n[0], &n[1], &n[2], &n[3], &n[4], &n[5], &n[6], &names); err != nil {
 			return err
 		}
 		hour = hour.UTC()
 		if len(out) == 0 || !out[len(out)-1].Hour.Equal(hour) || out[len(out)-1].Tenant != tenant {
 			out = append(out, store.Coverage{Hour: hour, Tenant: tenant})
+			by = append(by, map[string]bool{})
+		}
+		for _, name := range names {
+			seen[name] = true
+			by[len(by)-1][name] = true
 		}
 		r := &out[len(out)-1]
 		if service == "" {
@@ -183,9 +206,20 @@ func (c *Client) Coverage(ctx context.Context, since, until time.Time, tenant st
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return out, nil
+	for i, names := range by {
+		if len(names) == 1 {
+			for name := range names {
+				out[i].Collector = name
+			}
+		}
+	}
+	for name := range seen {
+		collectors = append(collectors, name)
+	}
+	slices.Sort(collectors)
+	return out, collectors, nil
 }
 
 // clampHour keeps a bound inside the DateTime range.

@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -112,18 +113,27 @@ func assertTotals(t *testing.T, c *Client, recs []store.Coverage) {
 func assertCoverageReader(t *testing.T, c *Client, recs []store.Coverage) {
 	t.Helper()
 	want := store.SumCoverage(recs)
-	for i := range want {
-		want[i].Collector = ""
+	wantCollectors := map[string]bool{}
+	for _, r := range recs {
+		wantCollectors[r.Collector] = true
 	}
-	got, err := c.Coverage(context.Background(), time.Time{}, time.Time{}, "")
+	got, collectors, err := c.Coverage(context.Background(), time.Time{}, time.Time{}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if g, w := jsonString(got), jsonString(want); g != w {
 		t.Fatalf("Coverage:\n got %s\nwant %s", g, w)
 	}
+	if len(collectors) != len(wantCollectors) || !slices.IsSorted(collectors) {
+		t.Fatalf("collectors %v, want the %d of the records, sorted", collectors, len(wantCollectors))
+	}
+	for _, name := range collectors {
+		if !wantCollectors[name] {
+			t.Fatalf("collectors %v: %s counted nothing", collectors, name)
+		}
+	}
 	first := want[0]
-	got, err = c.Coverage(context.Background(), first.Hour, first.Hour.Add(time.Hour), first.Tenant)
+	got, _, err = c.Coverage(context.Background(), first.Hour, first.Hour.Add(time.Hour), first.Tenant)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +176,7 @@ func TestLiveCoverageOfTwoCollectorsAddsUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertTotals(t, c, all)
+	assertCoverageReader(t, c, all)
 	if n := liveCount(t, c, "SELECT count() FROM tenant_coverage WHERE tenant = 'acme' AND hour = '2026-03-04 10:00:00'"); n != 3 {
 		t.Fatalf("%d rows for acme at 10:00 after the merge, want 3 (tenant, checkout, payments)", n)
 	}

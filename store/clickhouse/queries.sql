@@ -162,8 +162,9 @@ ORDER BY findings DESC, service
 -- Coverage of each tenant per hour from since up to until (UTC), summed
 -- over collectors and takes: rows of one (hour, tenant, service) add up
 -- whether or not SummingMergeTree has merged them yet. Service '' holds the
--- tenant's own counts, each service's row its share of the tenant's traces.
--- What `tenantguard leaks report` reads. Empty tenant matches every tenant.
+-- tenant's own counts, each service's row its share of the tenant's traces;
+-- all_collectors names the collectors that counted. What
+-- `tenantguard leaks report` reads. Empty tenant matches every tenant.
 SELECT
     hour,
     tenant,
@@ -174,7 +175,8 @@ SELECT
     sum(crossings_succeeded) AS sum_crossings_succeeded,
     sum(crossings_refused) AS sum_crossings_refused,
     sum(unscoped_queries) AS sum_unscoped_queries,
-    sum(traces_without_tenant) AS sum_traces_without_tenant
+    sum(traces_without_tenant) AS sum_traces_without_tenant,
+    groupUniqArrayArray(collectors) AS all_collectors
 FROM tenant_coverage
 WHERE hour >= {since:DateTime64(9)} AND hour < {until:DateTime64(9)}
     AND ({tenant:String} = '' OR tenant = {tenant:String})

@@ -268,7 +268,8 @@ SETTINGS max_partitions_per_insert_block = 0, join_use_nulls = 0`,
 	// findings, rows are summed, not replaced: SummingMergeTree adds up the
 	// counts of one (hour, tenant, service) key, from every collector and
 	// every take; readers sum() anyway, as merges come when they like. The
-	// key has no collector: two collectors' counts are one tenant's. hour
+	// key has no collector: two collectors' counts are one tenant's (the
+	// collectors column keeps their names, merged as a set). hour
 	// is the collector's clock, never a client's, so it partitions and
 	// ages out rows safely. Sharded by tenant, so one tenant's rows merge on
 	// one shard. insert_deduplication_token (from the coverage file's
@@ -355,7 +356,7 @@ func (d schemaData) funcs() template.FuncMap {
 				d.Database, name)
 		},
 		"summingEngine": func(name string) string {
-			sums := "(" + strings.Join(coverageSums(), ", ") + ")"
+			sums := "(" + strings.Join(coverageMerged(), ", ") + ")"
 			if !clustered {
 				return "SummingMergeTree(" + sums + ")"
 			}

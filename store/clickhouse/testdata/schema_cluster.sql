@@ -327,9 +327,10 @@ CREATE TABLE IF NOT EXISTS `tenantguard`.tenant_coverage_local ON CLUSTER 'tenan
     crossings_succeeded UInt64 COMMENT 'traces whose crossing into another tenant succeeded; tenant row only',
     crossings_refused UInt64 COMMENT 'traces whose crossing was refused (blocked attempts); tenant row only',
     unscoped_queries UInt64 COMMENT 'statements without a tenant predicate; tenant row only',
-    traces_without_tenant UInt64 COMMENT 'traces with a span of the service without a tenant; service rows only'
+    traces_without_tenant UInt64 COMMENT 'traces with a span of the service without a tenant; service rows only',
+    collectors SimpleAggregateFunction(groupUniqArrayArray, Array(String)) COMMENT 'collector instances whose counts the row holds'
 )
-ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/tenantguard/tenant_coverage_local', '{replica}', (traces, spans, spans_missing_tenant, crossings_succeeded, crossings_refused, unscoped_queries, traces_without_tenant))
+ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/tenantguard/tenant_coverage_local', '{replica}', (traces, spans, spans_missing_tenant, crossings_succeeded, crossings_refused, unscoped_queries, traces_without_tenant, collectors))
 PARTITION BY toYYYYMM(hour)
 ORDER BY (hour, tenant, service)
 TTL hour + INTERVAL 34560000 SECOND
