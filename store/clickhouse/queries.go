@@ -31,7 +31,9 @@ type Param struct {
 	Type string
 }
 
-var paramRE = regexp.MustCompile(`\{(\w+):([^{}]+)\}`)
+// paramRE matches a query parameter, {name:Type}; ${name:format} is a
+// Grafana template variable (the dashboard's queries).
+var paramRE = regexp.MustCompile(`(?:^|[^$])\{(\w+):([^{}]+)\}`)
 
 // parseQueries splits a query file at its "-- name: " lines. Comment lines
 // right under a name line are the query's Doc.
@@ -105,6 +107,12 @@ func mustParseQueries() []Query {
 	}
 	return qs
 }
+
+// dashboardPrefix names the queries of the Grafana dashboard
+// (config/grafana): Grafana runs them, after its macros, not the Go code.
+const dashboardPrefix = "dashboard_"
+
+func isDashboard(q Query) bool { return strings.HasPrefix(q.Name, dashboardPrefix) }
 
 // The queries the Go code runs, by name.
 const (
