@@ -3,7 +3,9 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -247,4 +249,29 @@ func TestLiveCoverageShipperResumesFromItsCursor(t *testing.T) {
 		t.Fatalf("the restarted shipper wrote %d records, want only the %d after the cursor", n, len(again))
 	}
 	assertTotals(t, liveClient(t, cfg), append(first, again...))
+}
+
+// A coverage record ClickHouse cannot hold (an hour past 2106, from an
+// edited or corrupt file) and a line that is not a record are set aside in
+// the dead-letter file; the records around them are counted.
+func TestLiveCoverageRecordsClickHouseCannotHoldAreDeadLettered(t *testing.T) {
+	cfg, _ := liveEngine(t)
+	hour := time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
+	path := tempJournal(t)
+	good := []store.Coverage{coverageRecord("collector-a", hour, "acme", 1), coverageRecord("collector-a", hour, "globex", 2)}
+	appendCoverage(t, path, good[0], coverageRecord("collector-a", time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), "acme", 9))
+	appendRaw(t, store.CoveragePath(path), "{\"hour\": \"not a time\"}\n")
+	appendCoverage(t, path, good[1])
+	conn := NewConnector(cfg, zaptest.NewLogger(t))
+	defer conn.Close()
+	s := startCoverageShipper(t, cfg, path, conn)
+	drainAndStop(t, s)
+	if st := s.Status(); st.DeadLetters != 2 || st.Shipped != 2 {
+		t.Fatalf("%+v, want 2 shipped and 2 dead-lettered", st)
+	}
+	dead, err := os.ReadFile(store.CoveragePath(path) + DeadLetterSuffix)
+	if err != nil || !strings.Contains(string(dead), "2200-01-01") || !strings.Contains(string(dead), "not a time") {
+		t.Fatalf("dead-letter file: %v\n%s", err, dead)
+	}
+	assertTotals(t, liveClient(t, cfg), good)
 }
