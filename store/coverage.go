@@ -98,6 +98,19 @@ func AppendCoverage(path string, recs []Coverage) error {
 	return f.Close()
 }
 
+// ParseCoverage decodes one line of a coverage file (without surrounding
+// white space): the one place that says what a coverage record is.
+func ParseCoverage(b []byte) (Coverage, error) {
+	var c Coverage
+	if err := json.Unmarshal(b, &c); err != nil {
+		return Coverage{}, fmt.Errorf("coverage line is not valid coverage JSON: %w", err)
+	}
+	if c.Hour.IsZero() {
+		return Coverage{}, errors.New("coverage line has no hour")
+	}
+	return c, nil
+}
+
 // CoverageReadReport says what reading a coverage file skipped.
 type CoverageReadReport struct {
 	Records int
@@ -121,8 +134,7 @@ func ReadCoverageFile(path string) ([]Coverage, CoverageReadReport, error) {
 	for line := 1; ; line++ {
 		b, err := br.ReadBytes('\n')
 		if t := bytes.TrimSpace(b); len(t) > 0 {
-			var c Coverage
-			if uerr := json.Unmarshal(t, &c); uerr != nil || c.Hour.IsZero() {
+			if c, perr := ParseCoverage(t); perr != nil {
 				rep.Corrupt = append(rep.Corrupt, line)
 			} else {
 				out = append(out, c)

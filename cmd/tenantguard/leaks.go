@@ -320,6 +320,7 @@ type clickhouseReader interface {
 	Show(ctx context.Context, leakID string) (store.Evidence, []store.Span, error)
 	Trace(ctx context.Context, traceID string) ([]store.Evidence, error)
 	Stats(ctx context.Context, f store.Filter, top int) (chstore.Stats, error)
+	Coverage(ctx context.Context, since, until time.Time, tenant string) ([]store.Coverage, []string, error)
 	Close() error
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -196,7 +197,21 @@ type fakeClickHouse struct {
 	cfg     config.ClickHouse
 	filters []store.Filter
 	recs    []store.Evidence
+	cov     []store.Coverage
 	closed  bool
+}
+
+// Coverage sums as tenant_coverage's reader does (the live test compares
+// the real one with the journal's report).
+func (f *fakeClickHouse) Coverage(_ context.Context, _, _ time.Time, _ string) ([]store.Coverage, []string, error) {
+	var names []string
+	for _, c := range f.cov {
+		if c.Collector != "" && !slices.Contains(names, c.Collector) {
+			names = append(names, c.Collector)
+		}
+	}
+	slices.Sort(names)
+	return store.SumCoverage(f.cov), names, nil
 }
 
 func (f *fakeClickHouse) List(_ context.Context, flt store.Filter) ([]store.Evidence, error) {
@@ -320,10 +335,11 @@ func TestLeaksSayHowToReadTheJournalWhenClickHouseIsDown(t *testing.T) {
 // ClickHouse (the chDB engine, over the HTTP interface), and `leaks list`,
 // `leaks show` and `leaks stats` give, byte for byte, the answers they give
 // from the journal: ClickHouse keeps every field of every finding.
-func TestLeaksFromClickHouseEqualTheJournalForEveryScenario(t *testing.T) {
-	srv := chserver.Start(t) // skips (or fails in CI) without the engine
-	dir := t.TempDir()
-	journalPath := filepath.Join(dir, "leaks.jsonl")
+// scenarioJournal writes the findings a scan gives for every testdata
+// scenario to a journal in dir.
+func scenarioJournal(t *testing.T, dir string) (journalPath string, recs []store.Evidence) {
+	t.Helper()
+	journalPath = filepath.Join(dir, "leaks.jsonl")
 	j, err := journal.Open(journalPath)
 	if err != nil {
 		t.Fatal(err)
@@ -332,7 +348,6 @@ func TestLeaksFromClickHouseEqualTheJournalForEveryScenario(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var recs []store.Evidence
 	for _, e := range entries {
 		name := e.Name()
 		if strings.HasSuffix(name, ".golden.json") || (filepath.Ext(name) != ".json" && filepath.Ext(name) != ".jsonl") {
@@ -367,31 +382,22 @@ func TestLeaksFromClickHouseEqualTheJournalForEveryScenario(t *testing.T) {
 		t.Fatalf("the scenarios gave %d findings; the test needs them all", len(recs))
 	}
 
+	return journalPath, recs
+}
+
+func TestLeaksFromClickHouseEqualTheJournalForEveryScenario(t *testing.T) {
+	srv := chserver.Start(t) // skips (or fails in CI) without the engine
+	dir := t.TempDir()
+	journalPath, recs := scenarioJournal(t, dir)
+
 	chYAML := "      clickhouse:\n        protocol: http\n        endpoints: [" + srv.Addr() + "]\n        database: leaks_scenarios_test\n" +
 		"        tls: {insecure: true}\n        batch_size: 7\n        batch_age: 10ms\n"
 	cfgPath := writeConfig(t, dir, "c.yaml", "processors:\n  tenantguard:\n    store:\n      journal: {path: "+journalPath+"}\n"+chYAML)
 	cfg := config.DefaultClickHouse()
 	cfg.Protocol, cfg.Endpoints, cfg.Database, cfg.TLS.Insecure = "http", []string{srv.Addr()}, "leaks_scenarios_test", true
 	cfg.BatchSize, cfg.BatchAge = 7, 10*time.Millisecond
-	conn := chstore.NewConnector(cfg, nil)
-	defer conn.Close()
 	dropDatabase(t, cfg)
-	s, err := chstore.NewShipper(cfg, journalPath, conn, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for s.Status().Shipped+s.Status().DeadLetters < uint64(len(recs)) && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond) // polling the shipper's progress, not proving an absence
-	}
-	if err := s.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if st := s.Status(); st.Shipped != uint64(len(recs)) || st.DeadLetters != 0 {
-		t.Fatalf("shipper: %+v, want all %d findings shipped", st, len(recs))
-	}
+	shipJournal(t, cfg, journalPath, len(recs))
 
 	both := func(what string, run func(ctx context.Context, lf *leaksFlags, out, errOut *bytes.Buffer) error, lf leaksFlags) string {
 		t.Helper()
@@ -435,6 +441,45 @@ func TestLeaksFromClickHouseEqualTheJournalForEveryScenario(t *testing.T) {
 	// The scenarios exercise the fields ClickHouse used to drop.
 	if !fields.keys || !fields.queries || !fields.link || !fields.outcome || !fields.data {
 		t.Errorf("the scenarios no longer carry every field this test is for: %+v", fields)
+	}
+}
+
+// shipJournal ships the journal at journalPath, which holds n findings,
+// and the coverage file beside it to ClickHouse with the collector's
+// shippers.
+func shipJournal(t *testing.T, cfg config.ClickHouse, journalPath string, n int) {
+	t.Helper()
+	conn := chstore.NewConnector(cfg, nil)
+	defer conn.Close()
+	s, err := chstore.NewShipper(cfg, journalPath, conn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for s.Status().Shipped+s.Status().DeadLetters < uint64(n) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond) // polling the shipper's progress, not proving an absence
+	}
+	if err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Status(); st.Shipped != uint64(n) || st.DeadLetters != 0 {
+		t.Fatalf("shipper: %+v, want all %d findings shipped", st, n)
+	}
+	cs, err := chstore.NewCoverageShipper(cfg, journalPath, conn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs.Start()
+	for cs.Status().Backlog > 0 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond) // polling the shipper's progress, not proving an absence
+	}
+	if err := cs.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := cs.Status(); st.DeadLetters != 0 {
+		t.Fatalf("coverage shipper: %+v", st)
 	}
 }
 

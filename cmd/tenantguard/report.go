@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tenantguard/tenantguard/config"
 	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
 	"github.com/tenantguard/tenantguard/store/journal"
@@ -42,8 +43,10 @@ func newReportCommand(lf *leaksFlags) *cobra.Command {
 		Long: "Report, per tenant and for a period, what tenantguard checked and found: traces and spans checked, " +
 			"services whose spans carried the tenant and those that did not, crossings that succeeded (none means " +
 			"isolation held), attempts that were refused, unscoped queries, and gaps (hours without traffic). It " +
-			"reads the journal the collector config names (or the journals given with --file) and the coverage " +
-			"files beside them (<journal>.coverage.jsonl); journals of several collectors add up.",
+			"reads ClickHouse when the collector config names it (tenant_leaks and tenant_coverage, where every " +
+			"collector's counts add up), else, or with --journal, the journal the config names (or the journals " +
+			"given with --file) and the coverage files beside them (<journal>.coverage.jsonl); journals of " +
+			"several collectors add up.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runLeaksReport(cmd.Context(), lf, rf, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -157,41 +160,14 @@ func runLeaksReport(ctx context.Context, lf *leaksFlags, rf *reportFlags, out, e
 	if err != nil {
 		return err
 	}
-	paths := rf.journals
-	if len(paths) == 0 {
-		cfg, err := loadProcessorConfig(ctx, lf.configs, lf.sets, lf.processor)
-		if err != nil {
-			return fmt.Errorf("%w (or name the journals with --file)", err)
-		}
-		paths = []string{cfg.Store.Journal.Path}
-	}
-	var (
-		evs []store.Evidence
-		cov []store.Coverage
-	)
-	for _, p := range paths {
-		recs, rep, err := journal.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if len(rep.Corrupt) > 0 || rep.TornTail {
-			fmt.Fprintf(errOut, "warning: %s: %d unreadable line(s) skipped\n", p, len(rep.Corrupt)+btoi(rep.TornTail))
-		}
-		evs = append(evs, recs...)
-		c, crep, err := store.ReadCoverageFile(store.CoveragePath(p))
-		if err != nil {
-			return err
-		}
-		if len(crep.Corrupt) > 0 {
-			fmt.Fprintf(errOut, "warning: %s: %d unreadable line(s) skipped (first: line %d)\n",
-				store.CoveragePath(p), len(crep.Corrupt), crep.Corrupt[0])
-		}
-		cov = append(cov, c...)
+	sources, evs, cov, collectors, err := readReportRecords(ctx, lf, rf, errOut)
+	if err != nil {
+		return err
 	}
 	if len(evs) == 0 && len(cov) == 0 {
-		fmt.Fprintf(errOut, "note: no findings and no coverage records in %s: nothing was checked, so nothing can be shown to have held\n", strings.Join(paths, ", "))
+		fmt.Fprintf(errOut, "note: no findings and no coverage records in %s: nothing was checked, so nothing can be shown to have held\n", strings.Join(sources, ", "))
 	}
-	r, err := buildReport(paths, store.Latest(evs), cov, since, until, rf.tenant)
+	r, err := buildReport(sources, evs, cov, collectors, since, until, rf.tenant)
 	if err != nil {
 		return err
 	}
@@ -207,6 +183,71 @@ func runLeaksReport(ctx context.Context, lf *leaksFlags, rf *reportFlags, out, e
 		return err
 	}
 	return f.Close()
+}
+
+// readReportRecords reads the latest version of every finding and every
+// coverage record: from ClickHouse when the config names it (as the other
+// leaks commands do, unless --journal), else from the journals (--file, or
+// the config's) and the coverage files beside them. Both give the same
+// report: ClickHouse sums the coverage of an hour and tenant over
+// collectors, as the report does, and names the collectors that counted.
+func readReportRecords(ctx context.Context, lf *leaksFlags, rf *reportFlags, errOut io.Writer) (sources []string, evs []store.Evidence, cov []store.Coverage, collectors []string, err error) {
+	paths := rf.journals
+	if len(paths) == 0 {
+		cfg, err := loadProcessorConfig(ctx, lf.configs, lf.sets, lf.processor)
+		if err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("%w (or name the journals with --file)", err)
+		}
+		if ch := cfg.Store.ClickHouse; ch.Enabled() && !lf.journal {
+			where := fmt.Sprintf("ClickHouse at %s (database %s)", strings.Join(ch.Endpoints, ", "), ch.Database)
+			evs, cov, collectors, err := readReportClickHouse(ctx, ch)
+			if err != nil {
+				return nil, nil, nil, nil, fmt.Errorf("reading the report from %s: %w\n(to read this collector's local journal instead, add --journal)", where, err)
+			}
+			return []string{where}, evs, cov, collectors, nil
+		}
+		paths = []string{cfg.Store.Journal.Path}
+	}
+	for _, p := range paths {
+		recs, rep, err := journal.ReadFile(p)
+		if err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if len(rep.Corrupt) > 0 || rep.TornTail {
+			fmt.Fprintf(errOut, "warning: %s: %d unreadable line(s) skipped\n", p, len(rep.Corrupt)+btoi(rep.TornTail))
+		}
+		evs = append(evs, recs...)
+		c, crep, err := store.ReadCoverageFile(store.CoveragePath(p))
+		if err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if len(crep.Corrupt) > 0 {
+			fmt.Fprintf(errOut, "warning: %s: %d unreadable line(s) skipped (first: line %d)\n",
+				store.CoveragePath(p), len(crep.Corrupt), crep.Corrupt[0])
+		}
+		cov = append(cov, c...)
+	}
+	return paths, store.Latest(evs), cov, nil, nil
+}
+
+// readReportClickHouse reads every finding's latest version and the whole
+// coverage table, as the journal path reads whole files: the period is the
+// report's to cut, and a default period comes from the records.
+func readReportClickHouse(ctx context.Context, ch config.ClickHouse) ([]store.Evidence, []store.Coverage, []string, error) {
+	r, err := openClickHouse(ctx, ch)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer r.Close()
+	evs, err := r.List(ctx, store.Filter{IncludeAllowed: true})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cov, collectors, err := r.Coverage(ctx, time.Time{}, time.Time{}, "")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return evs, cov, collectors, nil
 }
 
 func btoi(b bool) int {
@@ -249,7 +290,10 @@ func refusedAttempt(ev *store.Evidence) bool {
 	return ev.Rule == string(detector.RuleBlockedAttempt) && ev.Status != string(detector.StatusAllowed)
 }
 
-func buildReport(sources []string, evs []store.Evidence, cov []store.Coverage, since, until time.Time, tenant string) (*isolationReport, error) {
+// buildReport makes the report from the latest version of each finding and
+// the coverage records; collectors adds names to those the records carry
+// (ClickHouse's sums name theirs apart).
+func buildReport(sources []string, evs []store.Evidence, cov []store.Coverage, extraCollectors []string, since, until time.Time, tenant string) (*isolationReport, error) {
 	// The period defaults to the records' own: from the first hour to the
 	// end of the last.
 	if since.IsZero() || until.IsZero() {
@@ -314,6 +358,9 @@ func buildReport(sources []string, evs []store.Evidence, cov []store.Coverage, s
 	active := map[string]map[int]bool{} // tenant → hour index with traffic
 	anyTraffic := map[int]bool{}
 	collectors := map[string]bool{}
+	for _, name := range extraCollectors {
+		collectors[name] = true
+	}
 	for _, c := range cov {
 		if c.Collector != "" {
 			collectors[c.Collector] = true

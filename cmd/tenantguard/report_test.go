@@ -269,7 +269,7 @@ func TestLeaksReportRendersHostileTenantsInert(t *testing.T) {
 	}
 	evs := []store.Evidence{{LeakID: "l1", Rule: string(detector.RuleCrossTenantTrace), Status: "closed", Tenants: []string{"acme", evil},
 		DetectedAt: h.Add(time.Minute), CrossingEdges: []store.CrossingEdge{{From: store.EdgeEnd{Tenant: evil}, To: store.EdgeEnd{Tenant: "acme"}}}}}
-	r, err := buildReport([]string{"j"}, evs, cov, time.Time{}, time.Time{}, "")
+	r, err := buildReport([]string{"j"}, evs, cov, nil, time.Time{}, time.Time{}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,10 +317,10 @@ func TestLeaksReportRejectsBadArguments(t *testing.T) {
 		t.Errorf("bad --since: %v", err)
 	}
 	h := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
-	if _, err := buildReport(nil, nil, nil, h, h, ""); err == nil || !strings.Contains(err.Error(), "is not after") {
+	if _, err := buildReport(nil, nil, nil, nil, h, h, ""); err == nil || !strings.Contains(err.Error(), "is not after") {
 		t.Errorf("empty period: %v", err)
 	}
-	if _, err := buildReport(nil, nil, nil, h, h.Add(2*maxReportHours*time.Hour), ""); err == nil || !strings.Contains(err.Error(), "narrow") {
+	if _, err := buildReport(nil, nil, nil, nil, h, h.Add(2*maxReportHours*time.Hour), ""); err == nil || !strings.Contains(err.Error(), "narrow") {
 		t.Errorf("huge period: %v", err)
 	}
 	err := runLeaksReport(context.Background(), &leaksFlags{}, &reportFlags{format: "pdf"}, io.Discard, io.Discard)

@@ -2,6 +2,7 @@ package tenantguardprocessor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
@@ -11,9 +12,12 @@ import (
 
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/processor/processortest"
 
 	"github.com/tenantguard/tenantguard/internal/chserver"
+	"github.com/tenantguard/tenantguard/store"
+	"github.com/tenantguard/tenantguard/store/clickhouse"
 	"github.com/tenantguard/tenantguard/store/journal"
 )
 
@@ -161,4 +165,58 @@ func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// With ClickHouse on, the coverage file next to the journal ships to
+// tenant_coverage: the records of a run (written at its shutdown) arrive
+// after the next start, summed as the file's reader sums them.
+func TestCoverageShipsToClickHouse(t *testing.T) {
+	srv := chserver.Start(t)
+	cfg := testConfig(t)
+	cfg.Store.ClickHouse.Protocol = "http"
+	cfg.Store.ClickHouse.Endpoints = []string{srv.Addr()}
+	cfg.Store.ClickHouse.Database = "tenantguard_processor_coverage_test"
+	cfg.Store.ClickHouse.TLS.Insecure = true
+	cfg.Store.ClickHouse.BatchAge = 20 * time.Millisecond
+	cfg.Store.ClickHouse.RetryInitial, cfg.Store.ClickHouse.RetryMax = 5*time.Millisecond, 50*time.Millisecond
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	run := func(traces ...ptrace.Traces) *tenantguard {
+		p := startProcessor(t, cfg, nil)
+		if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
+			t.Fatal(err)
+		}
+		for _, td := range traces {
+			consume(t, p, td)
+		}
+		return p
+	}
+	p := run(leakingTrace(1), leakingTrace(2))
+	if err := p.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := store.ReadCoverageFile(store.CoveragePath(cfg.Store.Journal.Path))
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("coverage file: %d records, %v", len(recs), err)
+	}
+	want := store.SumCoverage(recs)
+
+	p = run()
+	defer func() {
+		if err := p.shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	c, err := clickhouse.Open(context.Background(), cfg.Store.ClickHouse, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitFor(t, "the first run's coverage in tenant_coverage", func() (bool, string) {
+		got, _, err := c.Coverage(context.Background(), time.Time{}, time.Time{}, "")
+		g, _ := json.Marshal(got)
+		w, _ := json.Marshal(want)
+		return err == nil && string(g) == string(w), fmt.Sprintf("got %s (%v), want %s", g, err, w)
+	})
 }

@@ -33,10 +33,10 @@ func newCoverageLog(cfg *Config, logger *zap.Logger) *coverageLog {
 // write takes the hours that ended before now from the detector (every
 // hour when final, at shutdown after the detector was flushed) and appends
 // them to the coverage file. Records that cannot be written are kept and
-// tried again at the next sweep.
-func (c *coverageLog) write(det *detector.Detector, now time.Time, final bool) {
+// tried again at the next sweep. It reports whether it wrote any.
+func (c *coverageLog) write(det *detector.Detector, now time.Time, final bool) bool {
 	if c == nil {
-		return
+		return false
 	}
 	before := now.Truncate(time.Hour)
 	if final {
@@ -46,7 +46,7 @@ func (c *coverageLog) write(det *detector.Detector, now time.Time, final bool) {
 		c.pending = append(c.pending, toCoverage(&r, c.collector))
 	}
 	if len(c.pending) == 0 {
-		return
+		return false
 	}
 	if over := len(c.pending) - maxPendingCoverage; over > 0 {
 		c.logger.Error("coverage file unwritable for too long: oldest coverage records dropped",
@@ -55,9 +55,10 @@ func (c *coverageLog) write(det *detector.Detector, now time.Time, final bool) {
 	}
 	if err := store.AppendCoverage(c.path, c.pending); err != nil {
 		c.logger.Warn("coverage records not written; kept in memory and retried", zap.Error(err), zap.Int("pending", len(c.pending)))
-		return
+		return false
 	}
 	c.pending = c.pending[:0]
+	return true
 }
 
 // toCoverage is the stored form of one tenant-hour.

@@ -25,6 +25,9 @@ type sharedJournal struct {
 	// ClickHouse exactly once, across outages and restarts.
 	shipper   *clickhouse.Shipper
 	connector *clickhouse.Connector
+	// coverage ships the coverage file next to the journal to
+	// tenant_coverage, from its own cursor, through the same connection.
+	coverage *clickhouse.CoverageShipper
 }
 
 // shipperStopTimeout bounds shutdown's last attempt to ship; what remains
@@ -47,8 +50,15 @@ func openJournal(journals *sharedcomponent.Map[string, *sharedJournal], path str
 				_ = j.Close()
 				return nil, err
 			}
-			sj.shipper = sh
+			cov, err := clickhouse.NewCoverageShipper(ch, path, sj.connector, logger)
+			if err != nil {
+				_ = j.Close()
+				_ = sh.Stop(context.Background()) // never started: releases the journal path
+				return nil, err
+			}
+			sj.shipper, sj.coverage = sh, cov
 			sh.Start() // ships what a previous run left behind, too
+			cov.Start()
 		}
 		return sj, nil
 	})
@@ -65,6 +75,13 @@ func (sj *sharedJournal) Append(ctx context.Context, batch []store.Evidence) err
 	return nil
 }
 
+// coverageWritten tells the coverage shipper the coverage file grew.
+func (sj *sharedJournal) coverageWritten() {
+	if sj.coverage != nil {
+		sj.coverage.Wake()
+	}
+}
+
 // releaseStore closes st, or for a shared journal drops one holder: the
 // last one stops the shipper and closes the file.
 func releaseStore(journals *sharedcomponent.Map[string, *sharedJournal], st store.Store, logger *zap.Logger) error {
@@ -75,11 +92,16 @@ func releaseStore(journals *sharedcomponent.Map[string, *sharedJournal], st stor
 	return journals.Release(sj.Path(), func(sj *sharedJournal) error { return sj.close(logger) })
 }
 
-// close stops the shipper, shipping what it can first, then closes the file.
+// close stops the shippers, shipping what they can first (both within
+// shipperStopTimeout), then closes the file. Coverage records written after
+// this (the last hour, at shutdown) ship after the next start.
 func (sj *sharedJournal) close(logger *zap.Logger) error {
 	if sj.shipper != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), shipperStopTimeout)
+		errs := make(chan error, 1)
+		go func() { errs <- sj.coverage.Stop(ctx) }()
 		err := sj.shipper.Stop(ctx)
+		cerr := <-errs
 		cancel()
 		switch {
 		case errors.Is(err, clickhouse.ErrNotDrained):
@@ -87,6 +109,13 @@ func (sj *sharedJournal) close(logger *zap.Logger) error {
 				zap.Error(err))
 		case err != nil:
 			logger.Error("stopping the ClickHouse shipper", zap.Error(err))
+		}
+		switch {
+		case errors.Is(cerr, clickhouse.ErrNotDrained):
+			logger.Warn("ClickHouse has not received every coverage record yet; they are safe in the coverage file and ship after the next start",
+				zap.Error(cerr))
+		case cerr != nil:
+			logger.Error("stopping the ClickHouse coverage shipper", zap.Error(cerr))
 		}
 		if err := sj.connector.Close(); err != nil {
 			logger.Warn("closing the ClickHouse connection", zap.Error(err))

@@ -188,11 +188,11 @@ func (p *tenantguard) sweepLoop() {
 	for {
 		select {
 		case <-p.stop:
-			p.coverage.write(p.det, time.Now(), true) // the detector was flushed
+			p.writeCoverage(time.Now(), true) // the detector was flushed
 			return
 		case now := <-t.C:
 			p.det.Sweep()
-			p.coverage.write(p.det, now, false)
+			p.writeCoverage(now, false)
 			// Evictions mean max_traces is too small for the traffic and
 			// crossings can be missed: say so, at most once a minute.
 			if ev := p.det.Stats().TracesEvicted; ev > lastEvicted && now.Sub(lastWarn) >= time.Minute {
@@ -200,6 +200,15 @@ func (p *tenantguard) sweepLoop() {
 					zap.Uint64("evicted_since_last_warning", ev-lastEvicted), zap.Int("max_traces", p.cfg.MaxTraces))
 				lastEvicted, lastWarn = ev, now
 			}
+		}
+	}
+}
+
+// writeCoverage writes the ended hours' coverage, then wakes its shipper.
+func (p *tenantguard) writeCoverage(now time.Time, final bool) {
+	if p.coverage.write(p.det, now, final) {
+		if sj := p.journal.Load(); sj != nil {
+			sj.coverageWritten()
 		}
 	}
 }

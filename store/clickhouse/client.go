@@ -177,6 +177,11 @@ func insertSettings(token string, clustered bool) ch.Settings {
 	return s
 }
 
+// chContext carries an insert's settings.
+func chContext(ctx context.Context, token string, clustered bool) context.Context {
+	return ch.Context(ctx, ch.WithSettings(insertSettings(token, clustered)))
+}
+
 // Write inserts the batch into tenant_leaks and its evidence spans into
 // tenant_leak_spans, both with token as insert_deduplication_token. It
 // implements Writer: errors are wrapped with ErrUnavailable or ErrRejected
@@ -189,7 +194,7 @@ func (c *Client) Write(ctx context.Context, batch []store.Evidence, token string
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
-	ctx = ch.Context(ctx, ch.WithSettings(insertSettings(token, c.cfg.Cluster != "")))
+	ctx = chContext(ctx, token, c.cfg.Cluster != "")
 	if err := c.insert(ctx, "tenant_leaks", leakColumns, leaks); err != nil {
 		return fmt.Errorf("inserting %d findings into tenant_leaks: %w", len(leaks), c.redact(classify(err)))
 	}

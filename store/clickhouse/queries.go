@@ -31,7 +31,9 @@ type Param struct {
 	Type string
 }
 
-var paramRE = regexp.MustCompile(`\{(\w+):([^{}]+)\}`)
+// paramRE matches a query parameter, {name:Type}; ${name:format} is a
+// Grafana template variable (the dashboard's queries).
+var paramRE = regexp.MustCompile(`(?:^|[^$])\{(\w+):([^{}]+)\}`)
 
 // parseQueries splits a query file at its "-- name: " lines. Comment lines
 // right under a name line are the query's Doc.
@@ -106,6 +108,12 @@ func mustParseQueries() []Query {
 	return qs
 }
 
+// dashboardPrefix names the queries of the Grafana dashboard
+// (config/grafana): Grafana runs them, after its macros, not the Go code.
+const dashboardPrefix = "dashboard_"
+
+func isDashboard(q Query) bool { return strings.HasPrefix(q.Name, dashboardPrefix) }
+
 // The queries the Go code runs, by name.
 const (
 	qList        = "list_findings"
@@ -116,6 +124,7 @@ const (
 	qTopEdges    = "top_crossing_edges"
 	qDetection   = "mean_time_to_detection"
 	qOpenBySvc   = "open_findings_by_service"
+	qCoverage    = "coverage_per_tenant_hour"
 )
 
 // query returns the text of a named query; a missing name is a programming

@@ -27,6 +27,16 @@
 -- include_allowed=1 also counts findings withdrawn by an allow rule; since
 -- compares with last_seen (UTC).
 
+-- The Grafana dashboard (config/grafana/tenantguard.json, for the
+-- grafana-clickhouse-datasource plugin) runs the dashboard_ queries below,
+-- each the exact text of a panel or a template variable (a test holds them
+-- equal, substitutes the plugin's macros and runs them on the engine).
+-- $__timeFilter(column) is the dashboard's time range on column;
+-- $__timeInterval(column) buckets column by the panel's interval;
+-- ${tenant:sqlstring}, ${service:sqlstring} and ${rule:sqlstring} are the
+-- template variables, quoted, '*' when All is picked. Findings are dated by
+-- detected_at (the collector's clock) and withdrawn ones (allowed) left out.
+
 -- name: list_findings
 -- The latest version of each matching finding, most recently seen first:
 -- what `tenantguard leaks list` prints.
@@ -157,3 +167,178 @@ WHERE status = 'open'
     AND ({include_allowed:UInt8} = 1 OR status != 'allowed')
 GROUP BY service
 ORDER BY findings DESC, service
+
+-- name: coverage_per_tenant_hour
+-- Coverage of each tenant per hour from since up to until (UTC), summed
+-- over collectors and takes: rows of one (hour, tenant, service) add up
+-- whether or not SummingMergeTree has merged them yet. Service '' holds the
+-- tenant's own counts, each service's row its share of the tenant's traces;
+-- all_collectors names the collectors that counted. What
+-- `tenantguard leaks report` reads. Empty tenant matches every tenant.
+SELECT
+    hour,
+    tenant,
+    service,
+    sum(traces) AS sum_traces,
+    sum(spans) AS sum_spans,
+    sum(spans_missing_tenant) AS sum_spans_missing_tenant,
+    sum(crossings_succeeded) AS sum_crossings_succeeded,
+    sum(crossings_refused) AS sum_crossings_refused,
+    sum(unscoped_queries) AS sum_unscoped_queries,
+    sum(traces_without_tenant) AS sum_traces_without_tenant,
+    groupUniqArrayArray(collectors) AS all_collectors
+FROM tenant_coverage
+WHERE hour >= {since:DateTime64(9)} AND hour < {until:DateTime64(9)}
+    AND ({tenant:String} = '' OR tenant = {tenant:String})
+GROUP BY hour, tenant, service
+ORDER BY hour, tenant, service
+
+-- name: dashboard_tenants
+-- Template variable tenant: every tenant of a finding or of coverage.
+SELECT tenant
+FROM
+(
+    SELECT arrayJoin(tenants) AS tenant FROM tenant_leaks_latest
+    UNION ALL
+    SELECT tenant FROM tenant_coverage
+)
+GROUP BY tenant
+ORDER BY tenant
+
+-- name: dashboard_services
+-- Template variable service: every service of a finding or of coverage.
+SELECT service
+FROM
+(
+    SELECT arrayJoin(services) AS service FROM tenant_leaks_latest
+    UNION ALL
+    SELECT service FROM tenant_coverage WHERE service != ''
+)
+GROUP BY service
+ORDER BY service
+
+-- name: dashboard_rules
+-- Template variable rule: every rule that raised a finding.
+SELECT rule
+FROM tenant_leaks_latest
+GROUP BY rule
+ORDER BY rule
+
+-- name: dashboard_findings_over_time
+-- Panel "Findings over time by rule and severity" (time series).
+SELECT
+    $__timeInterval(detected_at) AS time,
+    concat(rule, ' / ', severity) AS rule_severity,
+    count() AS findings
+FROM tenant_leaks_latest
+WHERE $__timeFilter(detected_at)
+    AND (${tenant:sqlstring} = '*' OR has(tenants, ${tenant:sqlstring}))
+    AND (${service:sqlstring} = '*' OR has(services, ${service:sqlstring}))
+    AND (${rule:sqlstring} = '*' OR rule = ${rule:sqlstring})
+    AND status != 'allowed'
+GROUP BY time, rule_severity
+ORDER BY time, rule_severity
+
+-- name: dashboard_open_critical_findings
+-- Panel "Open critical findings" (stat): critical findings whose trace is
+-- still open in a collector's memory.
+SELECT count() AS open_critical
+FROM tenant_leaks_latest
+WHERE $__timeFilter(detected_at)
+    AND (${tenant:sqlstring} = '*' OR has(tenants, ${tenant:sqlstring}))
+    AND (${service:sqlstring} = '*' OR has(services, ${service:sqlstring}))
+    AND (${rule:sqlstring} = '*' OR rule = ${rule:sqlstring})
+    AND status = 'open'
+    AND severity = 'critical'
+
+-- name: dashboard_top_tenant_pairs
+-- Panel "Top tenant pairs" (table): findings per unordered tenant pair
+-- (tenant_a < tenant_b), most first.
+SELECT
+    tenant_a,
+    tenant_b,
+    uniqExact(leak_id) AS findings
+FROM
+(
+    SELECT leak_id, tenants, arrayJoin(tenants) AS tenant_a
+    FROM tenant_leaks_latest
+    WHERE $__timeFilter(detected_at)
+        AND (${tenant:sqlstring} = '*' OR has(tenants, ${tenant:sqlstring}))
+        AND (${service:sqlstring} = '*' OR has(services, ${service:sqlstring}))
+        AND (${rule:sqlstring} = '*' OR rule = ${rule:sqlstring})
+        AND status != 'allowed'
+)
+ARRAY JOIN tenants AS tenant_b
+WHERE tenant_a < tenant_b
+GROUP BY tenant_a, tenant_b
+ORDER BY findings DESC, tenant_a, tenant_b
+LIMIT 10
+
+-- name: dashboard_top_crossing_edges
+-- Panel "Top crossing edges" (table): the parent-to-child steps where the
+-- tenant changes in the most findings.
+SELECT
+    tupleElement(edge, 'from_service') AS from_service,
+    tupleElement(edge, 'from_span') AS from_span,
+    tupleElement(edge, 'to_service') AS to_service,
+    tupleElement(edge, 'to_span') AS to_span,
+    uniqExact(leak_id) AS findings
+FROM tenant_leaks_latest
+ARRAY JOIN crossing_edges AS edge
+WHERE $__timeFilter(detected_at)
+    AND (${tenant:sqlstring} = '*' OR has(tenants, ${tenant:sqlstring}))
+    AND (${service:sqlstring} = '*' OR has(services, ${service:sqlstring}))
+    AND (${rule:sqlstring} = '*' OR rule = ${rule:sqlstring})
+    AND status != 'allowed'
+GROUP BY from_service, from_span, to_service, to_span
+ORDER BY findings DESC, from_service, from_span, to_service, to_span
+LIMIT 10
+
+-- name: dashboard_mean_time_to_detection
+-- Panel "Mean time to detection" (table): from the first span of the trace
+-- to the first version of the finding, per rule, in seconds.
+SELECT
+    rule,
+    count() AS findings,
+    avg(toUnixTimestamp64Nano(detected_at) - toUnixTimestamp64Nano(first_seen)) / 1e9 AS mean_seconds
+FROM tenant_leaks_latest
+WHERE $__timeFilter(detected_at)
+    AND (${tenant:sqlstring} = '*' OR has(tenants, ${tenant:sqlstring}))
+    AND (${service:sqlstring} = '*' OR has(services, ${service:sqlstring}))
+    AND (${rule:sqlstring} = '*' OR rule = ${rule:sqlstring})
+    AND status != 'allowed'
+GROUP BY rule
+ORDER BY rule
+
+-- name: dashboard_coverage
+-- Panel "Coverage per tenant and service" (table): traces checked per
+-- tenant (service "(all)") and per service, with those that carried no
+-- tenant, summed over collectors and hours.
+SELECT
+    tenant,
+    if(service = '', '(all)', service) AS service_name,
+    sum(traces) AS traces_checked,
+    sum(traces_without_tenant) AS traces_without_tenant,
+    sum(spans_missing_tenant) AS spans_missing_tenant,
+    sum(crossings_succeeded) AS crossings_succeeded
+FROM tenant_coverage
+WHERE $__timeFilter(hour)
+    AND (${tenant:sqlstring} = '*' OR tenant = ${tenant:sqlstring})
+    AND (${service:sqlstring} = '*' OR service IN ('', ${service:sqlstring}))
+GROUP BY tenant, service
+ORDER BY tenant, service
+
+-- name: dashboard_blocked_attempts
+-- Panel "Blocked attempts" (time series): crossings into another tenant
+-- that were refused, per tenant, from the coverage counts.
+SELECT
+    $__timeInterval(hour) AS time,
+    tenant,
+    sum(crossings_refused) AS blocked
+FROM tenant_coverage
+WHERE $__timeFilter(hour)
+    AND service = ''
+    AND (${tenant:sqlstring} = '*' OR tenant = ${tenant:sqlstring})
+GROUP BY time, tenant
+HAVING blocked > 0
+ORDER BY time, tenant

@@ -26,9 +26,12 @@ func TestQueriesFileGolden(t *testing.T) {
 
 // The Go code runs every query of the file and no other analyst query.
 func TestEveryQueryInTheFileIsUsedByGo(t *testing.T) {
-	used := []string{qList, qShow, qTrace, qSpans, qTenantPairs, qTopEdges, qDetection, qOpenBySvc}
+	used := []string{qList, qShow, qTrace, qSpans, qTenantPairs, qTopEdges, qDetection, qOpenBySvc, qCoverage}
 	var inFile []string
 	for _, q := range Queries() {
+		if isDashboard(q) {
+			continue // the dashboard's (TestLiveDashboardQueries)
+		}
 		inFile = append(inFile, q.Name)
 		if strings.HasSuffix(q.SQL, ";") || strings.Contains(q.SQL, "-- name:") {
 			t.Errorf("%s: text not cut cleanly", q.Name)
@@ -97,7 +100,17 @@ func TestQueriesSelectWhatTheReadersScan(t *testing.T) {
 // the latest-version view; the spans query collapses versions itself.
 func TestQueriesReadLatestVersionsOnly(t *testing.T) {
 	for _, q := range Queries() {
+		if isDashboard(q) {
+			continue // TestLiveDashboardQueries checks their numbers
+		}
 		switch q.Name {
+		case qCoverage:
+			// Summed rows: every count is read through sum().
+			for _, c := range coverageSums() {
+				if !strings.Contains(q.SQL, "sum("+c+") AS sum_"+c) {
+					t.Errorf("%s does not sum %s", q.Name, c)
+				}
+			}
 		case qSpans:
 			if !strings.Contains(q.SQL, "ORDER BY leak_id, span_id, version DESC") || !strings.Contains(q.SQL, "LIMIT 1 BY leak_id, span_id") {
 				t.Errorf("%s must keep the highest version of each span", q.Name)

@@ -264,6 +264,28 @@ SETTINGS max_partitions_per_insert_block = 0, join_use_nulls = 0`,
 		`ALTER TABLE {{table "tenant_leaks"}}{{onCluster}}
     COMMENT COLUMN status 'open, closed, allowed or reclassified'`,
 	}},
+	// Per-tenant hourly coverage, the proof that isolation held. Unlike
+	// findings, rows are summed, not replaced: SummingMergeTree adds up the
+	// counts of one (hour, tenant, service) key, from every collector and
+	// every take; readers sum() anyway, as merges come when they like. The
+	// key has no collector: two collectors' counts are one tenant's (the
+	// collectors column keeps their names, merged as a set). hour
+	// is the collector's clock, never a client's, so it partitions and
+	// ages out rows safely. Sharded by tenant, so one tenant's rows merge on
+	// one shard. insert_deduplication_token (from the coverage file's
+	// bytes and offsets) keeps a re-sent batch from being summed twice.
+	{Version: 9, Name: "tenant_coverage", Statements: []string{
+		`CREATE TABLE IF NOT EXISTS {{table "tenant_coverage"}}{{onCluster}}
+(
+{{columns "coverage"}}
+)
+ENGINE = {{summingEngine "tenant_coverage"}}
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, tenant, service)
+TTL hour + INTERVAL {{.RetentionSeconds}} SECOND
+SETTINGS {{dedupWindow}}`,
+		`{{distributed "tenant_coverage" "cityHash64(tenant)"}}`,
+	}},
 }
 
 // bootstrapStatements run before the migrations, every time: the database
@@ -333,6 +355,14 @@ func (d schemaData) funcs() template.FuncMap {
 			return fmt.Sprintf("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/%s/%s_local', '{replica}', version)",
 				d.Database, name)
 		},
+		"summingEngine": func(name string) string {
+			sums := "(" + strings.Join(coverageMerged(), ", ") + ")"
+			if !clustered {
+				return "SummingMergeTree(" + sums + ")"
+			}
+			return fmt.Sprintf("ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/%s/%s_local', '{replica}', %s)",
+				d.Database, name, sums)
+		},
 		"dedupWindow": func() string {
 			if clustered {
 				return "replicated_deduplication_window = 10000"
@@ -342,13 +372,18 @@ func (d schemaData) funcs() template.FuncMap {
 		// distributed puts a Distributed table in front of the shard-local
 		// one, sharded by leak_id so that every version of a finding, and
 		// its spans, land on one shard where ReplacingMergeTree can collapse
-		// them. Single-server mode has no such statement.
-		"distributed": func(name string) string {
+		// them; another sharding key can be given. Single-server mode has
+		// no such statement.
+		"distributed": func(name string, key ...string) string {
 			if !clustered {
 				return ""
 			}
-			return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s ON CLUSTER '%s'\nAS %s.%s_local\nENGINE = Distributed('%s', '%s', '%s_local', cityHash64(leak_id))",
-				d.DB, name, d.Cluster, d.DB, name, d.Cluster, d.Database, name)
+			shard := "cityHash64(leak_id)"
+			if len(key) > 0 {
+				shard = key[0]
+			}
+			return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s ON CLUSTER '%s'\nAS %s.%s_local\nENGINE = Distributed('%s', '%s', '%s_local', %s)",
+				d.DB, name, d.Cluster, d.DB, name, d.Cluster, d.Database, name, shard)
 		},
 		"columns": func(table string) string {
 			cols := tableColumns(table)
@@ -405,8 +440,11 @@ func (d schemaData) funcs() template.FuncMap {
 }
 
 func tableColumns(table string) []columnDef {
-	if table == "spans" {
+	switch table {
+	case "spans":
 		return spanColumns
+	case "coverage":
+		return coverageColumns
 	}
 	return leakColumns
 }

@@ -74,7 +74,7 @@ type ShipperStatus struct {
 
 // ErrNotDrained is returned by Stop when records remain unshipped. They are
 // not lost: they stay in the journal and ship after the next start.
-var ErrNotDrained = errors.New("clickhouse shipper stopped with findings not yet shipped")
+var ErrNotDrained = errors.New("clickhouse shipper stopped with records not yet shipped")
 
 // Suffixes of the shipper's files, next to the journal.
 const (
@@ -91,12 +91,17 @@ const (
 // that can never be written goes to <journal>.clickhouse-deadletter.jsonl
 // with the reason. Only one Shipper per journal may run in a process (and
 // one process per journal: the cursor file is not locked).
-type Shipper struct {
+type Shipper = fileShipper[store.Evidence]
+
+// fileShipper ships one JSON-lines file of T records: the journal
+// (Shipper) or the coverage file next to it (CoverageShipper). Everything
+// that differs between the two is in its fileKind.
+type fileShipper[T any] struct {
 	cfg        config.ClickHouse
-	journal    string
+	kind       fileKind[T]
+	journal    string // the shipped file
 	cursorPath string
 	deadPath   string
-	w          Writer
 	logger     *zap.Logger
 	attempt    time.Duration
 
@@ -134,12 +139,35 @@ var shipping = struct {
 	paths map[string]bool
 }{paths: map[string]bool{}}
 
+// fileKind is what a shipped file holds and how it reaches ClickHouse.
+type fileKind[T any] struct {
+	// what names the records in messages ("journal records").
+	what string
+	// parse decodes a line; write stores a batch (see Writer).
+	parse func([]byte) (T, error)
+	write func(ctx context.Context, batch []T, token string) error
+	// token is the batch's insert deduplication token.
+	token func([]journal.LineOf[T]) string
+	// ids names a record in the dead-letter file and log.
+	ids func(T) (leakID string, version uint64)
+}
+
 // NewShipper prepares a shipper for the journal at journalPath. It reads the
 // cursor but starts nothing: call Start. cfg must have passed Validate.
 func NewShipper(cfg config.ClickHouse, journalPath string, w Writer, logger *zap.Logger) (*Shipper, error) {
 	if w == nil {
 		return nil, errors.New("clickhouse shipper: no writer")
 	}
+	return newFileShipper(cfg, journalPath, fileKind[store.Evidence]{
+		what:  "journal records",
+		parse: journal.ParseRecord,
+		write: w.Write,
+		token: batchToken[store.Evidence],
+		ids:   func(ev store.Evidence) (string, uint64) { return ev.LeakID, ev.Version },
+	}, logger)
+}
+
+func newFileShipper[T any](cfg config.ClickHouse, journalPath string, kind fileKind[T], logger *zap.Logger) (*fileShipper[T], error) {
 	if cfg.BatchSize <= 0 || cfg.BatchAge <= 0 || cfg.RetryInitial <= 0 || cfg.RetryMax < cfg.RetryInitial || cfg.MaxAttempts <= 0 {
 		return nil, errors.New("clickhouse shipper: batch_size, batch_age, retry intervals and max_attempts must be positive (validate the config first)")
 	}
@@ -158,12 +186,12 @@ func NewShipper(cfg config.ClickHouse, journalPath string, w Writer, logger *zap
 	shipping.paths[abs] = true
 	shipping.Unlock()
 
-	s := &Shipper{
+	s := &fileShipper[T]{
 		cfg:        cfg,
+		kind:       kind,
 		journal:    abs,
 		cursorPath: abs + CursorSuffix,
 		deadPath:   abs + DeadLetterSuffix,
-		w:          w,
 		logger:     logger.With(zap.String("journal", abs)),
 		attempt:    cfg.DialTimeout + cfg.ReadTimeout,
 		wake:       make(chan struct{}, 1),
@@ -188,7 +216,7 @@ func NewShipper(cfg config.ClickHouse, journalPath string, w Writer, logger *zap
 }
 
 // Start runs the shipper on its own goroutine. It returns at once.
-func (s *Shipper) Start() {
+func (s *fileShipper[T]) Start() {
 	s.lifeMu.Lock()
 	defer s.lifeMu.Unlock()
 	if s.state != 0 {
@@ -203,7 +231,7 @@ func (s *Shipper) Start() {
 // Wake tells the shipper that the journal grew. It never blocks; call it
 // after each journal append (without it, new records are noticed within
 // batch_age).
-func (s *Shipper) Wake() {
+func (s *fileShipper[T]) Wake() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -216,7 +244,7 @@ func (s *Shipper) Wake() {
 // returns an error wrapping ErrNotDrained when records remain: they stay in
 // the journal and ship after the next start, so callers should log it, not
 // treat it as data loss.
-func (s *Shipper) Stop(ctx context.Context) error {
+func (s *fileShipper[T]) Stop(ctx context.Context) error {
 	s.stop.Do(func() { close(s.stopping) })
 	s.lifeMu.Lock()
 	running := s.state == 1
@@ -234,15 +262,15 @@ func (s *Shipper) Stop(ctx context.Context) error {
 	}
 	s.cancel()
 	if n := s.Status().Backlog; n > 0 {
-		return fmt.Errorf("%w: %d journal records are not yet in ClickHouse; they stay in %s and ship after the next start",
-			ErrNotDrained, n, s.journal)
+		return fmt.Errorf("%w: %d %s are not yet in ClickHouse; they stay in %s and ship after the next start",
+			ErrNotDrained, n, s.kind.what, s.journal)
 	}
 	return nil
 }
 
 // Status reports the backlog, counted from the journal now, and the
 // shipper's record of successes and failures.
-func (s *Shipper) Status() ShipperStatus {
+func (s *fileShipper[T]) Status() ShipperStatus {
 	n, _ := s.counter.count()
 	s.mu.Lock()
 	st := s.st
@@ -251,13 +279,13 @@ func (s *Shipper) Status() ShipperStatus {
 	return st
 }
 
-func (s *Shipper) release() {
+func (s *fileShipper[T]) release() {
 	shipping.Lock()
 	delete(shipping.paths, s.journal)
 	shipping.Unlock()
 }
 
-func (s *Shipper) isStopping() bool {
+func (s *fileShipper[T]) isStopping() bool {
 	select {
 	case <-s.stopping:
 		return true
@@ -266,7 +294,7 @@ func (s *Shipper) isStopping() bool {
 	}
 }
 
-func (s *Shipper) run() {
+func (s *fileShipper[T]) run() {
 	defer close(s.done)
 	defer s.release()
 	var (
@@ -286,7 +314,7 @@ func (s *Shipper) run() {
 					continue
 				}
 			}
-			var lines []journal.Line
+			var lines []journal.LineOf[T]
 			if lines, err = s.nextBatch(); err == nil && len(lines) > 0 {
 				failures = 0
 				if !s.ship(lines) {
@@ -320,7 +348,7 @@ func (s *Shipper) run() {
 }
 
 // waitWake waits for a Wake, Stop, or d (if positive).
-func (s *Shipper) waitWake(d time.Duration) {
+func (s *fileShipper[T]) waitWake(d time.Duration) {
 	var timeout <-chan time.Time
 	if d > 0 {
 		t := time.NewTimer(d)
@@ -338,7 +366,7 @@ func (s *Shipper) waitWake(d time.Duration) {
 // sleep waits d before a retry. Stop cuts it short: callers check
 // isStopping before sleeping, so at most one last attempt follows a Stop. A
 // cancelled shipper returns false.
-func (s *Shipper) sleep(d time.Duration) bool {
+func (s *fileShipper[T]) sleep(d time.Duration) bool {
 	if s.onBackoff != nil {
 		s.onBackoff(d)
 	}
@@ -358,7 +386,7 @@ func (s *Shipper) sleep(d time.Duration) bool {
 // doubled each time up to retry_max_interval, with equal jitter (half
 // fixed, half random) so that collectors that lost the same server do not
 // retry in step.
-func (s *Shipper) backoff(n int) time.Duration {
+func (s *fileShipper[T]) backoff(n int) time.Duration {
 	return backoffDelay(n, s.cfg.RetryInitial, s.cfg.RetryMax, s.jitter())
 }
 
@@ -374,7 +402,7 @@ func backoffDelay(n int, initial, maxDelay time.Duration, jitter float64) time.D
 // prepare checks the cursor against the journal (a journal replaced or cut
 // behind the shipper is shipped again from its start) and counts the
 // records after it.
-func (s *Shipper) prepare() (int64, error) {
+func (s *fileShipper[T]) prepare() (int64, error) {
 	f, err := os.Open(s.journal)
 	if errors.Is(err, fs.ErrNotExist) {
 		if s.cur.Offset > 0 {
@@ -399,7 +427,7 @@ func (s *Shipper) prepare() (int64, error) {
 	return s.counter.count()
 }
 
-func (s *Shipper) resetCursor(why string) {
+func (s *fileShipper[T]) resetCursor(why string) {
 	s.logger.Warn("clickhouse shipper: "+why+"; shipping the journal from its start (ClickHouse drops what it already has)",
 		zap.Int64("old_cursor", s.cur.Offset))
 	s.cur = cursor{Journal: s.journal}
@@ -411,7 +439,7 @@ func (s *Shipper) resetCursor(why string) {
 
 // nextBatch reads the next batch after the cursor: the range of an
 // interrupted send if there is one, else up to batch_size records.
-func (s *Shipper) nextBatch() ([]journal.Line, error) {
+func (s *fileShipper[T]) nextBatch() ([]journal.LineOf[T], error) {
 	f, err := os.Open(s.journal)
 	if err != nil {
 		return nil, fmt.Errorf("opening journal: %w", err)
@@ -425,7 +453,7 @@ func (s *Shipper) nextBatch() ([]journal.Line, error) {
 	if s.cur.PendingEnd > s.cur.Offset {
 		maxLines, end = 0, s.cur.PendingEnd
 	}
-	lines, err := journal.ReadLines(f, s.cur.Offset, end, maxLines)
+	lines, err := journal.ReadLinesOf(f, s.cur.Offset, end, maxLines, s.kind.parse)
 	if err != nil {
 		return nil, fmt.Errorf("reading journal: %w", err)
 	}
@@ -437,7 +465,7 @@ func (s *Shipper) nextBatch() ([]journal.Line, error) {
 // after a crash, which re-reads the recorded pending range) has the same
 // token; different content never shares one, even in a new journal at the
 // same path.
-func batchToken(part []journal.Line) string {
+func batchToken[T any](part []journal.LineOf[T]) string {
 	h := sha256.New()
 	for _, l := range part {
 		h.Write(l.Raw)
@@ -448,10 +476,10 @@ func batchToken(part []journal.Line) string {
 // ship sends lines in order, splitting around poison records. It returns
 // false when the shipper must exit (cancelled, or stopping after a
 // failure).
-func (s *Shipper) ship(lines []journal.Line) bool {
+func (s *fileShipper[T]) ship(lines []journal.LineOf[T]) bool {
 	// Lines that are not records never reach the writer: each is its own
 	// part, acknowledged (blank) or dead-lettered (bad) directly.
-	var queue [][]journal.Line
+	var queue [][]journal.LineOf[T]
 	for i := 0; i < len(lines); {
 		if lines[i].Blank || lines[i].Err != nil {
 			queue = append(queue, lines[i:i+1])
@@ -488,7 +516,7 @@ func (s *Shipper) ship(lines []journal.Line) bool {
 			mid := len(part) / 2
 			s.logger.Warn("clickhouse shipper: batch keeps failing for an unknown reason; splitting it so the records around the failing one ship",
 				zap.Int("records", len(part)), zap.Error(err))
-			queue = append([][]journal.Line{part[:mid], part[mid:]}, queue[1:]...)
+			queue = append([][]journal.LineOf[T]{part[:mid], part[mid:]}, queue[1:]...)
 		case poison:
 			if len(part) == 1 {
 				if !s.deadLetter(part[0], err) {
@@ -500,7 +528,7 @@ func (s *Shipper) ship(lines []journal.Line) bool {
 			mid := len(part) / 2
 			s.logger.Info("clickhouse shipper: batch refused; splitting it to find the record",
 				zap.Int("records", len(part)), zap.Error(err))
-			queue = append([][]journal.Line{part[:mid], part[mid:]}, queue[1:]...)
+			queue = append([][]journal.LineOf[T]{part[:mid], part[mid:]}, queue[1:]...)
 		default:
 			return false
 		}
@@ -521,9 +549,9 @@ const (
 // stops, retrying with backoff in between. A part of several records that
 // fails max_attempts times for an unknown reason is handed back to be
 // split; a single record is retried for as long as that lasts.
-func (s *Shipper) send(part []journal.Line) (outcome, error) {
-	token := batchToken(part)
-	evs := make([]store.Evidence, len(part))
+func (s *fileShipper[T]) send(part []journal.LineOf[T]) (outcome, error) {
+	token := s.kind.token(part)
+	evs := make([]T, len(part))
 	for i := range part {
 		evs[i] = part[i].Record
 	}
@@ -537,16 +565,16 @@ func (s *Shipper) send(part []journal.Line) (outcome, error) {
 	unknown := 0 // failures that are neither unavailability nor rejection
 	for try := 1; ; try++ {
 		ctx, cancel := context.WithTimeout(s.ctx, s.attempt)
-		err := s.w.Write(ctx, evs, token)
+		err := s.kind.write(ctx, evs, token)
 		cancel()
 		if err == nil {
 			return sent, nil
 		}
 		if s.ctx.Err() != nil {
-			s.fail(fmt.Errorf("shipping %d findings cut short by stop: %w", len(part), err))
+			s.fail(fmt.Errorf("shipping %d %s cut short by stop: %w", len(part), s.kind.what, err))
 			return exit, err
 		}
-		s.fail(fmt.Errorf("shipping %d findings (journal bytes %d to %d): %w", len(part), first, last, err))
+		s.fail(fmt.Errorf("shipping %d %s (bytes %d to %d of %s): %w", len(part), s.kind.what, first, last, filepath.Base(s.journal), err))
 		switch {
 		case errors.Is(err, ErrRejected):
 			return poison, err
@@ -567,7 +595,7 @@ func (s *Shipper) send(part []journal.Line) (outcome, error) {
 }
 
 // ack moves the cursor past part, durably, and counts it.
-func (s *Shipper) ack(part []journal.Line, shipped bool) {
+func (s *fileShipper[T]) ack(part []journal.LineOf[T], shipped bool) {
 	last := part[len(part)-1]
 	s.cur.Offset = last.End
 	s.cur.LastLineStart = last.Start
@@ -598,7 +626,8 @@ func (s *Shipper) ack(part []journal.Line, shipped bool) {
 // deadLetter appends the line and the reason to the dead-letter file
 // (fsynced), then moves the cursor past it. Until the file takes it, the
 // shipper retries: the record must not be skipped without a trace.
-func (s *Shipper) deadLetter(l journal.Line, reason error) bool {
+func (s *fileShipper[T]) deadLetter(l journal.LineOf[T], reason error) bool {
+	leakID, version := s.kind.ids(l.Record)
 	entry := struct {
 		At      time.Time       `json:"at"`
 		Reason  string          `json:"reason"`
@@ -608,7 +637,7 @@ func (s *Shipper) deadLetter(l journal.Line, reason error) bool {
 		Version uint64          `json:"version,omitempty"`
 		Record  json.RawMessage `json:"record,omitempty"`
 		Line    string          `json:"line,omitempty"`
-	}{At: s.now().UTC(), Reason: reason.Error(), Journal: s.journal, Offset: l.Start, LeakID: l.Record.LeakID, Version: l.Record.Version}
+	}{At: s.now().UTC(), Reason: reason.Error(), Journal: s.journal, Offset: l.Start, LeakID: leakID, Version: version}
 	if trimmed := bytes.TrimSpace(l.Raw); json.Valid(trimmed) {
 		entry.Record = trimmed
 	} else {
@@ -635,9 +664,9 @@ func (s *Shipper) deadLetter(l journal.Line, reason error) bool {
 		}
 	}
 	s.logger.Error("clickhouse shipper: record moved to the dead-letter file; it will not be retried",
-		zap.String("leak_id", l.Record.LeakID), zap.Uint64("version", l.Record.Version), zap.Int64("offset", l.Start),
+		zap.String("leak_id", leakID), zap.Uint64("version", version), zap.Int64("offset", l.Start),
 		zap.String("dead_letter_file", s.deadPath), zap.String("reason", reason.Error()))
-	s.ack([]journal.Line{l}, false)
+	s.ack([]journal.LineOf[T]{l}, false)
 	s.mu.Lock()
 	s.st.DeadLetters++
 	s.mu.Unlock()
@@ -662,7 +691,7 @@ func appendSync(path string, b []byte) error {
 // fail records a failure for Status and logs it: at warn level when it
 // differs from the last one or a minute has passed, else at debug level, so
 // an outage does not flood the log.
-func (s *Shipper) fail(err error) {
+func (s *fileShipper[T]) fail(err error) {
 	now := s.now()
 	msg := err.Error()
 	s.mu.Lock()
@@ -673,7 +702,7 @@ func (s *Shipper) fail(err error) {
 	}
 	s.mu.Unlock()
 	if loud {
-		s.logger.Warn("clickhouse shipper: " + msg + "; findings stay in the journal and are retried")
+		s.logger.Warn("clickhouse shipper: " + msg + "; the " + s.kind.what + " stay in " + filepath.Base(s.journal) + " and are retried")
 	} else {
 		s.logger.Debug("clickhouse shipper: " + msg)
 	}

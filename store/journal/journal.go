@@ -291,7 +291,7 @@ func Read(r io.Reader) ([]store.Evidence, ReadReport, error) {
 			line++
 			complete := b[len(b)-1] == '\n'
 			if trimmed := bytes.TrimSpace(b); len(trimmed) > 0 {
-				if e, perr := parseRecord(trimmed); perr != nil {
+				if e, perr := ParseRecord(trimmed); perr != nil {
 					if complete {
 						rep.Corrupt = append(rep.Corrupt, line)
 					} else {

@@ -313,3 +313,29 @@ DROP TABLE IF EXISTS `tenantguard`.tenant_leak_spans_rebuild_local ON CLUSTER 't
 
 ALTER TABLE `tenantguard`.tenant_leaks_local ON CLUSTER 'tenantguard_cluster'
     COMMENT COLUMN status 'open, closed, allowed or reclassified';
+
+-- migration 9: tenant_coverage
+
+CREATE TABLE IF NOT EXISTS `tenantguard`.tenant_coverage_local ON CLUSTER 'tenantguard_cluster'
+(
+    hour DateTime('UTC') COMMENT 'start of the hour, by the collector clock',
+    tenant LowCardinality(String) COMMENT '_other holds the tenants past the per-hour cap of a collector',
+    service LowCardinality(String) COMMENT 'empty on the row of the tenant; a service name on its per-service rows',
+    traces UInt64 COMMENT 'traces that touched the tenant (through the service, on a service row)',
+    spans UInt64 COMMENT 'spans of the traces the tenant led; tenant row only',
+    spans_missing_tenant UInt64 COMMENT 'spans of tenant-aware services with no tenant; tenant row only',
+    crossings_succeeded UInt64 COMMENT 'traces whose crossing into another tenant succeeded; tenant row only',
+    crossings_refused UInt64 COMMENT 'traces whose crossing was refused (blocked attempts); tenant row only',
+    unscoped_queries UInt64 COMMENT 'statements without a tenant predicate; tenant row only',
+    traces_without_tenant UInt64 COMMENT 'traces with a span of the service without a tenant; service rows only',
+    collectors SimpleAggregateFunction(groupUniqArrayArray, Array(String)) COMMENT 'collector instances whose counts the row holds'
+)
+ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/tenantguard/tenant_coverage_local', '{replica}', (traces, spans, spans_missing_tenant, crossings_succeeded, crossings_refused, unscoped_queries, traces_without_tenant, collectors))
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, tenant, service)
+TTL hour + INTERVAL 34560000 SECOND
+SETTINGS replicated_deduplication_window = 10000;
+
+CREATE TABLE IF NOT EXISTS `tenantguard`.tenant_coverage ON CLUSTER 'tenantguard_cluster'
+AS `tenantguard`.tenant_coverage_local
+ENGINE = Distributed('tenantguard_cluster', 'tenantguard', 'tenant_coverage_local', cityHash64(tenant));
