@@ -26,8 +26,13 @@ import (
 // leakFixture is a small journal: one crossing seen in two versions (the
 // second dropped a span and added one), a tenant mismatch on the same
 // trace, and an older crossing between other tenants.
+// fixtureNow is the fixture's "now", one instant per test process: a
+// fixture written to a journal and one built again to compare with must be
+// the same records, even across a second boundary.
+var fixtureNow = time.Now().UTC().Truncate(time.Second)
+
 func leakFixture() []store.Evidence {
-	now := time.Now().UTC().Truncate(time.Second)
+	now := fixtureNow
 	trace := "4bf92f3577b34da6a3ce929d0e0e4736"
 	gw := store.Span{SpanID: "a000000000000001", Service: "gateway", Name: "GET /inventory", Tenant: "acme", TenantKey: "tenant.id"}
 	inv := store.Span{SpanID: "a000000000000003", ParentID: "a000000000000002", Service: "inventory-svc", Name: "SELECT stock", Tenant: "globex", TenantKey: "tenant.id",
