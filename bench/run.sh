@@ -16,7 +16,7 @@ tg() { "$tmp/tg.test" -test.run '^$' "$@"; }
 peers() { (cd peers && "$tmp/peers.test" -test.run '^$' "$@"); }
 
 want() { [ $# -eq 0 ] || [[ " $SECTIONS " == *" $1 "* ]]; }
-SECTIONS="${*:-1 2 3 4 5 6 7 9}"
+SECTIONS="${*:-1 2 3 4 5 6 7 9 cov}"
 
 echo "== build"
 go test -c -o "$tmp/tg.test" .
@@ -73,6 +73,16 @@ echo "== 9. durable acknowledgement: clean and 1% leaking, 1 and 8 senders"
 tg -test.bench '^BenchmarkDurableAck$' -test.benchtime 400x -test.count "$COUNT" | tee "$out/durable.txt"
 fi
 
+if want cov; then
+echo "== cov. per-tenant coverage counting, on vs off in one run, and the harness' own bias (A/A), interleaved"
+: > "$out/coverage.txt"; : > "$out/coverage-aa.txt"
+for _ in $(seq "$COUNT"); do
+  # -count 2: the two runs build the sides in opposite orders.
+  tg -test.bench '^BenchmarkCoverageOverhead$' -test.benchtime 2000x -test.count 2 | grep --line-buffered -E '^(Benchmark|goos|goarch|cpu)' | tee -a "$out/coverage.txt"
+  TENANTGUARD_BENCH_AA=1 tg -test.bench '^BenchmarkCoverageOverhead$' -test.benchtime 2000x -test.count 2 | grep --line-buffered -E '^(Benchmark|goos|goarch|cpu)' | tee -a "$out/coverage-aa.txt"
+done
+fi
+
 echo "== summaries"
 stat() { if [ -s "$out/$1.txt" ]; then benchstat "${@:2}" "$out/$1.txt" > "$out/$1.stat"; fi; }
 stat compare -col /proc
@@ -83,4 +93,6 @@ stat parallel
 stat budget
 stat load -col /collector
 stat durable
+stat coverage
+stat coverage-aa
 ls -l "$out"

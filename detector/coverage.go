@@ -81,11 +81,19 @@ type traceCoverage struct {
 	// gaps has bit i set when traceState.services[i] sent a span without
 	// a tenant (the list holds at most 64 services).
 	gaps uint64
+	// row is the lead tenant's row in the hour the trace arrived, looked up
+	// when ingest saw that tenant (its name is in cache then), so that the
+	// close finds it without hashing the tenant again; nil when the row did
+	// not exist yet (the close creates it, so rows are created in the order
+	// traces close, as without this shortcut). A row a take has handed over
+	// meanwhile is marked taken and not used.
+	row *coverageRow
 }
 
-// withoutTenant records a span of service without a tenant.
-func (c *traceCoverage) withoutTenant(services []string, service string) {
-	if i := indexOf(services, service); i >= 0 && i < 64 {
+// withoutTenant records a span of the service at index i of
+// traceState.services (-1: not in the list) without a tenant.
+func (c *traceCoverage) withoutTenant(i int) {
+	if i >= 0 && i < 64 {
 		c.gaps |= 1 << i
 	}
 }
@@ -97,6 +105,10 @@ func (c *traceCoverage) withoutTenant(services []string, service string) {
 // are interned (equal names are usually the same pointer).
 type coverageTable struct {
 	hours map[int64]*coverageHour
+	// last is hours[lastHour] (nil: none): traces close in arrival order
+	// more or less, so nearly all of them count into the same hour.
+	last     *coverageHour
+	lastHour int64
 }
 
 type coverageHour struct {
@@ -104,12 +116,17 @@ type coverageHour struct {
 	named int // tenants counted under their own name
 }
 
+// coverageRow is one tenant's counts in one hour. It is 240 bytes, so that
+// it is allocated 256-byte aligned (Go's size class): closing a trace of
+// up to four services touches four cache lines of it (the fields read
+// first, then the counts, then the services in the order they were seen).
 type coverageRow struct {
-	counts CoverageCounts
-	// services holds the first few services inline: one memory access
-	// less per trace for the common tenant that uses a handful.
-	inline   [6]serviceTally
+	taken    bool           // handed over by TakeCoverage (traceCoverage.row)
 	services []serviceTally // inline[:n], then grown onto the heap
+	counts   CoverageCounts
+	// inline holds the first five services: no memory access elsewhere
+	// for the common tenant that uses a handful.
+	inline [5]serviceTally
 }
 
 type serviceTally struct {
@@ -126,20 +143,30 @@ func (sh *shard) countTrace(ts *traceState) {
 		return
 	}
 	hr := sh.cov.hour(ts.arrived.Unix() / 3600)
-	lead := NoTenant
-	if len(ts.tenants) > 0 {
-		lead = ts.tenants[0]
+	row := ts.cov.row
+	if row == nil || row.taken {
+		lead := NoTenant
+		if len(ts.tenants) > 0 {
+			lead = ts.tenants[0]
+		}
+		row = hr.row(lead, max)
 	}
-	row := hr.row(lead, max)
 	row.counts.Spans += uint64(ts.spanCount)
 	row.counts.SpansMissingTenant += uint64(ts.cov.missing)
 	row.counts.UnscopedQueries += uint64(ts.cov.unscoped)
 	for i, svc := range ts.services {
-		n := ServiceTraces{Traces: 1}
-		if i < 64 && ts.cov.gaps&(1<<i) != 0 {
-			n.TracesWithoutTenant = 1
+		var gap uint64
+		if i < 64 {
+			gap = ts.cov.gaps >> i & 1
 		}
-		row.addService(svc, n)
+		// A tenant's traces mostly list the same services in the same
+		// order: try the tally at the same position first.
+		if i < len(row.services) && row.services[i].name == svc {
+			row.services[i].n.Traces++
+			row.services[i].n.TracesWithoutTenant += gap
+			continue
+		}
+		row.addService(svc, ServiceTraces{Traces: 1, TracesWithoutTenant: gap})
 	}
 	cross := ts.findings[idxCross]
 	succeeded := cross != nil && cross.emitted && cross.status == StatusClosed
@@ -163,6 +190,9 @@ func (sh *shard) countTrace(ts *traceState) {
 }
 
 func (c *coverageTable) hour(h int64) *coverageHour {
+	if c.last != nil && c.lastHour == h {
+		return c.last
+	}
 	hr, ok := c.hours[h]
 	if !ok {
 		if c.hours == nil {
@@ -171,7 +201,28 @@ func (c *coverageTable) hour(h int64) *coverageHour {
 		hr = &coverageHour{rows: map[string]*coverageRow{}}
 		c.hours[h] = hr
 	}
+	c.last, c.lastHour = hr, h
 	return hr
+}
+
+// rememberRow points a trace at its lead tenant's row, if the row exists
+// already, when ingest has just seen that tenant (see traceCoverage.row).
+// It creates nothing: rows are created when traces close.
+func (sh *shard) rememberRow(ts *traceState, lead string) {
+	if sh.d.cfg.CoverageMaxTenants <= 0 {
+		return
+	}
+	c := &sh.cov
+	h := ts.arrived.Unix() / 3600
+	hr := c.last
+	if hr == nil || c.lastHour != h {
+		if hr = c.hours[h]; hr == nil {
+			return
+		}
+	}
+	if r := hr.rows[lead]; r != nil {
+		ts.cov.row = r
+	}
 }
 
 // row returns the tenant's row, or OtherTenants' once the hour has max
@@ -244,7 +295,9 @@ func (d *Detector) TakeCoverage(before time.Time) []TenantHour {
 				continue
 			}
 			delete(sh.cov.hours, h)
+			sh.cov.last = nil
 			for tenant, r := range hr.rows {
+				r.taken = true // traces holding it count into a new row
 				k := key{h, tenant}
 				m, ok := merged[k]
 				if !ok {

@@ -109,6 +109,29 @@ func TestCoverageTakesCompleteHoursOnly(t *testing.T) {
 	}
 }
 
+// A trace open across a take still counts, in the take after its close:
+// the row ingest found for its tenant was handed over meanwhile, so the
+// close must count into a new one.
+func TestCoverageCountsTraceOpenAcrossATake(t *testing.T) {
+	h := coverageHarness(t, 10)
+	h.batch(span(tid(1), 1, 0, "api", "GET", ten("acme")))
+	h.d.Flush() // acme's row exists now
+	h.batch(span(tid(2), 1, 0, "api", "GET", ten("acme")), span(tid(2), 2, 1, "db", "SELECT"))
+	first := h.d.TakeCoverage(time.Time{})
+	if len(first) != 1 || first[0].Counts.Traces != 1 || first[0].Counts.Spans != 1 {
+		t.Fatalf("first take: %+v, want acme with the closed trace only", first)
+	}
+	h.d.Flush()
+	rest := h.d.TakeCoverage(time.Time{})
+	want := detector.CoverageCounts{Traces: 1, Spans: 2}
+	if len(rest) != 1 || rest[0].Tenant != "acme" || rest[0].Counts != want {
+		t.Fatalf("second take: %+v, want acme with %+v", rest, want)
+	}
+	if got := rest[0].Services; len(got) != 2 || got["api"].Traces != 1 || got["db"] != (detector.ServiceTraces{Traces: 1, TracesWithoutTenant: 1}) {
+		t.Errorf("second take's services: %+v", got)
+	}
+}
+
 // A flood of distinct tenants keeps at most max named tenants per hour;
 // everything else adds up under _other, and no trace is lost, even with
 // several shards each below the cap and concurrent batches.

@@ -223,8 +223,10 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 		sh.bindService(ep)
 	}
 	ep.svc.spans++
-	if len(ts.services) < maxServicesPerTrace && !contains(ts.services, ep.service) {
+	svcAt := indexOf(ts.services, ep.service)
+	if svcAt < 0 && len(ts.services) < maxServicesPerTrace {
 		ts.services = append(ts.services, ep.service)
+		svcAt = len(ts.services) - 1
 	}
 	if ts.allowedBy == "" {
 		if s.AllowedBy != "" {
@@ -277,7 +279,7 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 	if primary == "" {
 		d.stats.noTenant.Add(1)
 		ep.svc.withoutTenant++
-		ts.cov.withoutTenant(ts.services, ep.service)
+		ts.cov.withoutTenant(svcAt)
 		if _, aware := d.aware[ep.service]; aware {
 			ts.cov.missing++
 			sh.missingTenant(ts, s, ep, now)
@@ -287,6 +289,9 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 		if idx < 0 && len(ts.tenants) < maxTenantsPerTrace {
 			ts.tenants = append(ts.tenants, primary)
 			idx = len(ts.tenants) - 1
+			if idx == 0 {
+				sh.rememberRow(ts, primary)
+			}
 		}
 		if idx >= 0 {
 			rec.tenant = uint8(idx + 1)

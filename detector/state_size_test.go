@@ -18,6 +18,7 @@ func TestStateRecordSizes(t *testing.T) {
 		{"spanRec", unsafe.Sizeof(spanRec{}), 32},
 		{"tomb", unsafe.Sizeof(tomb{}), 48},
 		{"buriedSpan", unsafe.Sizeof(buriedSpan{}), 32},
+		{"coverageRow", unsafe.Sizeof(coverageRow{}), 240},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s is %d bytes, its comment says %d", c.name, c.got, c.want)
