@@ -50,9 +50,9 @@ func BenchmarkTenantguard(b *testing.B) {
 
 // BenchmarkCompare: tenantguard (default rules) on the reference load; the
 // same benchmark in bench/peers runs tail_sampling and groupbytrace on the
-// same load. Compare with benchstat -col /proc (see run.sh). The floor and
-// the prototype (floor_test.go, an experiment) run on the same load as
-// proc=floor and proc=prototype.
+// same load. Compare with benchstat -col /proc (see run.sh). The floor, the
+// read experiment and the prototype (floor_test.go, an experiment) run on
+// the same load as proc=floor, proc=read and proc=prototype.
 func BenchmarkCompare(b *testing.B) {
 	for _, bare := range []bool{false, true} {
 		shape := benchkit.DefaultShape()
@@ -72,8 +72,8 @@ func BenchmarkCompare(b *testing.B) {
 
 // BenchmarkCompareFresh: the fresh-state load (benchkit.FreshShape), each
 // iteration a new, empty processor fed 20,000 new traces once; bench/peers
-// has the same benchmark for the peers, and the floor and the prototype run
-// here too. One iteration is 200,000 spans.
+// has the same benchmark for the peers, and the experiments of
+// floor_test.go run here too. One iteration is 200,000 spans.
 //
 //	go test -run '^$' -bench '^BenchmarkCompareFresh$' -benchtime 5x -count 6
 func BenchmarkCompareFresh(b *testing.B) {

@@ -1,12 +1,12 @@
 package bench
 
-// The floor and the prototype: an experiment for issue 15 ("show the
-// experiment that proves it: a minimal prototype of the same work, with no
-// rules and no evidence"), not product code. Both stand where tenantguard
-// stands in BenchmarkCompare and BenchmarkCompareFresh (proc=floor,
-// proc=prototype): same traffic, same counting sink, same meters, so their
-// cpu-ns/span is the lowest a processor doing (a part of) tenantguard's work
-// can reach on this machine.
+// The floor, the read experiment and the prototype: an experiment for issue
+// 15 ("show the experiment that proves it: a minimal prototype of the same
+// work, with no rules and no evidence"), not product code. They stand where
+// tenantguard stands in BenchmarkCompare and BenchmarkCompareFresh
+// (proc=floor, proc=read, proc=prototype): same traffic, same counting sink,
+// same meters, so their cpu-ns/span is the lowest a processor doing (a part
+// of) tenantguard's work can reach on this machine.
 //
 //   - floor: walk every span of the pdata request and read one attribute
 //     (tenant.id). Any processor that looks at tenants pays at least this.
@@ -21,6 +21,9 @@ package bench
 //     the oldest trace is evicted (first in, first out). No rules beyond the
 //     tenant comparison, no evidence, no journal, no metrics, no idle
 //     closing; spans beyond 15 per trace are only counted.
+//   - read: the prototype without its trace state, to split its cost: the
+//     same reads and interning, each span record written into one scratch
+//     record instead of its trace's (no table, no eviction).
 
 import (
 	"context"
@@ -38,10 +41,11 @@ import (
 // The experiments, by their /proc= name.
 const (
 	floorKind     = "floor"
+	readKind      = "read"
 	prototypeKind = "prototype"
 )
 
-var experiments = []string{floorKind, prototypeKind}
+var experiments = []string{floorKind, readKind, prototypeKind}
 
 // experiment runs work over each request, then forwards it to the sink as
 // tenantguard does. It is a processor.Traces so that benchkit's runners
@@ -70,6 +74,10 @@ func newExperiment(kind string, maxTraces int) *benchkit.Harness {
 		e.work = (&floor{}).consume
 	case prototypeKind:
 		e.work = newPrototype(maxTraces).consume
+	case readKind:
+		p := newPrototype(1)
+		p.stateless = true
+		e.work = p.consume
 	default:
 		panic("unknown experiment " + kind)
 	}
@@ -139,6 +147,11 @@ type prototype struct {
 	tenants   map[string]uint32
 	lastTen   string
 	lastTenID uint32
+
+	// stateless: the read experiment; every span goes to scratch.
+	stateless bool
+	scratch   traceRec
+	records   int // span records written
 
 	// What it found, for the test: evictions, traces that crossed tenants,
 	// spans beyond the fixed storage.
@@ -274,7 +287,13 @@ func (p *prototype) consume(td ptrace.Traces) {
 				sp := spans.At(k)
 				tid := sp.TraceID()
 				hi, lo := binary.BigEndian.Uint64(tid[:8]), binary.BigEndian.Uint64(tid[8:])
-				if last == nil || hi != lastHi || lo != lastLo {
+				switch {
+				case p.stateless:
+					last = &p.scratch
+					if last.n == protoSpans {
+						last.n = 0
+					}
+				case last == nil || hi != lastHi || lo != lastLo:
 					last, lastHi, lastLo = p.find(hi, lo), hi, lo
 				}
 				name := sp.Name()
@@ -323,6 +342,7 @@ func (p *prototype) consume(td ptrace.Traces) {
 					tenant:   ten,
 				}
 				last.n++
+				p.records++
 			}
 		}
 	}
@@ -359,6 +379,15 @@ func TestExperiments(t *testing.T) {
 	}
 	if f.tenants != traces*10 {
 		t.Errorf("floor read tenant.id on %d spans, want every one of %d", f.tenants, traces*10)
+	}
+
+	r := newPrototype(1)
+	r.stateless = true
+	for _, td := range ring.Requests {
+		r.consume(td)
+	}
+	if r.records != traces*10 || r.held != 0 {
+		t.Errorf("read experiment: %d span records written, %d traces held, want %d and none", r.records, r.held, traces*10)
 	}
 
 	p := newPrototype(100_000)

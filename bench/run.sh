@@ -2,12 +2,13 @@
 # Runs every benchmark of BENCHMARKS.md and writes the raw outputs to
 # results/*.txt and benchstat summaries to results/*.stat. About 25 minutes
 # on the 2-core development machine under other engineers' load (less on a
-# quiet one). COUNT (default 6) sets the repetitions. Arguments pick
-# sections (./run.sh 3 4 runs live heap and latency); none runs them all.
+# quiet one). COUNT (default 6) sets the repetitions, OUT (default results)
+# the directory written. Arguments pick sections (./run.sh 3 4 runs live
+# heap and latency); none runs them all.
 set -euo pipefail
 cd "$(dirname "$0")"
 COUNT=${COUNT:-6}
-out=results
+out=${OUT:-results}
 mkdir -p "$out"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -25,7 +26,7 @@ benchstat -h >/dev/null 2>&1 || true # fetch benchstat once
 
 if want 1; then
 echo "== 1. compare: tenantguard, tail_sampling, groupbytrace on the same load, runs interleaved"
-# bench/ also runs the floor and the prototype (floor_test.go, an experiment).
+# bench/ also runs the floor, read and prototype experiments (floor_test.go).
 for _ in $(seq "$COUNT"); do
   tg -test.bench '^BenchmarkCompare$' -test.benchtime 2000x -test.count 1
   peers -test.bench '^BenchmarkCompare$' -test.benchtime 300x -test.count 1
