@@ -119,8 +119,7 @@ type spanRec struct {
 // traceRec is one trace's state: a 32-byte header and fixed span storage,
 // 512 bytes in all.
 type traceRec struct {
-	hi, lo  uint64 // trace id; hi == lo == 0: free
-	slot    uint32 // its slot in the table, for eviction
+	hi, lo  uint64 // trace id
 	n       uint16 // span records held
 	dropped uint16 // spans beyond protoSpans
 	tenant  uint32 // the first tenant seen + 1
@@ -215,7 +214,7 @@ func (p *prototype) insert(hi, lo, tag uint64) *traceRec {
 	}
 	t := &p.traces[idx]
 	if p.held == len(p.traces) {
-		p.evict(t)
+		p.evict(t, idx)
 	} else {
 		p.held++
 	}
@@ -225,21 +224,24 @@ func (p *prototype) insert(hi, lo, tag uint64) *traceRec {
 		i = (i + 1) & p.mask
 	}
 	p.table[i] = tag<<32 | uint64(idx+1)
-	t.hi, t.lo, t.slot, t.n, t.dropped, t.tenant, t.crossed = hi, lo, uint32(i), 0, 0, 0, 0
+	t.hi, t.lo, t.n, t.dropped, t.tenant, t.crossed = hi, lo, 0, 0, 0, 0
 	return t
 }
 
-// evict empties t's slot with backward-shift deletion (no tombstones): the
-// slots after it that would be found from its position move back.
-func (p *prototype) evict(t *traceRec) {
+// evict empties the slot of t (record idx) with backward-shift deletion (no
+// tombstones): the slots after it that would be found from its position
+// move back. Only the table is touched, never another trace's record.
+func (p *prototype) evict(t *traceRec, idx int) {
 	p.evicted++
-	i := uint64(t.slot)
+	i := (hashTrace(t.hi, t.lo) >> 32) & p.mask
+	for uint32(p.table[i]) != uint32(idx+1) {
+		i = (i + 1) & p.mask
+	}
 	for j := (i + 1) & p.mask; p.table[j] != 0; j = (j + 1) & p.mask {
 		home := (p.table[j] >> 32) & p.mask
 		// Move j back to i when i lies cyclically in [home, j).
 		if (j-home)&p.mask >= (j-i)&p.mask {
 			p.table[i] = p.table[j]
-			p.traces[uint32(p.table[i])-1].slot = uint32(i)
 			i = j
 		}
 	}

@@ -339,7 +339,9 @@ func LiveHeapBench(b *testing.B, shape Shape, traces int, build func(b *testing.
 	var perTrace float64
 	for range b.N {
 		h := build(b)
-		base := LiveHeap()
+		// Settled: what earlier runs left behind (their processors' async
+		// workers) must be gone before the empty processor is weighed.
+		base := settledHeap(LiveHeap())
 		ring := NewRing(shape)
 		for _, td := range ring.Requests {
 			h.Consume(b, td)
@@ -353,6 +355,9 @@ func LiveHeapBench(b *testing.B, shape Shape, traces int, build func(b *testing.
 		if h.Async && h.Sink.Spans.Load() != 0 {
 			b.Fatalf("%s released %d spans before its wait: the measurement would miss them", h.Kind, h.Sink.Spans.Load())
 		}
+		if after < base {
+			b.Fatalf("%s: live heap fell from %d B (started, empty) to %d B holding %d traces: memory from before was still being freed", h.Kind, base, after, traces)
+		}
 		perTrace += float64(int64(after)-int64(base)) / float64(traces)
 	}
 	perTrace /= float64(b.N)
@@ -362,7 +367,8 @@ func LiveHeapBench(b *testing.B, shape Shape, traces int, build func(b *testing.
 }
 
 // settledHeap waits for asynchronous processors to finish ingesting (their
-// workers run behind ConsumeTraces): until the live heap has not moved by
+// workers run behind ConsumeTraces), or for what a shut-down processor's
+// workers still held to be freed: until the live heap has not moved by
 // more than 0.5% of what the processor holds for three samples in a row,
 // or 30 seconds at most (a processor whose heap grows with time rather
 // than with traces never settles).
