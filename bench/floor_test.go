@@ -14,7 +14,8 @@ package bench
 //     ResourceSpans it reads service.name once; per span the trace and span
 //     ids, the parent id, the start time, the span name (interned with the
 //     service into an endpoint id, looked up once per ResourceSpans and
-//     name) and tenant.id (interned). It finds the trace's state in an
+//     name) and tenant.id (interned; compared with the trace's first
+//     tenant before the map is asked). It finds the trace's state in an
 //     open-addressing table allocated once for max_traces (100,000),
 //     appends a 32-byte span record into that trace's fixed storage, and
 //     notes when a second tenant joins the trace. When max_traces are held
@@ -144,6 +145,7 @@ type prototype struct {
 	services  map[string]uint32
 	endpoints map[endpointKey]uint32
 	tenants   map[string]uint32
+	tenantOf  []string // interned tenant id -> tenant.id
 	lastTen   string
 	lastTenID uint32
 
@@ -257,9 +259,21 @@ func (p *prototype) intern(m map[string]uint32, s string) uint32 {
 	return id
 }
 
-func (p *prototype) tenant(s string) uint32 {
+// tenant interns a span's tenant.id (+1). Most spans carry their trace's
+// tenant: comparing with it (or with the previous span's) spares the map.
+func (p *prototype) tenant(t *traceRec, s string) uint32 {
+	if t.tenant != 0 && p.tenantOf[t.tenant-1] == s {
+		return t.tenant
+	}
 	if s != p.lastTen {
-		p.lastTen, p.lastTenID = s, p.intern(p.tenants, s)+1
+		id, ok := p.tenants[s]
+		if !ok {
+			id = uint32(len(p.tenantOf))
+			s = strings.Clone(s)
+			p.tenants[s] = id
+			p.tenantOf = append(p.tenantOf, s)
+		}
+		p.lastTen, p.lastTenID = s, id+1
 	}
 	return p.lastTenID
 }
@@ -321,7 +335,7 @@ func (p *prototype) consume(td ptrace.Traces) {
 				}
 				var ten uint32
 				if v, ok := sp.Attributes().Get("tenant.id"); ok {
-					ten = p.tenant(v.Str())
+					ten = p.tenant(last, v.Str())
 					switch {
 					case last.tenant == 0:
 						last.tenant = ten
