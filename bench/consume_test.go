@@ -50,7 +50,9 @@ func BenchmarkTenantguard(b *testing.B) {
 
 // BenchmarkCompare: tenantguard (default rules) on the reference load; the
 // same benchmark in bench/peers runs tail_sampling and groupbytrace on the
-// same load. Compare with benchstat -col /proc (see run.sh).
+// same load. Compare with benchstat -col /proc (see run.sh). The floor, the
+// read experiment and the prototype (floor_test.go, an experiment) run on
+// the same load as proc=floor, proc=read and proc=prototype.
 func BenchmarkCompare(b *testing.B) {
 	for _, bare := range []bool{false, true} {
 		shape := benchkit.DefaultShape()
@@ -58,6 +60,31 @@ func BenchmarkCompare(b *testing.B) {
 		b.Run(benchkit.Name(benchkit.Tenantguard, shape), func(b *testing.B) {
 			h := newTenantguard(b, tgOpts{})
 			benchkit.RunThroughput(b, h, benchkit.NewRing(shape), benchkit.WarmFor(shape, 100_000))
+		})
+		for _, kind := range experiments {
+			b.Run(benchkit.Name(kind, shape), func(b *testing.B) {
+				h := newExperiment(kind, 100_000)
+				benchkit.RunThroughput(b, h, benchkit.NewRing(shape), benchkit.WarmFor(shape, 100_000))
+			})
+		}
+	}
+}
+
+// BenchmarkCompareFresh: the fresh-state load (benchkit.FreshShape), each
+// iteration a new, empty processor fed 20,000 new traces once; bench/peers
+// has the same benchmark for the peers, and the experiments of
+// floor_test.go run here too. One iteration is 200,000 spans.
+//
+//	go test -run '^$' -bench '^BenchmarkCompareFresh$' -benchtime 5x -count 6
+func BenchmarkCompareFresh(b *testing.B) {
+	shape := benchkit.FreshShape()
+	ring := benchkit.NewRing(shape)
+	b.Run(benchkit.Name(benchkit.Tenantguard, shape), func(b *testing.B) {
+		benchkit.RunFresh(b, ring, func(b *testing.B) *benchkit.Harness { return newTenantguard(b, tgOpts{}) })
+	})
+	for _, kind := range experiments {
+		b.Run(benchkit.Name(kind, shape), func(b *testing.B) {
+			benchkit.RunFresh(b, ring, func(*testing.B) *benchkit.Harness { return newExperiment(kind, 100_000) })
 		})
 	}
 }

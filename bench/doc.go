@@ -1,7 +1,11 @@
 // Package bench measures tenantguard: CPU and allocations per span, live
 // heap per in-flight trace, detection latency, the durable acknowledgement
 // of requests that raise findings, scaling across cores and the memory
-// budget under a stream of unique trace ids. The collector's own
+// budget under a stream of unique trace ids, on the reference (steady-state)
+// load and on a fresh-state load that starts every processor empty. An
+// experiment, floor_test.go, runs the floor (read one attribute per span) and
+// a minimal prototype of tenantguard's per-span work beside them, to show how
+// low a processor doing that work can go on the machine. The collector's own
 // trace-grouping processors (groupbytrace, tail_sampling) run through the
 // same benchmarks on the same traffic in ./peers, a module of its own; the
 // traffic, meters and harness both use are in ./benchkit, and ./load drives

@@ -14,14 +14,15 @@ import (
 )
 
 // BenchmarkLiveHeap: tenantguard's live heap per in-flight trace and per
-// buffered span (benchkit.LiveHeapBench); bench/peers has the same
-// benchmark for the peers.
+// buffered span (benchkit.LiveHeapBench), on the reference load's spans
+// (semconv and bare) and on the fresh-state load's (benchkit.FreshShape);
+// bench/peers has the same benchmark for the peers.
 //
 //	go test -run '^$' -bench '^BenchmarkLiveHeap$' -benchtime 1x -count 6
 func BenchmarkLiveHeap(b *testing.B) {
-	for _, bare := range []bool{false, true} {
-		shape := benchkit.DefaultShape()
-		shape.Bare = bare
+	def, bare := benchkit.DefaultShape(), benchkit.DefaultShape()
+	bare.Bare = true
+	for _, shape := range []benchkit.Shape{def, bare, benchkit.FreshShape()} {
 		b.Run(benchkit.Name(benchkit.Tenantguard, shape), func(b *testing.B) {
 			benchkit.LiveHeapBench(b, shape, liveHeapTraces, func(b *testing.B) *benchkit.Harness {
 				return newTenantguard(b, tgOpts{idle: benchkit.HeldWait, maxTraces: 2 * liveHeapTraces})

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every benchmark of BENCHMARKS.md and writes the raw outputs to
-# results/*.txt and benchstat summaries to results/*.stat. About 25 minutes
+# results/*.txt and benchstat summaries to results/*.stat. About 30 minutes
 # on the 2-core development machine under other engineers' load (less on a
-# quiet one). COUNT (default 6) sets the repetitions. Arguments pick
-# sections (./run.sh 3 4 runs live heap and latency); none runs them all.
+# quiet one). COUNT (default 6) sets the repetitions, OUT (default results)
+# the directory written. Arguments pick sections (./run.sh 3 4 runs live
+# heap and latency); none runs them all.
 set -euo pipefail
 cd "$(dirname "$0")"
 COUNT=${COUNT:-6}
-out=results
+out=${OUT:-results}
 mkdir -p "$out"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -25,10 +26,16 @@ benchstat -h >/dev/null 2>&1 || true # fetch benchstat once
 
 if want 1; then
 echo "== 1. compare: tenantguard, tail_sampling, groupbytrace on the same load, runs interleaved"
+# bench/ also runs the floor, read and prototype experiments (floor_test.go).
 for _ in $(seq "$COUNT"); do
   tg -test.bench '^BenchmarkCompare$' -test.benchtime 2000x -test.count 1
   peers -test.bench '^BenchmarkCompare$' -test.benchtime 300x -test.count 1
 done | grep --line-buffered -v '^pkg:' | tee "$out/compare.txt"
+echo "== 1. compare on the fresh-state load: a new processor per iteration of 200,000 spans"
+for _ in $(seq "$COUNT"); do
+  tg -test.bench '^BenchmarkCompareFresh$' -test.benchtime 5x -test.count 1
+  peers -test.bench '^BenchmarkCompareFresh$' -test.benchtime 2x -test.count 1
+done | grep --line-buffered -v '^pkg:' | tee "$out/compare-fresh.txt"
 fi
 
 if want 2; then
@@ -37,7 +44,7 @@ tg -test.bench '^BenchmarkTenantguard$' -test.benchtime 1000x -test.count "$COUN
 fi
 
 if want 3; then
-echo "== 3. live heap per in-flight trace"
+echo "== 3. live heap per in-flight trace (reference load's spans, semconv and bare, and the fresh load's)"
 {
   tg -test.bench '^BenchmarkLiveHeap$' -test.benchtime 1x -test.count "$COUNT"
   # The peers' heap is deterministic (spread under 1%) and slow to fill.
@@ -86,6 +93,7 @@ fi
 echo "== summaries"
 stat() { if [ -s "$out/$1.txt" ]; then benchstat "${@:2}" "$out/$1.txt" > "$out/$1.stat"; fi; }
 stat compare -col /proc
+stat compare-fresh -col /proc
 stat tenantguard
 stat liveheap -col /proc
 stat latency

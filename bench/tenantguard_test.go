@@ -51,7 +51,8 @@ type tgOpts struct {
 }
 
 // newTenantguard builds the processor through its factory with the
-// reference settings: default rules, the journal in a temporary directory,
+// reference settings: default rules, the journal in a temporary directory
+// on a disk (benchkit.DiskDir),
 // the log notifier on (as by default), no metrics server unless asked.
 func newTenantguard(tb testing.TB, o tgOpts) *benchkit.Harness {
 	if o.idle == 0 {
@@ -61,7 +62,7 @@ func newTenantguard(tb testing.TB, o tgOpts) *benchkit.Harness {
 		o.maxTraces = 100_000
 	}
 	cfg := map[string]any{
-		"store":       map[string]any{"journal": map[string]any{"path": filepath.Join(tb.TempDir(), "leaks.jsonl")}},
+		"store":       map[string]any{"journal": map[string]any{"path": filepath.Join(benchkit.DiskDir(tb), "leaks.jsonl")}},
 		"metrics":     map[string]any{"endpoint": o.metrics},
 		"alerts":      map[string]any{"log": map[string]any{"enabled": true}},
 		"max_traces":  o.maxTraces,

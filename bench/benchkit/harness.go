@@ -3,6 +3,7 @@ package benchkit
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"runtime"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // The processors compared, by the name used in benchmark names (/proc=...).
@@ -82,6 +84,8 @@ type Harness struct {
 	Sink  *CountSink
 	Async bool
 	Wait  time.Duration
+	// closed makes Close idempotent (it also runs at the benchmark's end).
+	closed sync.Once
 }
 
 // New builds and starts a processor through its factory, exactly as a
@@ -119,14 +123,21 @@ func New(tb testing.TB, kind string, o Options) *Harness {
 		tb.Fatalf("%s start: %v", kind, err)
 	}
 	h.Proc = p
-	tb.Cleanup(func() {
+	tb.Cleanup(func() { h.Close(tb) })
+	return h
+}
+
+// Close shuts the processor down (once; New also arranges it for the end
+// of the benchmark). Benchmarks that build a processor per iteration call
+// it after each, so that no iteration runs beside an earlier one's workers.
+func (h *Harness) Close(tb testing.TB) {
+	h.closed.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := p.Shutdown(ctx); err != nil {
-			tb.Logf("%s shutdown: %v", kind, err)
+		if err := h.Proc.Shutdown(ctx); err != nil {
+			tb.Logf("%s shutdown: %v", h.Kind, err)
 		}
 	})
-	return h
 }
 
 // Consume feeds one request; a processor error fails the benchmark.
@@ -254,6 +265,60 @@ func RunThroughput(b *testing.B, h *Harness, ring *Ring, warm int) {
 	ReportPerSpan(b, &m, b.N*spr)
 }
 
+// RunFresh is the fresh-state load: every iteration builds a new processor
+// (outside the timer and the meter), feeds it every request of the ring once,
+// in order, and measures until the sink has every span, so that the state
+// grows from empty as after a collector's restart; then it shuts the
+// processor down, renews the ring's trace ids and collects garbage, outside
+// the measurement. The metrics are RunThroughput's.
+func RunFresh(b *testing.B, ring *Ring, build func(b *testing.B) *Harness) {
+	spans := ring.Spans()
+	if discardedProbe(b) {
+		// -benchtime=Nx (N > 1) runs one iteration first and throws its
+		// result away: feed one request, skip the rest (and the peers' wait).
+		h := build(b)
+		h.Consume(b, ring.Requests[0])
+		h.Close(b)
+		return
+	}
+	var m Meter
+	b.ReportAllocs()
+	b.StopTimer()
+	b.ResetTimer()
+	for i := range b.N {
+		if i > 0 {
+			ring.Renew()
+		}
+		h := build(b)
+		runtime.GC()
+		b.StartTimer()
+		m.Start()
+		for _, td := range ring.Requests {
+			h.Consume(b, td)
+		}
+		b.StopTimer() // wall time is the time inside ConsumeTraces, as in RunThroughput
+		h.Drain(b, int64(spans))
+		m.Stop()
+		h.Close(b)
+	}
+	ReportPerSpan(b, &m, b.N*spans)
+}
+
+// discardedProbe: this is the framework's first run (b.N = 1), whose result
+// it discards because -benchtime asks for a fixed count above 1. Under a
+// duration -benchtime (or 1x) the first run counts and must be real.
+func discardedProbe(b *testing.B) bool {
+	if b.N != 1 {
+		return false
+	}
+	f := flag.Lookup("test.benchtime")
+	if f == nil {
+		return false
+	}
+	v := f.Value.String()
+	return strings.HasSuffix(v, "x") && v != "1x"
+}
+
 // ReportPerSpan reports the per-span metrics of a measured stretch.
 func ReportPerSpan(b *testing.B, m *Meter, spans int) {
 	s := float64(spans)
@@ -274,7 +339,9 @@ func LiveHeapBench(b *testing.B, shape Shape, traces int, build func(b *testing.
 	var perTrace float64
 	for range b.N {
 		h := build(b)
-		base := LiveHeap()
+		// Settled: what earlier runs left behind (their processors' async
+		// workers) must be gone before the empty processor is weighed.
+		base := settledHeap(LiveHeap())
 		ring := NewRing(shape)
 		for _, td := range ring.Requests {
 			h.Consume(b, td)
@@ -288,6 +355,9 @@ func LiveHeapBench(b *testing.B, shape Shape, traces int, build func(b *testing.
 		if h.Async && h.Sink.Spans.Load() != 0 {
 			b.Fatalf("%s released %d spans before its wait: the measurement would miss them", h.Kind, h.Sink.Spans.Load())
 		}
+		if after < base {
+			b.Fatalf("%s: live heap fell from %d B (started, empty) to %d B holding %d traces: memory from before was still being freed", h.Kind, base, after, traces)
+		}
 		perTrace += float64(int64(after)-int64(base)) / float64(traces)
 	}
 	perTrace /= float64(b.N)
@@ -297,7 +367,8 @@ func LiveHeapBench(b *testing.B, shape Shape, traces int, build func(b *testing.
 }
 
 // settledHeap waits for asynchronous processors to finish ingesting (their
-// workers run behind ConsumeTraces): until the live heap has not moved by
+// workers run behind ConsumeTraces), or for what a shut-down processor's
+// workers still held to be freed: until the live heap has not moved by
 // more than 0.5% of what the processor holds for three samples in a row,
 // or 30 seconds at most (a processor whose heap grows with time rather
 // than with traces never settles).
@@ -365,3 +436,18 @@ func ReleaseLatency(b *testing.B, h *Harness, ring *Ring) {
 
 // Name is a sub-benchmark name: /proc=kind/shape.
 func Name(kind string, shape Shape) string { return fmt.Sprintf("proc=%s/%s", kind, shape) }
+
+// DiskDir is a temporary directory for a journal, checked to be on a real
+// file system: on tmpfs an fsync costs nothing, which would flatter every
+// processor that waits for its journal. TMPDIR picks another place.
+func DiskDir(tb testing.TB) string {
+	dir := tb.TempDir()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		tb.Fatalf("statfs %s: %v", dir, err)
+	}
+	if st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC {
+		tb.Fatalf("%s is in memory (tmpfs), where fsync is free: set TMPDIR to a directory on a disk", dir)
+	}
+	return dir
+}

@@ -37,6 +37,14 @@ type Shape struct {
 	// carry what OpenTelemetry instrumentation puts on them (HTTP, database
 	// and code attributes, eight resource attributes).
 	Bare bool
+	// RouteOnly: every span, whatever its position in the trace, carries
+	// tenant.id and http.route and nothing else; resources carry only
+	// service.name (the fresh-state load). Overrides Bare.
+	RouteOnly bool
+	// Services is how many services the spans are spread over (each a
+	// ResourceSpans in every request); 0 means all four of the templates.
+	// With fewer, the templates' services fold onto the first ones.
+	Services int
 }
 
 // DefaultShape is the reference load: 10-span traces in requests of
@@ -46,16 +54,33 @@ func DefaultShape() Shape {
 	return Shape{SpansPerTrace: 10, TracesPerRequest: 100, Tenants: 1000, LeakRate: 0.01, Interleave: 2, Requests: 16}
 }
 
+// FreshShape is the fresh-state load: 20,000 new 10-span traces in
+// 200 requests of 100 traces, each trace whole in one request, across 3
+// services, every span carrying tenant.id and http.route, 1% of traces
+// crossing to a second tenant (1,000 tenants, as the reference load). Fed
+// once, in order, into a processor that starts empty.
+func FreshShape() Shape {
+	return Shape{SpansPerTrace: 10, TracesPerRequest: 100, Tenants: 1000, LeakRate: 0.01, Interleave: 1, Requests: 200,
+		RouteOnly: true, Services: 3}
+}
+
 // SpansPerRequest is the number of spans in one request.
 func (s Shape) SpansPerRequest() int { return s.SpansPerTrace * s.TracesPerRequest }
 
 // String names the shape in benchmark names (benchstat splits on '/').
 func (s Shape) String() string {
 	attrs := "semconv"
-	if s.Bare {
+	switch {
+	case s.RouteOnly:
+		attrs = "route"
+	case s.Bare:
 		attrs = "bare"
 	}
-	return fmt.Sprintf("spt=%d/req=%d/tenants=%d/leak=%g/il=%d/attrs=%s", s.SpansPerTrace, s.TracesPerRequest, s.Tenants, s.LeakRate, s.Interleave, attrs)
+	svc := ""
+	if s.Services > 0 {
+		svc = fmt.Sprintf("/svc=%d", s.Services)
+	}
+	return fmt.Sprintf("spt=%d/req=%d/tenants=%d/leak=%g/il=%d%s/attrs=%s", s.SpansPerTrace, s.TracesPerRequest, s.Tenants, s.LeakRate, s.Interleave, svc, attrs)
 }
 
 // Ring is a set of pre-generated requests fed round robin. Renew gives every
@@ -134,6 +159,11 @@ func NewRing(s Shape) *Ring {
 		s.Requests = s.Interleave
 	}
 	s.Requests = (s.Requests + s.Interleave - 1) / s.Interleave * s.Interleave
+	nsvc := len(services)
+	if s.Services > 0 && s.Services < nsvc {
+		nsvc = s.Services
+	}
+	semconv := !s.Bare && !s.RouteOnly
 	r := &Ring{Shape: s, Requests: make([]ptrace.Traces, s.Requests), spans: make([][]ptrace.Span, s.Requests), Leaks: make([][]pcommon.TraceID, s.Requests)}
 	base := time.Now().Add(-time.Second)
 	tenantNames := make([]string, s.Tenants)
@@ -150,12 +180,12 @@ func NewRing(s Shape) *Ring {
 		byService := make([][]ptrace.ScopeSpans, s.Interleave)
 		for k := range reqs {
 			reqs[k] = ptrace.NewTraces()
-			byService[k] = make([]ptrace.ScopeSpans, len(services))
-			for si, svc := range services {
+			byService[k] = make([]ptrace.ScopeSpans, nsvc)
+			for si, svc := range services[:nsvc] {
 				rs := reqs[k].ResourceSpans().AppendEmpty()
 				ra := rs.Resource().Attributes()
 				ra.PutStr("service.name", svc.name)
-				if s.Bare {
+				if s.Bare || s.RouteOnly {
 					rs.ScopeSpans().AppendEmpty()
 					byService[k][si] = rs.ScopeSpans().At(0)
 					continue
@@ -188,7 +218,7 @@ func NewRing(s Shape) *Ring {
 			for j := 0; j < s.SpansPerTrace; j++ {
 				tm := tmplFor(j)
 				k := j % s.Interleave
-				sp := byService[k][tm.service].Spans().AppendEmpty()
+				sp := byService[k][tm.service%nsvc].Spans().AppendEmpty()
 				sp.SetTraceID(tid)
 				sp.SetSpanID(spanIDs[j])
 				if tm.parent >= 0 && tm.parent < s.SpansPerTrace {
@@ -201,6 +231,8 @@ func NewRing(s Shape) *Ring {
 				sp.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Duration(10-min(j, 9)) * time.Millisecond)))
 				a := sp.Attributes()
 				switch {
+				case s.RouteOnly:
+					a.PutStr("http.route", tm.name)
 				case s.Bare:
 				case tm.kind == ptrace.SpanKindServer:
 					a.PutStr("http.request.method", "GET")
@@ -215,10 +247,10 @@ func NewRing(s Shape) *Ring {
 				default:
 					a.PutStr("code.function.name", tm.name)
 				}
-				if tm.path && !s.Bare {
+				if tm.path && semconv {
 					a.PutStr("url.path", paths[tenant])
 				}
-				if tm.db != "" && !s.Bare {
+				if tm.db != "" && semconv {
 					a.PutStr("db.system.name", tm.db)
 					a.PutStr("db.namespace", "shop")
 					if tm.query != "" {
@@ -226,7 +258,7 @@ func NewRing(s Shape) *Ring {
 						a.PutStr("db.operation.name", "SELECT")
 					}
 				}
-				if tm.tenant {
+				if tm.tenant || s.RouteOnly {
 					ten := tenant
 					if leaks && j == leakSpan {
 						ten = (tenant + 1) % s.Tenants

@@ -71,15 +71,32 @@ func BenchmarkCompare(b *testing.B) {
 	}
 }
 
+// BenchmarkCompareFresh: the peers on the fresh-state load (see
+// ../consume_test.go), a new processor per iteration.
+//
+//	go test -run '^$' -bench '^BenchmarkCompareFresh$' -benchtime 2x -count 6
+func BenchmarkCompareFresh(b *testing.B) {
+	shape := benchkit.FreshShape()
+	ring := benchkit.NewRing(shape)
+	for _, kind := range peers {
+		b.Run(benchkit.Name(kind, shape), func(b *testing.B) {
+			benchkit.RunFresh(b, ring, func(b *testing.B) *benchkit.Harness {
+				return newPeer(b, kind, benchkit.Wait(kind), shape.Tenants)
+			})
+		})
+	}
+}
+
 // BenchmarkLiveHeap: the peers' live heap per in-flight trace, waits long
-// enough that nothing is released while measuring.
+// enough that nothing is released while measuring, on the reference load's
+// spans (semconv and bare) and on the fresh-state load's.
 //
 //	go test -run '^$' -bench '^BenchmarkLiveHeap$' -benchtime 1x -count 6
 func BenchmarkLiveHeap(b *testing.B) {
 	const traces = 20_000
-	for _, bare := range []bool{false, true} {
-		shape := benchkit.DefaultShape()
-		shape.Bare = bare
+	def, bare := benchkit.DefaultShape(), benchkit.DefaultShape()
+	bare.Bare = true
+	for _, shape := range []benchkit.Shape{def, bare, benchkit.FreshShape()} {
 		for _, kind := range peers {
 			b.Run(benchkit.Name(kind, shape), func(b *testing.B) {
 				benchkit.LiveHeapBench(b, shape, traces, func(b *testing.B) *benchkit.Harness {

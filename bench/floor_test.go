@@ -1,0 +1,448 @@
+package bench
+
+// The floor, the read experiment and the prototype: an experiment for issue
+// 15 ("show the experiment that proves it: a minimal prototype of the same
+// work, with no rules and no evidence"), not product code. They stand where
+// tenantguard stands in BenchmarkCompare and BenchmarkCompareFresh
+// (proc=floor, proc=read, proc=prototype): same traffic, same counting sink,
+// same meters, so their cpu-ns/span is the lowest a processor doing (a part
+// of) tenantguard's work can reach on this machine.
+//
+//   - floor: walk every span of the pdata request and read one attribute
+//     (tenant.id). Any processor that looks at tenants pays at least this.
+//   - prototype: the minimum of tenantguard's per-span work. Per
+//     ResourceSpans it reads service.name once; per span the trace and span
+//     ids, the parent id, the start time, the span name (interned with the
+//     service into an endpoint id, looked up once per ResourceSpans and
+//     name) and tenant.id (interned; compared with the trace's first
+//     tenant before the map is asked). It finds the trace's state in an
+//     open-addressing table allocated once for max_traces (100,000),
+//     appends a 32-byte span record into that trace's fixed storage, and
+//     notes when a second tenant joins the trace. When max_traces are held
+//     the oldest trace is evicted (first in, first out). No rules beyond the
+//     tenant comparison, no evidence, no journal, no metrics, no idle
+//     closing; spans beyond 15 per trace are only counted.
+//   - read: the prototype without its trace state, to split its cost: the
+//     same reads and interning, each span record written into one scratch
+//     record instead of its trace's (no table, no eviction).
+
+import (
+	"context"
+	"encoding/binary"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/tenantguard/tenantguard/bench/benchkit"
+)
+
+// The experiments, by their /proc= name.
+const (
+	floorKind     = "floor"
+	readKind      = "read"
+	prototypeKind = "prototype"
+)
+
+var experiments = []string{floorKind, readKind, prototypeKind}
+
+// experiment runs work over each request, then forwards it to the sink as
+// tenantguard does. It is a processor.Traces so that benchkit's runners
+// drive it exactly as they drive the real processors.
+type experiment struct {
+	work func(ptrace.Traces)
+	next consumer.Traces
+}
+
+func (e *experiment) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
+	e.work(td)
+	return e.next.ConsumeTraces(ctx, td)
+}
+func (*experiment) Capabilities() consumer.Capabilities         { return consumer.Capabilities{} }
+func (*experiment) Start(context.Context, component.Host) error { return nil }
+func (*experiment) Shutdown(context.Context) error              { return nil }
+
+// newExperiment builds the floor or the prototype (sized for maxTraces)
+// behind a counting sink. Building, including the prototype's tables, is
+// outside every measurement.
+func newExperiment(kind string, maxTraces int) *benchkit.Harness {
+	h := &benchkit.Harness{Kind: kind, Sink: &benchkit.CountSink{}}
+	e := &experiment{next: h.Sink}
+	switch kind {
+	case floorKind:
+		e.work = (&floor{}).consume
+	case prototypeKind:
+		e.work = newPrototype(maxTraces).consume
+	case readKind:
+		p := newPrototype(1)
+		p.stateless = true
+		e.work = p.consume
+	default:
+		panic("unknown experiment " + kind)
+	}
+	h.Proc = e
+	return h
+}
+
+// floor reads tenant.id from every span; tenants counts the spans that
+// carry one (so that the reads cannot be optimised away, and a test can
+// check them).
+type floor struct{ tenants int }
+
+func (f *floor) consume(td ptrace.Traces) {
+	rss := td.ResourceSpans()
+	for i := range rss.Len() {
+		sss := rss.At(i).ScopeSpans()
+		for j := range sss.Len() {
+			spans := sss.At(j).Spans()
+			for k := range spans.Len() {
+				if _, ok := spans.At(k).Attributes().Get("tenant.id"); ok {
+					f.tenants++
+				}
+			}
+		}
+	}
+}
+
+// protoSpans is the fixed span storage of one trace in the prototype.
+const protoSpans = 15
+
+// spanRec is what the prototype keeps of a span: 32 bytes.
+type spanRec struct {
+	spanID, parentID uint64
+	start            uint64 // unix nanoseconds
+	endpoint         uint32 // (service, span name), interned
+	tenant           uint32 // interned tenant.id + 1; 0: none
+}
+
+// traceRec is one trace's state: a 32-byte header and fixed span storage,
+// 512 bytes in all.
+type traceRec struct {
+	hi, lo  uint64 // trace id
+	n       uint16 // span records held
+	dropped uint16 // spans beyond protoSpans
+	tenant  uint32 // the first tenant seen + 1
+	crossed uint32 // 1 once a second tenant was seen
+	spans   [protoSpans]spanRec
+}
+
+// prototype is the minimal tenantguard (see the file comment).
+type prototype struct {
+	// table: open addressing, linear probing, a power of two at least 2.5x
+	// max_traces. A slot is the high 32 bits of the trace id's hash and the
+	// index+1 of its traceRec (0: empty), so probing past other traces
+	// rarely touches their records.
+	table []uint64
+	mask  uint64
+	// traces is allocated once; records are taken in order and, once all
+	// are held, the oldest is evicted to make room (first in, first out).
+	traces []traceRec
+	next   int
+	held   int
+
+	services  map[string]uint32
+	endpoints map[endpointKey]uint32
+	tenants   map[string]uint32
+	tenantOf  []string // interned tenant id -> tenant.id
+	lastTen   string
+	lastTenID uint32
+
+	// stateless: the read experiment; every span goes to scratch.
+	stateless bool
+	scratch   traceRec
+	records   int // span records written
+
+	// What it found, for the test: evictions, traces that crossed tenants,
+	// spans beyond the fixed storage.
+	evicted, crossed, dropped int
+}
+
+type endpointKey struct {
+	service uint32
+	name    string
+}
+
+func newPrototype(maxTraces int) *prototype {
+	size := 1
+	for size < maxTraces*5/2 {
+		size <<= 1
+	}
+	p := &prototype{
+		table:     make([]uint64, size),
+		mask:      uint64(size - 1),
+		traces:    make([]traceRec, maxTraces),
+		services:  map[string]uint32{},
+		endpoints: map[endpointKey]uint32{},
+		tenants:   map[string]uint32{},
+	}
+	// Touch every page now, as a collector would at Start, so that the
+	// first traces do not pay the page faults of memory allocated once.
+	for i := 0; i < len(p.traces); i += 4096 / 512 {
+		p.traces[i].n = 0
+	}
+	for i := 0; i < len(p.table); i += 4096 / 8 {
+		p.table[i] = 0
+	}
+	return p
+}
+
+func hashTrace(hi, lo uint64) uint64 { return (hi ^ lo*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9 }
+
+// find returns the record of trace (hi, lo), creating it (and evicting the
+// oldest trace when all records are held) if it is new.
+func (p *prototype) find(hi, lo uint64) *traceRec {
+	h := hashTrace(hi, lo)
+	tag := h >> 32
+	for i := tag & p.mask; ; i = (i + 1) & p.mask {
+		s := p.table[i]
+		if s == 0 {
+			return p.insert(hi, lo, tag)
+		}
+		if s>>32 == tag {
+			if t := &p.traces[uint32(s)-1]; t.hi == hi && t.lo == lo {
+				return t
+			}
+		}
+	}
+}
+
+func (p *prototype) insert(hi, lo, tag uint64) *traceRec {
+	idx := p.next
+	p.next++
+	if p.next == len(p.traces) {
+		p.next = 0
+	}
+	t := &p.traces[idx]
+	if p.held == len(p.traces) {
+		p.evict(t, idx)
+	} else {
+		p.held++
+	}
+	// Probe again: evicting may have shifted the slot found before.
+	i := tag & p.mask
+	for p.table[i] != 0 {
+		i = (i + 1) & p.mask
+	}
+	p.table[i] = tag<<32 | uint64(idx+1)
+	t.hi, t.lo, t.n, t.dropped, t.tenant, t.crossed = hi, lo, 0, 0, 0, 0
+	return t
+}
+
+// evict empties the slot of t (record idx) with backward-shift deletion (no
+// tombstones): the slots after it that would be found from its position
+// move back. Only the table is touched, never another trace's record.
+func (p *prototype) evict(t *traceRec, idx int) {
+	p.evicted++
+	i := (hashTrace(t.hi, t.lo) >> 32) & p.mask
+	for uint32(p.table[i]) != uint32(idx+1) {
+		i = (i + 1) & p.mask
+	}
+	for j := (i + 1) & p.mask; p.table[j] != 0; j = (j + 1) & p.mask {
+		home := (p.table[j] >> 32) & p.mask
+		// Move j back to i when i lies cyclically in [home, j).
+		if (j-home)&p.mask >= (j-i)&p.mask {
+			p.table[i] = p.table[j]
+			i = j
+		}
+	}
+	p.table[i] = 0
+}
+
+func (p *prototype) intern(m map[string]uint32, s string) uint32 {
+	id, ok := m[s]
+	if !ok {
+		id = uint32(len(m))
+		m[strings.Clone(s)] = id
+	}
+	return id
+}
+
+// tenant interns a span's tenant.id (+1). Most spans carry their trace's
+// tenant: comparing with it (or with the previous span's) spares the map.
+func (p *prototype) tenant(t *traceRec, s string) uint32 {
+	if t.tenant != 0 && p.tenantOf[t.tenant-1] == s {
+		return t.tenant
+	}
+	if s != p.lastTen {
+		id, ok := p.tenants[s]
+		if !ok {
+			id = uint32(len(p.tenantOf))
+			s = strings.Clone(s)
+			p.tenants[s] = id
+			p.tenantOf = append(p.tenantOf, s)
+		}
+		p.lastTen, p.lastTenID = s, id+1
+	}
+	return p.lastTenID
+}
+
+func (p *prototype) consume(td ptrace.Traces) {
+	// Endpoints of the current ResourceSpans: span names repeat within
+	// one, so each distinct name is looked up in the shared map once.
+	type cached struct {
+		name string
+		id   uint32
+	}
+	var names [8]cached
+	rss := td.ResourceSpans()
+	for i := range rss.Len() {
+		rs := rss.At(i)
+		var svc uint32
+		if v, ok := rs.Resource().Attributes().Get("service.name"); ok {
+			svc = p.intern(p.services, v.Str())
+		}
+		nnames := 0
+		var last *traceRec
+		var lastHi, lastLo uint64
+		sss := rs.ScopeSpans()
+		for j := range sss.Len() {
+			spans := sss.At(j).Spans()
+			for k := range spans.Len() {
+				sp := spans.At(k)
+				tid := sp.TraceID()
+				hi, lo := binary.BigEndian.Uint64(tid[:8]), binary.BigEndian.Uint64(tid[8:])
+				switch {
+				case p.stateless:
+					last = &p.scratch
+					if last.n == protoSpans {
+						last.n = 0
+					}
+				case last == nil || hi != lastHi || lo != lastLo:
+					last, lastHi, lastLo = p.find(hi, lo), hi, lo
+				}
+				name := sp.Name()
+				ep := ^uint32(0)
+				for c := range nnames {
+					if names[c].name == name {
+						ep = names[c].id
+						break
+					}
+				}
+				if ep == ^uint32(0) {
+					key := endpointKey{svc, name}
+					id, ok := p.endpoints[key]
+					if !ok {
+						id = uint32(len(p.endpoints))
+						p.endpoints[endpointKey{svc, strings.Clone(name)}] = id
+					}
+					ep = id
+					if nnames < len(names) {
+						names[nnames] = cached{name, id}
+						nnames++
+					}
+				}
+				var ten uint32
+				if v, ok := sp.Attributes().Get("tenant.id"); ok {
+					ten = p.tenant(last, v.Str())
+					switch {
+					case last.tenant == 0:
+						last.tenant = ten
+					case last.tenant != ten && last.crossed == 0:
+						last.crossed = 1
+						p.crossed++
+					}
+				}
+				if last.n == protoSpans {
+					last.dropped++
+					p.dropped++
+					continue
+				}
+				sid, pid := sp.SpanID(), sp.ParentSpanID()
+				last.spans[last.n] = spanRec{
+					spanID:   binary.BigEndian.Uint64(sid[:]),
+					parentID: binary.BigEndian.Uint64(pid[:]),
+					start:    uint64(sp.StartTimestamp()),
+					endpoint: ep,
+					tenant:   ten,
+				}
+				last.n++
+				p.records++
+			}
+		}
+	}
+}
+
+// TestExperiments checks that the floor and the prototype do the work they
+// are measured for, on the fresh-state load: the floor reads a tenant on
+// every span; the prototype holds every trace and span, finds exactly the
+// traces that cross tenants, and evicts the oldest traces once max_traces
+// are held. It also checks the load is the issue's.
+func TestExperiments(t *testing.T) {
+	shape := benchkit.FreshShape()
+	ring := benchkit.NewRing(shape)
+	leaks := 0
+	for _, l := range ring.Leaks {
+		leaks += len(l)
+	}
+	const traces = 20_000
+	if got := ring.Spans(); got != traces*10 || len(ring.Requests) != 200 {
+		t.Fatalf("fresh load: %d spans in %d requests, want 200,000 in 200", got, len(ring.Requests))
+	}
+	if leaks != traces/100 {
+		t.Fatalf("fresh load: %d crossing traces, want 1%% of %d", leaks, traces)
+	}
+	for _, td := range ring.Requests {
+		if n := td.ResourceSpans().Len(); n != 3 {
+			t.Fatalf("fresh load: %d services in a request, want 3", n)
+		}
+	}
+
+	f := &floor{}
+	for _, td := range ring.Requests {
+		f.consume(td)
+	}
+	if f.tenants != traces*10 {
+		t.Errorf("floor read tenant.id on %d spans, want every one of %d", f.tenants, traces*10)
+	}
+
+	r := newPrototype(1)
+	r.stateless = true
+	for _, td := range ring.Requests {
+		r.consume(td)
+	}
+	if r.records != traces*10 || r.held != 0 {
+		t.Errorf("read experiment: %d span records written, %d traces held, want %d and none", r.records, r.held, traces*10)
+	}
+
+	p := newPrototype(100_000)
+	for _, td := range ring.Requests {
+		p.consume(td)
+	}
+	spans := 0
+	for i := range p.held {
+		spans += int(p.traces[i].n)
+	}
+	if p.held != traces || spans != traces*10 || p.dropped != 0 || p.evicted != 0 {
+		t.Errorf("prototype holds %d traces and %d spans (%d dropped, %d evicted), want %d and %d, none dropped or evicted",
+			p.held, spans, p.dropped, p.evicted, traces, traces*10)
+	}
+	if p.crossed != leaks {
+		t.Errorf("prototype found %d crossing traces, want %d", p.crossed, leaks)
+	}
+	for _, reqLeaks := range ring.Leaks {
+		for _, id := range reqLeaks {
+			if tr := p.find(binary.BigEndian.Uint64(id[:8]), binary.BigEndian.Uint64(id[8:])); tr.crossed != 1 || tr.n != 10 {
+				t.Fatalf("crossing trace %x: crossed %d with %d spans", id, tr.crossed, tr.n)
+			}
+		}
+	}
+
+	// Room for 5,000: the 15,000 oldest go, the newest stay findable and whole.
+	small := newPrototype(5_000)
+	for _, td := range ring.Requests {
+		small.consume(td)
+	}
+	if small.held != 5_000 || small.evicted != traces-5_000 {
+		t.Errorf("max_traces 5,000: %d held, %d evicted, want 5,000 and %d", small.held, small.evicted, traces-5_000)
+	}
+	for i := range small.traces {
+		if tr := &small.traces[i]; small.find(tr.hi, tr.lo) != tr || tr.n != 10 {
+			t.Fatalf("max_traces 5,000: held trace %d not found after evictions, or not whole (%d spans)", i, tr.n)
+		}
+	}
+	if small.evicted != traces-5_000 {
+		t.Errorf("finding held traces evicted some: %d evictions, want %d", small.evicted, traces-5_000)
+	}
+}
