@@ -88,6 +88,11 @@ type traceCoverage struct {
 	// traces close, as without this shortcut). A row a take has handed over
 	// meanwhile is marked taken and not used.
 	row *coverageRow
+	// counted is how many of the trace's first tenants an earlier close
+	// counted: late spans reopened the trace, and its tomb gave it those
+	// tenants. The trace counts again only for its spans since, and for
+	// tenants and findings the earlier close did not see.
+	counted uint8
 }
 
 // withoutTenant records a span of the service at index i of
@@ -116,10 +121,11 @@ type coverageHour struct {
 	named int // tenants counted under their own name
 }
 
-// coverageRow is one tenant's counts in one hour. It is 240 bytes, so that
-// it is allocated 256-byte aligned (Go's size class): closing a trace of
-// up to four services touches four cache lines of it (the fields read
-// first, then the counts, then the services in the order they were seen).
+// coverageRow is one tenant's counts in one hour: 240 bytes, Go's 240-byte
+// size class, so a row may start mid-line. Closing a trace of up to four
+// services touches four or five cache lines of it (the fields read first,
+// then the counts, then the services in the order they were seen). A row
+// padded to 256 bytes, 256-byte aligned, did not measure better.
 type coverageRow struct {
 	taken    bool           // handed over by TakeCoverage (traceCoverage.row)
 	services []serviceTally // inline[:n], then grown onto the heap
@@ -175,15 +181,26 @@ func (sh *shard) countTrace(ts *traceState) {
 		row.counts.Traces++
 		return
 	}
+	// A reopened trace's earlier close counted its tenants then, and the
+	// findings it had then (they carry on, as the same leak, in this one).
+	counted := int(ts.cov.counted)
+	var hadCross, hadRefused bool
+	if ts.prior != nil {
+		_, hadCross = ts.prior.findings[RuleCrossTenantTrace]
+		_, hadRefused = ts.prior.findings[RuleBlockedAttempt]
+	}
 	for i, t := range ts.tenants {
 		if i > 0 {
 			row = hr.row(t, max)
 		}
-		row.counts.Traces++
-		if succeeded {
+		seen := i < counted
+		if !seen {
+			row.counts.Traces++
+		}
+		if succeeded && !(seen && hadCross) {
 			row.counts.CrossingsSucceeded++
 		}
-		if refused {
+		if refused && !(seen && hadRefused) {
 			row.counts.CrossingsRefused++
 		}
 	}

@@ -206,3 +206,96 @@ func TestCoverageFoldsServicesBeyondTheCapIntoOther(t *testing.T) {
 			len(rows[0].Services), other, traces, services)
 	}
 }
+
+// A tenant's traces taking different paths, switching back and forth, one
+// with a span missing its tenant, more distinct paths than a shard
+// remembers, and a take between two traces of one path: every service's
+// tally is exactly what the traces that passed through it add up to.
+func TestCoverageServiceTalliesAcrossChangingPaths(t *testing.T) {
+	h := coverageHarness(t, 10)
+	want := map[string]detector.ServiceTraces{}
+	n := 0
+	trace := func(services ...string) {
+		n++
+		var spans []detector.Span
+		for i, svc := range services {
+			spans = append(spans, span(tid(n), i+1, i, svc, "op", ten("acme")))
+			w := want[svc]
+			w.Traces++
+			want[svc] = w
+		}
+		h.batch(spans...)
+		h.d.Flush()
+	}
+	for range 3 {
+		trace("gw", "orders", "db")
+	}
+	trace("gw", "billing")
+	trace("gw", "orders", "db")
+	// One with a span of orders without a tenant.
+	n++
+	h.batch(span(tid(n), 1, 0, "gw", "op", ten("acme")), span(tid(n), 2, 1, "orders", "op"))
+	h.d.Flush()
+	want["gw"] = detector.ServiceTraces{Traces: want["gw"].Traces + 1}
+	want["orders"] = detector.ServiceTraces{Traces: want["orders"].Traces + 1, TracesWithoutTenant: 1}
+	for i := range 20 { // more distinct paths than a shard remembers
+		trace("gw", fmt.Sprintf("svc-%d", i))
+	}
+	trace("gw", "orders", "db")
+	first := byTenant(h.d.TakeCoverage(time.Time{}))["acme"]
+	trace("gw", "orders", "db") // the same path, after the take
+	rest := byTenant(h.d.TakeCoverage(time.Time{}))["acme"]
+
+	got := map[string]detector.ServiceTraces{}
+	for _, take := range []detector.TenantHour{first, rest} {
+		for svc, st := range take.Services {
+			g := got[svc]
+			g.Traces += st.Traces
+			g.TracesWithoutTenant += st.TracesWithoutTenant
+			got[svc] = g
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d services, want %d: %+v", len(got), len(want), got)
+	}
+	for svc, w := range want {
+		if got[svc] != w {
+			t.Errorf("%s: %+v, want %+v", svc, got[svc], w)
+		}
+	}
+	if rest.Counts.Traces != 1 || rest.Services["db"].Traces != 1 {
+		t.Errorf("the take after the last trace: %+v, want that trace alone", rest)
+	}
+}
+
+// A trace reopened by late spans is still one trace: its second close
+// counts its new spans, and a tenant or a crossing the late spans brought,
+// but not again the tenant and the trace the first close counted.
+func TestCoverageCountsAReopenedTraceOnce(t *testing.T) {
+	h := coverageHarness(t, 10)
+	idle := func() {
+		h.clock.Advance(h.cfg.IdleWindow + time.Second)
+		h.d.Sweep()
+	}
+	// acme's trace closes, then a late span of acme's reopens it.
+	h.batch(span(tid(1), 1, 0, "gw", "GET", ten("acme")))
+	idle()
+	h.batch(span(tid(1), 2, 1, "orders", "read", ten("acme")))
+	idle()
+	// acme's second trace closes clean, then a late span of globex's data
+	// turns it into a crossing.
+	h.batch(span(tid(2), 1, 0, "gw", "GET", ten("acme")))
+	idle()
+	h.batch(span(tid(2), 2, 1, "orders", "read", ten("globex")))
+	idle()
+	m := byTenant(h.d.TakeCoverage(time.Time{}))
+	if got, want := m["acme"].Counts, (detector.CoverageCounts{Traces: 2, Spans: 4, CrossingsSucceeded: 1}); got != want {
+		t.Errorf("acme: %+v, want %+v", got, want)
+	}
+	if got, want := m["globex"].Counts, (detector.CoverageCounts{Traces: 1, CrossingsSucceeded: 1}); got != want {
+		t.Errorf("globex: %+v, want %+v", got, want)
+	}
+	if st := h.d.Stats(); st.SpansLate != 2 {
+		t.Errorf("%d late spans, want the 2 that reopened the traces", st.SpansLate)
+	}
+}

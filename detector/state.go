@@ -190,6 +190,7 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 			} else {
 				ts.tenants = append(ts.tenants, tb.tenant)
 			}
+			ts.cov.counted = uint8(len(ts.tenants))
 		}
 		sh.traces[s.TraceID] = ts
 		d.stats.active.Add(1)

@@ -39,8 +39,8 @@ func TestE2E(t *testing.T) {
 		t.Skip("end-to-end: builds and runs the collector binary")
 	}
 	start := time.Now()
-	tenantguardBinary(t) // build before the parallel subtests start their clocks
-	t.Logf("built %s in %s", build.bin, build.took.Round(time.Millisecond))
+	bin, took := buildProgram(t, "tenantguard", ".") // before the parallel subtests start their clocks
+	t.Logf("built %s in %s", bin, took.Round(time.Millisecond))
 	t.Run("clean_traffic", testCleanTraffic)
 	// The leaking trace's halves reach the collector in separate requests
 	// over different protocols; either may arrive first.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -119,7 +120,7 @@ const collectorConfig = `receivers:
 
 processors:
   tenantguard:
-    idle_window: 2s
+    idle_window: %[10]s
     instance: %[3]s
     store:
       journal:
@@ -156,51 +157,10 @@ service:
       exporters: [debug, otlp_http/sink]
 `
 
-// collectorOption changes the config startCollector writes.
-type collectorOption func(*collectorSettings)
-
-type collectorSettings struct {
-	processorYAML []string
-	metricsYAML   []string
-}
-
-// withProcessorYAML adds settings to processors.tenantguard: YAML written as
-// if at the top level (`unscoped_query: {tables: [stock]}`), indented here.
-// Keys the base config already sets (idle_window, instance, store, metrics,
-// alerts) must not be repeated.
-func withProcessorYAML(yaml string) collectorOption {
-	return func(s *collectorSettings) { s.processorYAML = append(s.processorYAML, yaml) }
-}
-
-// withMetricsYAML adds settings to processors.tenantguard.metrics (whose
-// endpoint the base config sets), e.g. `service_idle: 2s`.
-func withMetricsYAML(yaml string) collectorOption {
-	return func(s *collectorSettings) { s.metricsYAML = append(s.metricsYAML, yaml) }
-}
-
-// processorBlock renders the extra processor settings at tenantguard's indent.
-func (s *collectorSettings) processorBlock() string { return indentYAML(s.processorYAML, "    ") }
-
-// metricsBlock renders the extra metrics settings at their indent.
-func (s *collectorSettings) metricsBlock() string { return indentYAML(s.metricsYAML, "      ") }
-
-func indentYAML(ys []string, indent string) string {
-	var b strings.Builder
-	for _, y := range ys {
-		for _, line := range strings.Split(strings.TrimRight(y, "\n"), "\n") {
-			if strings.TrimSpace(line) == "" {
-				b.WriteString("\n")
-				continue
-			}
-			b.WriteString(indent + line + "\n")
-		}
-	}
-	return b.String()
-}
-
 // startCollector runs the built binary with a fresh config: OTLP gRPC and
 // HTTP on free loopback ports, the tenantguard processor (default tenant
-// attributes, idle_window 2s, plus whatever withProcessorYAML adds)
+// attributes, idle_window 2s unless withIdleWindow, plus whatever
+// withProcessorYAML adds)
 // journaling into t.TempDir(), and two exporters, debug and otlphttp to an
 // in-test sink. It returns once the HTTP receiver answers (receivers start
 // after the rest of the pipeline) and stops the collector with SIGTERM at
@@ -230,7 +190,7 @@ func startCollector(t *testing.T, opts ...collectorOption) *collector {
 		}
 		cfg := fmt.Sprintf(collectorConfig, c.grpcAddr, c.httpAddr, c.instance,
 			strconv.Quote(c.journal), sink.srv.URL, c.metrics, strconv.Quote(filepath.Join(dir, "data", "slack-outbox.jsonl")),
-			settings.processorBlock(), settings.metricsBlock())
+			settings.processorBlock(), settings.metricsBlock(), cmp.Or(settings.idleWindow, "2s"))
 		if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}

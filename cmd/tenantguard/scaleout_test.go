@@ -13,13 +13,11 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,10 +37,10 @@ func TestScaleOut(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds and runs the tenantguard and load-balancer binaries")
 	}
-	tgBin := tenantguardBinary(t)
-	lbBin := scaleOutLBBinary(t)
+	tgBin, tgTook := buildProgram(t, "tenantguard", ".")
+	lbBin, lbTook := scaleOutLBBinary(t)
 	t.Logf("binaries ready: tenantguard built in %s, load balancer built in %s",
-		build.took.Round(time.Millisecond), scaleOutLB.took.Round(time.Millisecond))
+		tgTook.Round(time.Millisecond), lbTook.Round(time.Millisecond))
 	began := time.Now()
 	t.Cleanup(func() { t.Logf("TestScaleOut after the builds: %s", time.Since(began).Round(time.Millisecond)) })
 
@@ -535,38 +533,10 @@ func (p *scaleOutProc) latestFindings(t *testing.T) []store.Evidence {
 
 // ---------------------------------------------------------------- build
 
-var scaleOutLB struct {
-	once sync.Once
-	bin  string
-	err  error
-	took time.Duration
-}
-
 // scaleOutLBBinary builds internal/lbcollector, a module of its own (the
 // load_balancing exporter resolves only at an older collector release than
 // this module's), once per test process.
-func scaleOutLBBinary(t *testing.T) string {
+func scaleOutLBBinary(t *testing.T) (string, time.Duration) {
 	t.Helper()
-	scaleOutLB.once.Do(func() {
-		start := time.Now()
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			scaleOutLB.err = fmt.Errorf("no go tool on PATH: %w", err)
-			return
-		}
-		bin := filepath.Join(e2eDir, "tenantguard-lb")
-		// Built as deploy/Dockerfile builds it (one build cache for both).
-		cmd := exec.Command(goTool, "build", "-trimpath", "-o", bin, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		cmd.Dir = filepath.Join("..", "..", "internal", "lbcollector")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			scaleOutLB.err = fmt.Errorf("go build (internal/lbcollector): %w\n%s", err, out)
-			return
-		}
-		scaleOutLB.bin, scaleOutLB.took = bin, time.Since(start)
-	})
-	if scaleOutLB.err != nil {
-		t.Fatal(scaleOutLB.err)
-	}
-	return scaleOutLB.bin
+	return buildProgram(t, "tenantguard-lb", filepath.Join("..", "..", "internal", "lbcollector"))
 }

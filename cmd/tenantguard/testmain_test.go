@@ -28,38 +28,71 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var build struct {
+// builds are the programs the end-to-end tests run, each built once per
+// test process, the first time a test asks for it (so unit tests in this
+// package do not pay for links they never use).
+var builds struct {
+	mu sync.Mutex
+	by map[string]*builtProgram
+}
+
+type builtProgram struct {
 	once sync.Once
 	bin  string
 	err  error
 	took time.Duration
 }
 
-// tenantguardBinary builds this package's real binary with the `go` on
-// PATH, once per test process, the first time an end-to-end test asks for
-// it (so unit tests in this package do not pay for a link they never use).
-func tenantguardBinary(t *testing.T) string {
+// buildProgram builds the main package in dir (relative to this package)
+// into the e2e dir as name, with the `go` on PATH, as deploy/Dockerfile
+// builds its binaries (CGO_ENABLED=0, -trimpath), so the image test and
+// these share one build cache. It returns the binary and how long the
+// build took.
+func buildProgram(t *testing.T, name, dir string) (string, time.Duration) {
 	t.Helper()
-	build.once.Do(func() {
+	builds.mu.Lock()
+	if builds.by == nil {
+		builds.by = map[string]*builtProgram{}
+	}
+	b, ok := builds.by[name]
+	if !ok {
+		b = &builtProgram{}
+		builds.by[name] = b
+	}
+	builds.mu.Unlock()
+	b.once.Do(func() {
 		start := time.Now()
 		goTool, err := exec.LookPath("go")
 		if err != nil {
-			build.err = fmt.Errorf("no go tool on PATH: %w", err)
+			b.err = fmt.Errorf("no go tool on PATH: %w", err)
 			return
 		}
-		bin := filepath.Join(e2eDir, "tenantguard")
-		// Built as deploy/Dockerfile builds it, so the image test and
-		// this one share one build cache.
+		bin := filepath.Join(e2eDir, name)
 		cmd := exec.Command(goTool, "build", "-trimpath", "-o", bin, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build: %w\n%s", err, out)
+			b.err = fmt.Errorf("go build (%s): %w\n%s", dir, err, out)
 			return
 		}
-		build.bin, build.took = bin, time.Since(start)
+		b.bin, b.took = bin, time.Since(start)
 	})
-	if build.err != nil {
-		t.Fatal(build.err)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return build.bin
+	return b.bin, b.took
+}
+
+// tenantguardBinary is this package's real binary.
+func tenantguardBinary(t *testing.T) string {
+	t.Helper()
+	bin, _ := buildProgram(t, "tenantguard", ".")
+	return bin
+}
+
+// demoshopBinary is cmd/demoshop, the demo shop that sends real SDK traces.
+func demoshopBinary(t *testing.T) string {
+	t.Helper()
+	bin, _ := buildProgram(t, "demoshop", filepath.Join("..", "demoshop"))
+	return bin
 }
