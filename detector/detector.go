@@ -188,7 +188,10 @@ func toSet(xs []string) map[string]struct{} {
 // against ids chosen to collide.
 func (d *Detector) hash(id TraceID) uint64 { return maphash.Bytes(d.seed, id[:]) }
 
-func (d *Detector) hash32(id TraceID) uint32 { return uint32(d.hash(id) >> 32) }
+func (d *Detector) hash32(id TraceID) uint32 { return slotHash(d.hash(id)) }
+
+// slotHash is the part of a trace id's hash its shard's index uses.
+func slotHash(h uint64) uint32 { return uint32(h >> 32) }
 
 func (d *Detector) shardOf(id TraceID) *shard { return d.shardFor(d.hash(id)) }
 
@@ -253,7 +256,7 @@ func (b *Batch) Add(s *Span) {
 		sh.lock(&b.out)
 		b.held = sh
 	}
-	sh.ingest(s, uint32(h>>32), b.now)
+	sh.ingest(s, slotHash(h), b.now)
 	if n := len(b.touched); n == 0 || b.touched[n-1] != s.TraceID {
 		b.touched = append(b.touched, s.TraceID)
 	}
@@ -290,9 +293,10 @@ func (b *Batch) Close() {
 		}
 	}
 	for _, id := range b.touched {
-		sh := d.shardOf(id)
+		h := d.hash(id)
+		sh := d.shardFor(h)
 		sh.lock(&b.out)
-		if ts := sh.live(id); ts != nil && ts.dirty {
+		if ts := sh.entry(id, slotHash(h)); ts != nil && ts.kind == entryLive && ts.dirty {
 			sh.evaluate(ts, now)
 		}
 		sh.unlock()

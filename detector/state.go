@@ -106,12 +106,15 @@ type shard struct {
 	last *traceState
 }
 
+// maxShardTraces caps a shard's limit: its entries are numbered with int32.
+const maxShardTraces = math.MaxInt32 / 2
+
 func newShard(d *Detector, limit int) *shard {
-	limit = max(limit, 1)
+	limit = min(max(limit, 1), maxShardTraces)
 	// The shard holds up to limit live traces and as many tombs.
 	entries := limit
 	if d.cfg.LateWindow > 0 {
-		entries = 2 * min(limit, math.MaxInt32/2)
+		entries = 2 * limit
 	}
 	return &shard{
 		d:         d,

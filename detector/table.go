@@ -136,7 +136,7 @@ type slab struct {
 func newSlab(entries int) slab {
 	return slab{
 		max: int32(entries), free: -1,
-		tenants:  bufPool[string]{size: 2, keep: maxTenantsPerTrace},
+		tenants:  bufPool[string]{size: 1, keep: maxTenantsPerTrace},
 		services: bufPool[string]{size: 4, keep: maxServicesPerTrace},
 		spans:    bufPool[spanRec]{size: 16, keep: 64},
 	}

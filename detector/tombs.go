@@ -1,7 +1,7 @@
 package detector
 
 // What a closed trace leaves behind for the late window (its tomb), and the
-// rings that hold the tombs' queue and the spans they keep as link targets.
+// ring that holds the spans tombs keep as link targets.
 
 import (
 	"math"
