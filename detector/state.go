@@ -162,7 +162,7 @@ func (sh *shard) newEndpoint(service, name string) *endpoint {
 	return e
 }
 
-// ingest adds a span to its trace; h is the trace id's hash (Detector.hash32).
+// ingest adds a span to its trace; h is the trace id's slotHash.
 func (sh *shard) ingest(s *Span, h uint32, now time.Time) {
 	d := sh.d
 	ts := sh.last
@@ -172,7 +172,9 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) {
 	if ts == nil || ts.kind != entryLive {
 		if sh.idle.n >= sh.limit {
 			sh.evictOldest(now)
-			ts = sh.entry(s.TraceID, h) // the eviction may have dropped its tomb
+			if ts != nil {
+				ts = sh.entry(s.TraceID, h) // the eviction may have dropped its tomb
+			}
 		}
 		if ts != nil {
 			sh.reopen(ts, now)
