@@ -182,12 +182,20 @@ func toSet(xs []string) map[string]struct{} {
 	return m
 }
 
-func (d *Detector) shardOf(id TraceID) *shard {
-	// Trace ids are random already; the hash only guards against clients
-	// that generate sequential ids.
-	h := maphash.Bytes(d.seed, id[:])
-	return d.shards[h%uint64(len(d.shards))]
-}
+// hash is a trace id's hash: its low bits pick the shard, its top 32 bits
+// (hash32) its slot in the shard's index. Trace ids are random already; the
+// hash guards against clients that generate sequential ids, and its seed
+// against ids chosen to collide.
+func (d *Detector) hash(id TraceID) uint64 { return maphash.Bytes(d.seed, id[:]) }
+
+func (d *Detector) hash32(id TraceID) uint32 { return slotHash(d.hash(id)) }
+
+// slotHash is the part of a trace id's hash its shard's index uses.
+func slotHash(h uint64) uint32 { return uint32(h >> 32) }
+
+func (d *Detector) shardOf(id TraceID) *shard { return d.shardFor(d.hash(id)) }
+
+func (d *Detector) shardFor(h uint64) *shard { return d.shards[h%uint64(len(d.shards))] }
 
 // Batch groups the spans of one request. Rules run when the batch is closed,
 // so that spans which arrive together (a root span with an allow-listed
@@ -240,14 +248,15 @@ func (d *Detector) NewBatch() *Batch {
 func (b *Batch) Add(s *Span) {
 	d := b.d
 	b.spans++
-	sh := d.shardOf(s.TraceID)
+	h := d.hash(s.TraceID)
+	sh := d.shardFor(h)
 	if sh != b.held {
 		b.release()
 		b.out.annotate = b.Annotate
 		sh.lock(&b.out)
 		b.held = sh
 	}
-	sh.ingest(s, b.now)
+	sh.ingest(s, slotHash(h), b.now)
 	if n := len(b.touched); n == 0 || b.touched[n-1] != s.TraceID {
 		b.touched = append(b.touched, s.TraceID)
 	}
@@ -284,9 +293,10 @@ func (b *Batch) Close() {
 		}
 	}
 	for _, id := range b.touched {
-		sh := d.shardOf(id)
+		h := d.hash(id)
+		sh := d.shardFor(h)
 		sh.lock(&b.out)
-		if ts, ok := sh.traces[id]; ok && ts.dirty {
+		if ts := sh.entry(id, slotHash(h)); ts != nil && ts.kind == entryLive && ts.dirty {
 			sh.evaluate(ts, now)
 		}
 		sh.unlock()
@@ -305,7 +315,7 @@ func (d *Detector) resolveLink(pl pendingLink, mayWait bool, now time.Time, h *h
 	src := d.shardOf(pl.target.TraceID)
 	src.mu.Lock()
 	from, ok := src.linkEnd(pl.target)
-	_, known := src.traces[pl.target.TraceID]
+	known := src.live(pl.target.TraceID) != nil
 	src.mu.Unlock()
 	if !ok {
 		if mayWait && !known && d.waiting.add(pl) {

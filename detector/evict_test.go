@@ -365,3 +365,41 @@ func TestIDRingIsFIFO(t *testing.T) {
 		t.Fatalf("%d left, want %d", r.Len(), next-want)
 	}
 }
+
+// Tombs are bounded like the traces: a shard keeps at most its limit of
+// them, the oldest close dropped first, and a trace reopened by a late span
+// and closed again counts from its new close. Past the bound a late span
+// finds nothing to join; within it, it joins.
+func TestTombsAreBoundedOldestCloseFirst(t *testing.T) {
+	h := newHarness(t, func(c *detector.Config) {
+		c.Shards, c.MaxTraces = 1, 2
+		c.IdleWindow, c.LateWindow = time.Second, time.Hour
+	})
+	a, b, c := tid(1), tid(2), tid(3)
+	closeTrace := func(tr detector.TraceID, n int) {
+		h.batch(span(tr, n, 0, "gateway", "GET /", ten("acme")))
+		h.clock.Advance(2 * time.Second)
+		h.d.Sweep()
+	}
+	closeTrace(a, 1)
+	closeTrace(b, 1)
+	closeTrace(a, 2) // late: a reopens, closes again, now the newest tomb
+	if st := h.d.Stats(); st.SpansLate != 1 || st.TracesActive != 0 {
+		t.Fatalf("want a's second span late and every trace closed: %+v", st)
+	}
+	closeTrace(c, 1) // three tombs for a limit of two: b's goes
+	n := h.rec.len()
+	h.batch(span(b, 9, 1, "billing", "charge", ten("globex")))
+	if got := h.rec.since(n); len(got) != 0 {
+		t.Fatalf("b's tomb should have been dropped, got %s", describe(got))
+	}
+	for _, tr := range []detector.TraceID{a, c} {
+		h.batch(span(tr, 9, 1, "billing", "charge", ten("globex")))
+		if f := h.rec.last(t, tr, cross); !slices.Equal(f.Tenants, []string{"acme", "globex"}) {
+			t.Errorf("trace %v: late crossing lists %v, want acme then globex", tr, f.Tenants)
+		}
+	}
+	if st := h.d.Stats(); st.SpansLate != 3 {
+		t.Errorf("SpansLate = %d, want 3 (a twice, c once; b's tomb was gone)", st.SpansLate)
+	}
+}

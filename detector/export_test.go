@@ -1,7 +1,7 @@
 package detector
 
 // IDRingForTest exposes the tombstone queue's ring to the external tests.
-type IDRingForTest struct{ r idRing }
+type IDRingForTest struct{ r ring[TraceID] }
 
 func (x *IDRingForTest) Push(id TraceID) { x.r.push(id) }
 func (x *IDRingForTest) Pop() TraceID    { return x.r.pop() }

@@ -111,7 +111,11 @@ func (sh *shard) remember(f *Finding) {
 		carryDetails(&c, f)
 		return &c
 	}
-	if ts, ok := sh.traces[f.TraceID]; ok {
+	ts := sh.entry(f.TraceID, sh.d.hash32(f.TraceID))
+	if ts == nil {
+		return
+	}
+	if ts.kind == entryLive {
 		for _, tf := range ts.findings {
 			if tf != nil && tf.leakID == f.LeakID && tf.last != nil {
 				tf.last = with(tf.last)
@@ -119,9 +123,9 @@ func (sh *shard) remember(f *Finding) {
 			}
 		}
 	}
-	if tb, ok := sh.tombs[f.TraceID]; ok && tb.more != nil {
-		if prev := tb.more.findings[f.Rule]; prev != nil && prev.LeakID == f.LeakID {
-			tb.more.findings[f.Rule] = with(prev)
+	if ts.prior != nil { // a tomb's, or a reopened trace's
+		if prev := ts.prior.findings[f.Rule]; prev != nil && prev.LeakID == f.LeakID {
+			ts.prior.findings[f.Rule] = with(prev)
 		}
 	}
 }

@@ -49,26 +49,37 @@ type traceState struct {
 	lastSeen   time.Time // latest arrival: drives the idle window
 	lastEnd    time.Time // latest span end: what evidence calls last seen
 	allowedBy  string
-	dirty      bool
 	cov        traceCoverage
 	findings   [numRules]*finding
 	// prior holds what this detector said about the trace before it was
-	// closed, when late spans reopened it.
+	// closed, when late spans reopened it; for a tomb, what it said then.
 	prior *tombstone
-	// idle list, oldest first
-	prev, next *traceState
+	// buriedFirst and buriedN are the sequence number of the first span
+	// the trace's tomb keeps as a link target and how many it keeps (see
+	// buryLinkTargets), kept while late spans reopen it.
+	buriedFirst uint64
+	// self is the entry's index in the slab; prev and next link it in the
+	// idle list (oldest update first) while it is live, in the tomb list
+	// (oldest close first) while it is a tomb, in the free chain otherwise.
+	self, prev, next int32
+	dirty            bool
+	kind             uint8 // entryFree, entryLive or entryTomb
+	buriedN          uint8
 }
 
 type shard struct {
-	d        *Detector
-	mu       sync.Mutex
-	traces   map[TraceID]*traceState
-	head     *traceState // least recently updated
-	tail     *traceState
+	d  *Detector
+	mu sync.Mutex
+	// Every trace of the shard, live or tomb, is an entry of slab, found
+	// through traces (table.go); idle lists the live ones, oldest update
+	// first, and tombs the tombs, oldest close first.
+	traces   traceIndex
+	slab     slab
+	idle     entryList
+	tombs    entryList
 	limit    int
 	strs     *interner
 	eps      *endpointTable
-	free     []*traceState
 	scratch  []byte
 	norm     []string
 	index    map[SpanID]int32
@@ -76,8 +87,6 @@ type shard struct {
 	path     []int32    // crossingEdges' walk, reused
 	lastVers uint64
 	svcs     map[string]*serviceCounts // this shard's share of per-service coverage (services.go)
-	tombs    map[TraceID]tomb
-	tombQ    idRing // the tombs' trace ids, oldest first
 	cov      coverageTable
 	// buried holds the tombs' link targets in the order they were buried,
 	// none older than the late window, at most buriedCap: the largest power
@@ -93,20 +102,31 @@ type shard struct {
 	turns  turns
 	// last is the trace the previous span went to: instrumentation exports
 	// a trace's spans from one service together, so the next span often
-	// belongs to it and needs no map lookup. release clears it.
+	// belongs to it and needs no lookup. A close clears it.
 	last *traceState
 }
 
+// maxShardTraces caps a shard's limit: its entries are numbered with int32.
+const maxShardTraces = math.MaxInt32 / 2
+
 func newShard(d *Detector, limit int) *shard {
+	limit = min(max(limit, 1), maxShardTraces)
+	// The shard holds up to limit live traces and as many tombs.
+	entries := limit
+	if d.cfg.LateWindow > 0 {
+		entries = 2 * limit
+	}
 	return &shard{
 		d:         d,
-		traces:    make(map[TraceID]*traceState),
-		limit:     max(limit, 1),
+		traces:    newTraceIndex(),
+		slab:      newSlab(entries),
+		idle:      newEntryList(),
+		tombs:     newEntryList(),
+		limit:     limit,
 		strs:      newInterner(16_384),
 		eps:       newEndpointTable(16_384),
 		index:     make(map[SpanID]int32),
 		svcs:      make(map[string]*serviceCounts),
-		tombs:     make(map[TraceID]tomb),
 		buriedCap: buriedCapFor(limit),
 	}
 }
@@ -142,60 +162,31 @@ func (sh *shard) newEndpoint(service, name string) *endpoint {
 	return e
 }
 
-func (sh *shard) unlink(ts *traceState) {
-	if ts.prev != nil {
-		ts.prev.next = ts.next
-	} else {
-		sh.head = ts.next
-	}
-	if ts.next != nil {
-		ts.next.prev = ts.prev
-	} else {
-		sh.tail = ts.prev
-	}
-	ts.prev, ts.next = nil, nil
-}
-
-func (sh *shard) pushBack(ts *traceState) {
-	ts.prev = sh.tail
-	ts.next = nil
-	if sh.tail != nil {
-		sh.tail.next = ts
-	} else {
-		sh.head = ts
-	}
-	sh.tail = ts
-}
-
-func (sh *shard) ingest(s *Span, now time.Time) {
+// ingest adds a span to its trace; h is the trace id's slotHash.
+func (sh *shard) ingest(s *Span, h uint32, now time.Time) {
 	d := sh.d
-	ts, ok := sh.last, sh.last != nil && sh.last.id == s.TraceID
-	if !ok {
-		ts, ok = sh.traces[s.TraceID]
+	ts := sh.last
+	if ts == nil || ts.id != s.TraceID {
+		ts = sh.entry(s.TraceID, h)
 	}
-	if !ok {
-		if len(sh.traces) >= sh.limit {
+	if ts == nil || ts.kind != entryLive {
+		if sh.idle.n >= sh.limit {
 			sh.evictOldest(now)
-		}
-		ts = sh.alloc()
-		ts.id = s.TraceID
-		ts.firstSeen = now
-		ts.arrived = now
-		if tb, late := sh.tombs[s.TraceID]; late && now.UnixNano()-tb.at < int64(d.cfg.LateWindow) {
-			// A late span: the trace was closed, but its tenants are known.
-			d.stats.late.Add(1)
-			if tb.more != nil {
-				ts.tenants = append(ts.tenants, tb.more.tenants...)
-				ts.prior = tb.more
-			} else {
-				ts.tenants = append(ts.tenants, tb.tenant)
+			if ts != nil {
+				ts = sh.entry(s.TraceID, h) // the eviction may have dropped its tomb
 			}
 			ts.cov.counted = uint8(len(ts.tenants))
 		}
-		sh.traces[s.TraceID] = ts
+		if ts != nil {
+			sh.reopen(ts, now)
+		} else {
+			ts = sh.newEntry(s.TraceID, h)
+		}
+		ts.firstSeen = now
+		ts.arrived = now
 		d.stats.active.Add(1)
 	} else {
-		sh.unlink(ts)
+		sh.idle.unlink(&sh.slab, ts)
 	}
 	// Children usually arrive before their parents (they end first), so the
 	// trace starts at the earliest start seen, not the first span's.
@@ -213,7 +204,7 @@ func (sh *shard) ingest(s *Span, now time.Time) {
 			ts.lastEnd = end
 		}
 	}
-	sh.pushBack(ts)
+	sh.idle.pushBack(&sh.slab, ts)
 	sh.last = ts
 	ts.lastSeen = now
 	ts.dirty = true
@@ -460,7 +451,11 @@ func NormalizeTenant(v Value) (string, bool) {
 // linkEnd describes the producer end of a span link, from the trace in
 // memory or, for a closed trace, the spans its tomb kept.
 func (sh *shard) linkEnd(l Link) (EdgeEnd, bool) {
-	if ts, ok := sh.traces[l.TraceID]; ok {
+	ts := sh.entry(l.TraceID, sh.d.hash32(l.TraceID))
+	if ts == nil {
+		return EdgeEnd{}, false
+	}
+	if ts.kind == entryLive {
 		for i := range ts.spans {
 			r := &ts.spans[i]
 			if r.id == l.SpanID {
@@ -470,11 +465,9 @@ func (sh *shard) linkEnd(l Link) (EdgeEnd, bool) {
 		}
 		return EdgeEnd{}, false
 	}
-	if tb, ok := sh.tombs[l.TraceID]; ok {
-		for seq := tb.first; seq < tb.first+uint64(tb.n); seq++ {
-			if b := sh.buriedAt(seq); b != nil && b.id == l.SpanID {
-				return EdgeEnd{TraceID: l.TraceID, SpanID: b.id, Service: b.ep.service, Name: b.ep.name, Tenant: tb.tenants()[b.tenant]}, true
-			}
+	for seq := ts.buriedFirst; seq < ts.buriedFirst+uint64(ts.buriedN); seq++ {
+		if b := sh.buriedAt(seq); b != nil && b.id == l.SpanID {
+			return EdgeEnd{TraceID: l.TraceID, SpanID: b.id, Service: b.ep.service, Name: b.ep.name, Tenant: ts.tenants[b.tenant]}, true
 		}
 	}
 	return EdgeEnd{}, false
@@ -483,8 +476,8 @@ func (sh *shard) linkEnd(l Link) (EdgeEnd, bool) {
 // addLink records a resolved link on the consumer span's trace. The
 // producer's tenant joins the trace's tenants: the flow touched it.
 func (sh *shard) addLink(pl pendingLink, from EdgeEnd) *traceState {
-	ts, ok := sh.traces[pl.trace]
-	if !ok {
+	ts := sh.live(pl.trace)
+	if ts == nil {
 		return nil
 	}
 	for i := range ts.spans {
@@ -511,39 +504,8 @@ func (sh *shard) addLink(pl pendingLink, from EdgeEnd) *traceState {
 	return ts
 }
 
-func (sh *shard) alloc() *traceState {
-	if n := len(sh.free); n > 0 {
-		ts := sh.free[n-1]
-		sh.free = sh.free[:n-1]
-		return ts
-	}
-	return &traceState{}
-}
-
-// release recycles a trace's state; slices keep their capacity unless they
-// grew large, so one huge trace does not pin memory forever.
-func (sh *shard) release(ts *traceState) {
-	if sh.last == ts {
-		sh.last = nil
-	}
-	delete(sh.traces, ts.id)
-	sh.unlink(ts)
-	sh.d.stats.active.Add(-1)
-	if len(sh.free) >= 1024 {
-		return
-	}
-	spans := ts.spans[:0]
-	if cap(spans) > 64 {
-		spans = nil
-	}
-	clear(ts.tenants)
-	clear(ts.services)
-	*ts = traceState{tenants: ts.tenants[:0], services: ts.services[:0], spans: spans}
-	sh.free = append(sh.free, ts)
-}
-
 func (sh *shard) evictOldest(now time.Time) {
-	ts := sh.head
+	ts := sh.idle.front(&sh.slab)
 	if ts == nil {
 		return
 	}
@@ -554,7 +516,7 @@ func (sh *shard) evictOldest(now time.Time) {
 // expire closes traces idle past the window (all of them when force is set).
 func (sh *shard) expire(now time.Time, force bool) {
 	cutoff := now.Add(-sh.d.cfg.IdleWindow)
-	for ts := sh.head; ts != nil; ts = sh.head {
+	for ts := sh.idle.front(&sh.slab); ts != nil; ts = sh.idle.front(&sh.slab) {
 		if !force && ts.lastSeen.After(cutoff) {
 			break
 		}
@@ -565,7 +527,7 @@ func (sh *shard) expire(now time.Time, force bool) {
 }
 
 // close evaluates a trace a last time and emits the closing version of its
-// findings, then leaves a tombstone and frees its state.
+// findings, then leaves its entry as a tomb or frees it.
 func (sh *shard) close(ts *traceState, now time.Time) {
 	if ts.dirty {
 		sh.evaluate(ts, now)
@@ -587,8 +549,12 @@ func (sh *shard) close(ts *traceState, now time.Time) {
 		}
 	}
 	sh.countTrace(ts)
+	if sh.last == ts {
+		sh.last = nil
+	}
+	sh.idle.unlink(&sh.slab, ts)
+	sh.d.stats.active.Add(-1)
 	sh.bury(ts, last, now)
-	sh.release(ts)
 }
 
 // lastSeenForEvidence is the latest span end when spans carry times, so

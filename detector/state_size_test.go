@@ -16,7 +16,8 @@ func TestStateRecordSizes(t *testing.T) {
 		got, want uintptr
 	}{
 		{"spanRec", unsafe.Sizeof(spanRec{}), 32},
-		{"tomb", unsafe.Sizeof(tomb{}), 48},
+		{"traceState", unsafe.Sizeof(traceState{}), 384},
+		{"indexSlot", unsafe.Sizeof(indexSlot{}), 8},
 		{"buriedSpan", unsafe.Sizeof(buriedSpan{}), 32},
 		{"coverageRow", unsafe.Sizeof(coverageRow{}), 240},
 	} {

@@ -1,7 +1,7 @@
 package detector
 
 // What a closed trace leaves behind for the late window (its tomb), and the
-// rings that hold the tombs' queue and the spans they keep as link targets.
+// ring that holds the spans tombs keep as link targets.
 
 import (
 	"math"
@@ -9,21 +9,16 @@ import (
 	"time"
 )
 
-// tomb is what a closed trace leaves behind for LateWindow: its tenants,
-// the last version of each finding, so a late span from another tenant is
-// caught and joined to the same finding, not a poorer one, and the spans a
-// later consumer may link to. A tomb is 48 bytes in the shard's map; a
-// clean single-tenant trace allocates nothing more. Its link targets are up
-// to maxBuriedSpans of its spans that carry a tenant, 32 bytes each in the
-// shard's ring of buried spans, so a tomb costs at most 48 + 8×32 = 304
-// bytes.
-type tomb struct {
-	at     int64  // unix nanoseconds of the close
-	tenant string // the only tenant, when more is nil
-	more   *tombstone
-	first  uint64 // sequence number of its first buried span
-	n      uint8  // how many buried spans it has
-}
+// A closed trace's entry is its tomb for LateWindow: the entry keeps its
+// tenants, the last version of each finding (prior), so a late span from
+// another tenant is caught and joined to the same finding, not a poorer
+// one, and the spans a later consumer may link to. A tomb is its slab entry
+// (384 bytes) and index slot (8 bytes, table.go) and its tenants; a clean
+// single-tenant trace allocates nothing more. Its link targets are up to
+// maxBuriedSpans of its spans that carry a tenant, 32 bytes each in the
+// shard's ring of buried spans, so a tomb costs about 392 + 8×32 = 648
+// bytes at most, besides its tenants and findings. A late span
+// reopens the entry in place.
 
 // buriedSpan is a span of a closed trace that carries a tenant, kept for
 // the late window so that a consumer linking to it later gets an edge with
@@ -42,16 +37,9 @@ type buriedSpan struct {
 // is unresolved (counted), never an edge with an empty end.
 const maxBuriedSpans = 8
 
+// tombstone is what a closed trace's findings said last, by rule.
 type tombstone struct {
-	tenants  []string
 	findings map[Rule]*Finding
-}
-
-func (t *tomb) tenants() []string {
-	if t.more != nil {
-		return t.more.tenants
-	}
-	return []string{t.tenant}
 }
 
 // buriedCapFor is the largest power of two up to limit×maxBuriedSpans (a
@@ -61,9 +49,12 @@ func buriedCapFor(limit int) int {
 	return 1 << (bits.Len(n*maxBuriedSpans) - 1)
 }
 
-// bury leaves a tombstone for a closed trace with tenants.
+// bury leaves a closed trace's entry, off the idle list, as its tomb when
+// the trace had tenants, and frees it otherwise. last is the last version
+// of each finding of the trace.
 func (sh *shard) bury(ts *traceState, last map[Rule]*Finding, now time.Time) {
 	if sh.d.cfg.LateWindow <= 0 || len(ts.tenants) == 0 {
+		sh.drop(ts)
 		return
 	}
 	if prior := ts.prior; prior != nil {
@@ -76,42 +67,74 @@ func (sh *shard) bury(ts *traceState, last map[Rule]*Finding, now time.Time) {
 			}
 		}
 	}
-	tb := tomb{at: now.UnixNano()}
-	if len(ts.tenants) == 1 && last == nil {
-		tb.tenant = ts.tenants[0]
-	} else {
-		tb.more = &tombstone{tenants: append([]string(nil), ts.tenants...), findings: last}
+	ts.prior = nil
+	if last != nil {
+		ts.prior = &tombstone{findings: last}
 	}
-	old, exists := sh.tombs[ts.id]
-	if !exists {
-		sh.tombQ.push(ts.id)
+	at := now.UnixNano()
+	sh.buryLinkTargets(ts, at)
+	// A tomb keeps its id, tenants, prior and link targets; the close time
+	// goes in lastSeen. The rest is emptied; its spans' and services'
+	// buffers go to the next traces.
+	sh.slab.services.put(ts.services)
+	sh.slab.spans.put(ts.spans)
+	*ts = traceState{
+		id: ts.id, tenants: ts.tenants, prior: ts.prior,
+		lastSeen: now, buriedFirst: ts.buriedFirst, buriedN: ts.buriedN,
+		self: ts.self, prev: -1, next: -1, kind: entryTomb,
 	}
-	sh.buryLinkTargets(ts, &tb, old, exists)
-	sh.tombs[ts.id] = tb
+	sh.tombs.pushBack(&sh.slab, ts)
 	// Bounded like the traces themselves.
-	for len(sh.tombs) > sh.limit && sh.tombQ.len() > 0 {
-		delete(sh.tombs, sh.tombQ.pop())
+	for sh.tombs.n > sh.limit {
+		sh.unbury(sh.tombs.front(&sh.slab))
 	}
+}
+
+// unbury frees a tomb.
+func (sh *shard) unbury(ts *traceState) {
+	sh.tombs.unlink(&sh.slab, ts)
+	sh.drop(ts)
+}
+
+// reopen turns a tomb back into a live trace when spans of its trace
+// arrive. Within the late window they are late spans: the trace keeps its
+// tenants and what was said about it (prior), and its tomb's link targets
+// for when it closes again. Past it, the trace starts afresh.
+func (sh *shard) reopen(ts *traceState, now time.Time) {
+	sh.tombs.unlink(&sh.slab, ts)
+	ts.kind = entryLive
+	if now.UnixNano()-ts.lastSeen.UnixNano() < int64(sh.d.cfg.LateWindow) {
+		sh.d.stats.late.Add(1)
+	} else {
+		clear(ts.tenants)
+		ts.tenants = ts.tenants[:0]
+		ts.prior = nil
+		ts.buriedN = 0
+	}
+	ts.lastSeen = time.Time{}
+	sh.slab.fill(ts)
 }
 
 // buryLinkTargets keeps the spans of a closing trace that a consumer may
 // link to: those carrying a tenant, data-bearing ones first, then roots,
 // then the rest in arrival order, at most maxBuriedSpans. A trace reopened
 // by late spans within the late window keeps what its earlier close kept
-// first: its tenants begin with the earlier tomb's, so their indexes hold.
-func (sh *shard) buryLinkTargets(ts *traceState, tb *tomb, old tomb, reopened bool) {
-	tb.first = sh.buriedSeq + uint64(sh.buried.len()) // the next push's
+// first (reopen kept its range): its tenants begin with the earlier
+// tomb's, so their indexes hold. at is the close's time, in unix nanoseconds.
+func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
+	oldFirst, oldN := ts.buriedFirst, ts.buriedN
+	ts.buriedFirst = sh.buriedSeq + uint64(sh.buried.len()) // the next push's
 	push := func(b buriedSpan) {
 		if sh.buried.len() >= sh.buriedCap {
 			sh.popBuried()
 		}
-		b.at = tb.at
+		b.at = at
 		sh.buried.push(b)
 	}
 	n := 0
-	if reopened && ts.arrived.UnixNano()-old.at < int64(sh.d.cfg.LateWindow) {
+	if oldN > 0 {
 		var keep [maxBuriedSpans]buriedSpan // copied out first: pushing may drop them
-		for seq := old.first; seq < old.first+uint64(old.n); seq++ {
+		for seq := oldFirst; seq < oldFirst+uint64(oldN); seq++ {
 			if b := sh.buriedAt(seq); b != nil {
 				keep[n] = *b
 				n++
@@ -142,7 +165,7 @@ func (sh *shard) buryLinkTargets(ts *traceState, tb *tomb, old tomb, reopened bo
 			}
 		}
 	}
-	tb.n = uint8(n)
+	ts.buriedN = uint8(n)
 }
 
 // buriedAt is the buried span with sequence number seq, nil when it is no
@@ -161,16 +184,11 @@ func (sh *shard) popBuried() {
 }
 
 func (sh *shard) expireTombs(now time.Time) {
-	for sh.tombQ.len() > 0 {
-		id := sh.tombQ.front()
-		t, ok := sh.tombs[id]
-		if ok && now.UnixNano()-t.at < int64(sh.d.cfg.LateWindow) {
+	for ts := sh.tombs.front(&sh.slab); ts != nil; ts = sh.tombs.front(&sh.slab) {
+		if now.UnixNano()-ts.lastSeen.UnixNano() < int64(sh.d.cfg.LateWindow) {
 			break
 		}
-		if ok {
-			delete(sh.tombs, id)
-		}
-		sh.tombQ.pop()
+		sh.unbury(ts)
 	}
 	// Spans are buried in close order: those past the window are in front.
 	for sh.buried.len() > 0 && now.UnixNano()-sh.buried.at(0).at >= int64(sh.d.cfg.LateWindow) {
@@ -178,14 +196,8 @@ func (sh *shard) expireTombs(now time.Time) {
 	}
 }
 
-// idRing is a FIFO of trace ids. The tombstone queue gains one id and
-// loses one per closed trace at line rate; as a re-sliced slice it kept
-// reallocating and copying itself (most of the bytes allocated per span
-// on clean traffic).
-type idRing = ring[TraceID]
-
-// ring is a FIFO that grows by doubling and never shrinks: its users bound
-// it (the tombstone queue and the buried spans by the shard's trace limit).
+// ring is a FIFO that grows by doubling and never shrinks: its user bounds
+// it (the buried spans by the shard's trace limit).
 // Its length is a power of two, so positions wrap with a mask.
 type ring[T any] struct {
 	buf  []T
