@@ -148,14 +148,17 @@ func (sh *shard) countTrace(ts *traceState) {
 	if max <= 0 {
 		return
 	}
-	hr := sh.cov.hour(ts.arrived.Unix() / 3600)
+	h := ts.arrived.Unix() / 3600
+	hr := sh.cov.hour(h)
 	row := ts.cov.row
 	if row == nil || row.taken {
-		lead := NoTenant
-		if len(ts.tenants) > 0 {
-			lead = ts.tenants[0]
+		if len(ts.tenants) == 0 {
+			row = hr.row(NoTenant, max)
+		} else {
+			// The next traces of the tenant find the row at ingest.
+			row = hr.row(ts.tenants[0], max)
+			sh.strs.setRow(ts.tenants[0], h, row)
 		}
-		row = hr.row(lead, max)
 	}
 	row.counts.Spans += uint64(ts.spanCount)
 	row.counts.SpansMissingTenant += uint64(ts.cov.missing)
@@ -229,17 +232,10 @@ func (sh *shard) rememberRow(ts *traceState, lead string) {
 	if sh.d.cfg.CoverageMaxTenants <= 0 {
 		return
 	}
-	c := &sh.cov
-	h := ts.arrived.Unix() / 3600
-	hr := c.last
-	if hr == nil || c.lastHour != h {
-		if hr = c.hours[h]; hr == nil {
-			return
-		}
-	}
-	if r := hr.rows[lead]; r != nil {
-		ts.cov.row = r
-	}
+	// The interner's slot for lead is in cache: normalize has just looked
+	// it up. The row itself is not read here (it is cold; the close reads
+	// it, and checks it was not taken meanwhile).
+	ts.cov.row = sh.strs.rowOf(lead, ts.arrived.Unix()/3600)
 }
 
 // row returns the tenant's row, or OtherTenants' once the hour has max
@@ -327,6 +323,7 @@ func (d *Detector) TakeCoverage(before time.Time) []TenantHour {
 				}
 			}
 		}
+		sh.strs.forgetTakenRows()
 		sh.mu.Unlock()
 	}
 	out := make([]TenantHour, 0, len(merged))

@@ -9,48 +9,88 @@ import "strings"
 // bounded even under unbounded name cardinality, while strings already held
 // by traces stay valid (they are ordinary Go strings).
 type interner struct {
-	cur, prev map[string]string
+	cur, prev map[string]interned
 	limit     int
 }
 
+// interned is a string's one copy and, for a tenant, its coverage row of
+// the hour (coverage.go): ingest has just looked the tenant up here, so
+// the slot is in cache when rememberRow asks for the row.
+type interned struct {
+	s    string
+	row  *coverageRow
+	hour int64 // the row's hour
+}
+
 func newInterner(limit int) *interner {
-	return &interner{cur: make(map[string]string, 256), limit: limit}
+	return &interner{cur: make(map[string]interned, 256), limit: limit}
 }
 
 func (in *interner) intern(s string) string {
 	if v, ok := in.cur[s]; ok {
-		return v
+		return v.s
 	}
 	if v, ok := in.prev[s]; ok {
 		in.put(v)
-		return v
+		return v.s
 	}
-	v := strings.Clone(s)
+	v := interned{s: strings.Clone(s)}
 	in.put(v)
-	return v
+	return v.s
 }
 
 // internBytes looks up without allocating when the string is known; the
 // compiler does not copy b for the map index.
 func (in *interner) internBytes(b []byte) string {
 	if v, ok := in.cur[string(b)]; ok {
-		return v
+		return v.s
 	}
 	if v, ok := in.prev[string(b)]; ok {
 		in.put(v)
-		return v
+		return v.s
 	}
-	v := string(b)
+	v := interned{s: string(b)}
 	in.put(v)
-	return v
+	return v.s
 }
 
-func (in *interner) put(v string) {
+func (in *interner) put(v interned) {
 	if len(in.cur) >= in.limit {
 		in.prev = in.cur
-		in.cur = make(map[string]string, len(in.prev))
+		in.cur = make(map[string]interned, len(in.prev))
 	}
-	in.cur[v] = v
+	in.cur[v.s] = v
+}
+
+// rowOf is the coverage row remembered for the interned tenant s in hour
+// h, nil when there is none.
+func (in *interner) rowOf(s string, h int64) *coverageRow {
+	if v, ok := in.cur[s]; ok && v.row != nil && v.hour == h {
+		return v.row
+	}
+	return nil
+}
+
+// forgetTakenRows lets go of the rows TakeCoverage handed over.
+func (in *interner) forgetTakenRows() {
+	for _, m := range []map[string]interned{in.cur, in.prev} {
+		for k, v := range m {
+			if v.row != nil && v.row.taken {
+				v.row = nil
+				m[k] = v
+			}
+		}
+	}
+}
+
+// setRow remembers the interned tenant s's coverage row in hour h (a
+// string not in the current generation is left alone: its next intern
+// brings it back, and a later close remembers the row again).
+func (in *interner) setRow(s string, h int64, row *coverageRow) {
+	if v, ok := in.cur[s]; ok && (v.row != row || v.hour != h) {
+		v.row, v.hour = row, h
+		in.cur[s] = v
+	}
 }
 
 // endpoint is a (service, span name) pair, interned so a span record holds
