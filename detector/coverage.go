@@ -88,11 +88,6 @@ type traceCoverage struct {
 	// traces close, as without this shortcut). A row a take has handed over
 	// meanwhile is marked taken and not used.
 	row *coverageRow
-	// counted is how many of the trace's first tenants an earlier close
-	// counted: late spans reopened the trace, and its tomb gave it those
-	// tenants. The trace counts again only for its spans since, and for
-	// tenants and findings the earlier close did not see.
-	counted uint8
 }
 
 // withoutTenant records a span of the service at index i of
@@ -184,9 +179,11 @@ func (sh *shard) countTrace(ts *traceState) {
 		row.counts.Traces++
 		return
 	}
-	// A reopened trace's earlier close counted its tenants then, and the
-	// findings it had then (they carry on, as the same leak, in this one).
-	counted := int(ts.cov.counted)
+	// A reopened trace's earlier close counted the tenants its tomb kept,
+	// and the findings it had then (they carry on, as the same leak, in
+	// this one): the trace counts again only for its spans since, and for
+	// tenants and findings that close did not see.
+	counted := int(ts.tombTenants)
 	var hadCross, hadRefused bool
 	if ts.prior != nil {
 		_, hadCross = ts.prior.findings[RuleCrossTenantTrace]

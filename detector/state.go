@@ -65,6 +65,9 @@ type traceState struct {
 	dirty            bool
 	kind             uint8 // entryFree, entryLive or entryTomb
 	buriedN          uint8
+	// tombTenants are how many of tenants a reopened trace's tomb gave it
+	// (the first ones): its earlier close counted them (coverage.go).
+	tombTenants uint8
 }
 
 type shard struct {
@@ -175,7 +178,6 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) {
 			if ts != nil {
 				ts = sh.entry(s.TraceID, h) // the eviction may have dropped its tomb
 			}
-			ts.cov.counted = uint8(len(ts.tenants))
 		}
 		if ts != nil {
 			sh.reopen(ts, now)

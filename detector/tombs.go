@@ -112,6 +112,7 @@ func (sh *shard) reopen(ts *traceState, now time.Time) {
 		ts.buriedN = 0
 	}
 	ts.lastSeen = time.Time{}
+	ts.tombTenants = uint8(len(ts.tenants))
 	sh.slab.fill(ts)
 }
 
