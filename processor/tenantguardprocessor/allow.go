@@ -43,17 +43,11 @@ type allowCondition struct {
 	span     []*ottl.Condition[*ottlspan.TransformContext]
 }
 
-// maxAllowConditions keeps a request's set of open conditions in one word.
-const maxAllowConditions = 64
-
 // parseAllowConditions compiles the conditions once, at start (and in
 // Validate, so a typo stops the collector with the condition's index).
 func parseAllowConditions(conditions []string, set component.TelemetrySettings) (*allowConditions, error) {
 	if len(conditions) == 0 {
 		return nil, nil
-	}
-	if len(conditions) > maxAllowConditions {
-		return nil, fmt.Errorf("allow.conditions: at most %d conditions (join alternatives with `or`)", maxAllowConditions)
 	}
 	spanParser, err := ottlspan.NewParser(ottlfuncs.StandardConverters[*ottlspan.TransformContext](), set)
 	if err != nil {
@@ -176,35 +170,43 @@ func isWordByte(c byte) bool {
 
 // allowState is what one request's walk knows about the allow conditions:
 // which are still open for the current ResourceSpans and ScopeSpans. The
-// extractor keeps one per request and resets it before each.
+// extractor keeps one per request (in its pooled scratch) and resets it
+// before each, so it never compares a request's pdata with an earlier one's.
 type allowState struct {
 	rs       ptrace.ResourceSpans
 	ss       ptrace.ScopeSpans
-	resOpen  uint64 // conditions whose resource terms hold for rs
-	open     uint64 // ... and whose scope terms hold for ss
+	resOpen  []bool // by condition: its resource terms hold for rs
+	open     []bool // ... and its scope terms hold for ss
+	anyOpen  bool
 	resValid bool
 	ssValid  bool
 }
 
-func (st *allowState) reset() { *st = allowState{} }
+func (st *allowState) reset() {
+	st.rs, st.ss, st.resValid, st.ssValid = ptrace.ResourceSpans{}, ptrace.ScopeSpans{}, false, false
+}
 
 // match names the first condition the span satisfies, or "".
 func (a *allowConditions) match(st *allowState, rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) string {
+	if len(st.open) != len(a.conds) {
+		st.resOpen, st.open = make([]bool, len(a.conds)), make([]bool, len(a.conds))
+		st.resValid = false
+	}
 	if !st.resValid || st.rs != rs {
 		st.rs, st.resValid, st.ssValid = rs, true, false
-		st.resOpen = a.evalResource(rs)
+		a.evalResource(st.resOpen, rs)
 	}
 	if !st.ssValid || st.ss != ss {
 		st.ss, st.ssValid = ss, true
-		st.open = a.evalScope(st.resOpen, rs, ss)
+		st.anyOpen = a.evalScope(st.open, st.resOpen, rs, ss)
 	}
-	if st.open == 0 {
+	if !st.anyOpen {
 		return ""
 	}
 	var tc *ottlspan.TransformContext
 	name := ""
 	for i := range a.conds {
-		if st.open&(1<<i) == 0 {
+		if !st.open[i] {
 			continue
 		}
 		c := &a.conds[i]
@@ -222,44 +224,41 @@ func (a *allowConditions) match(st *allowState, rs ptrace.ResourceSpans, ss ptra
 	return name
 }
 
-// evalResource returns the conditions whose resource terms hold for rs.
-func (a *allowConditions) evalResource(rs ptrace.ResourceSpans) uint64 {
-	var open uint64
+// evalResource sets open[i] when condition i's resource terms hold for rs.
+func (a *allowConditions) evalResource(open []bool, rs ptrace.ResourceSpans) {
 	var tc *ottlresource.TransformContext
 	for i := range a.conds {
 		c := &a.conds[i]
 		if len(c.resource) > 0 && tc == nil {
 			tc = ottlresource.NewTransformContext(rs.Resource(), rs)
 		}
-		if evalAll(a, c, c.resource, tc) {
-			open |= 1 << i
-		}
+		open[i] = evalAll(a, c, c.resource, tc)
 	}
 	if tc != nil {
 		tc.Close()
 	}
-	return open
 }
 
-// evalScope returns those of open whose scope terms hold for ss.
-func (a *allowConditions) evalScope(open uint64, rs ptrace.ResourceSpans, ss ptrace.ScopeSpans) uint64 {
+// evalScope sets open[i] when resOpen[i] holds and condition i's scope
+// terms hold for ss, and reports whether any condition is open.
+func (a *allowConditions) evalScope(open, resOpen []bool, rs ptrace.ResourceSpans, ss ptrace.ScopeSpans) bool {
 	var tc *ottlscope.TransformContext
+	anyOpen := false
 	for i := range a.conds {
 		c := &a.conds[i]
-		if open&(1<<i) == 0 || len(c.scope) == 0 {
-			continue
+		open[i] = resOpen[i]
+		if open[i] && len(c.scope) > 0 {
+			if tc == nil {
+				tc = ottlscope.NewTransformContext(ss.Scope(), rs.Resource(), ss, rs)
+			}
+			open[i] = evalAll(a, c, c.scope, tc)
 		}
-		if tc == nil {
-			tc = ottlscope.NewTransformContext(ss.Scope(), rs.Resource(), ss, rs)
-		}
-		if !evalAll(a, c, c.scope, tc) {
-			open &^= 1 << i
-		}
+		anyOpen = anyOpen || open[i]
 	}
 	if tc != nil {
 		tc.Close()
 	}
-	return open
+	return anyOpen
 }
 
 // evalAll reports whether every term holds; a term that errors is logged

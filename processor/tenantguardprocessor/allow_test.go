@@ -205,3 +205,29 @@ func TestAllowResourceTermsOncePerResource(t *testing.T) {
 		}
 	}
 }
+
+// Any number of conditions: the 70th still decides its resource's spans.
+func TestAllowManyConditions(t *testing.T) {
+	var conds []string
+	for i := range 70 {
+		conds = append(conds, fmt.Sprintf(`resource.attributes["shard"] == "%d" and span.name == "GET /%d"`, i, i))
+	}
+	a, err := parseAllowConditions(conds, nopTelemetry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("shard", "69")
+	ss := rs.ScopeSpans().AppendEmpty()
+	hit, miss := ss.Spans().AppendEmpty(), ss.Spans().AppendEmpty()
+	hit.SetName("GET /69")
+	miss.SetName("GET /68")
+	var st allowState
+	if got := a.match(&st, rs, ss, hit); got != "allow.conditions[69]" {
+		t.Errorf("GET /69 under shard 69: matched %q", got)
+	}
+	if got := a.match(&st, rs, ss, miss); got != "" {
+		t.Errorf("GET /68 under shard 69: matched %q", got)
+	}
+}
