@@ -53,6 +53,12 @@ func parseAllowConditions(conditions []string, set component.TelemetrySettings) 
 	if err != nil {
 		return nil, err
 	}
+	// Terms are parsed again on their own; what the parser warns about was
+	// said when the whole condition was parsed.
+	termParser, err := ottlspan.NewParser(ottlfuncs.StandardConverters[*ottlspan.TransformContext](), quiet(set))
+	if err != nil {
+		return nil, err
+	}
 	// The resource and scope parsers require context names on paths
 	// (`resource.attributes`), so a span term written without one
 	// (`attributes["x"]`, the span's own) is never taken for a resource term.
@@ -79,7 +85,7 @@ func parseAllowConditions(conditions []string, set component.TelemetrySettings) 
 		terms := splitAnd(text)
 		spanTerms := make([]*ottl.Condition[*ottlspan.TransformContext], len(terms))
 		for ti, term := range terms {
-			if spanTerms[ti], err = spanParser.ParseCondition(term); err != nil {
+			if spanTerms[ti], err = termParser.ParseCondition(term); err != nil {
 				terms, spanTerms = nil, nil
 				break
 			}
@@ -101,9 +107,10 @@ func parseAllowConditions(conditions []string, set component.TelemetrySettings) 
 	return a, nil
 }
 
-// quiet drops the parse-time warnings of the resource and scope parsers: a
-// term they reject is a span term, not a mistake, and the span parser has
-// already reported what there is to report about the condition.
+// quiet drops the parse-time warnings of the parsers that read the terms: a
+// term the resource or scope parser rejects is a span term, not a mistake,
+// and parsing the whole condition has already reported what there is to
+// report about it.
 func quiet(set component.TelemetrySettings) component.TelemetrySettings {
 	set.Logger = zap.NewNop()
 	return set
