@@ -123,46 +123,47 @@ const (
 )
 
 // compileDerivation checks a derivation and compiles its pattern once.
-func compileDerivation(i int, d Derivation) (*regexp.Regexp, int, error) {
+func compileDerivation(i int, d Derivation) (*derivePattern, error) {
 	field := fmt.Sprintf("tenant_derivations[%d]", i)
 	if strings.TrimSpace(d.Attribute) == "" {
-		return nil, 0, fmt.Errorf("%s.attribute: empty attribute key", field)
+		return nil, fmt.Errorf("%s.attribute: empty attribute key", field)
 	}
 	if len(d.Pattern) > maxPatternLength {
-		return nil, 0, fmt.Errorf("%s.regex: longer than %d characters", field, maxPatternLength)
+		return nil, fmt.Errorf("%s.regex: longer than %d characters", field, maxPatternLength)
 	}
 	re, err := regexp.Compile(d.Pattern)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%s.regex: %w", field, err)
+		return nil, fmt.Errorf("%s.regex: %w", field, err)
 	}
 	group := -1
 	for gi, name := range re.SubexpNames() {
 		if name == "tenant" {
 			if group >= 0 {
-				return nil, 0, fmt.Errorf("%s.regex: more than one group named tenant", field)
+				return nil, fmt.Errorf("%s.regex: more than one group named tenant", field)
 			}
 			group = gi
 		}
 	}
 	if group < 0 {
-		return nil, 0, fmt.Errorf("%s.regex: no named group `tenant`, e.g. (?P<tenant>[^/]+)", field)
+		return nil, fmt.Errorf("%s.regex: no named group `tenant`, e.g. (?P<tenant>[^/]+)", field)
 	}
 	parsed, err := syntax.Parse(d.Pattern, syntax.Perl)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%s.regex: %w", field, err)
+		return nil, fmt.Errorf("%s.regex: %w", field, err)
 	}
-	prog, err := syntax.Compile(parsed.Simplify())
+	simple := parsed.Simplify()
+	prog, err := syntax.Compile(simple)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%s.regex: %w", field, err)
+		return nil, fmt.Errorf("%s.regex: %w", field, err)
 	}
 	if len(prog.Inst) > maxPatternProgram {
-		return nil, 0, fmt.Errorf("%s.regex: too costly to run on every span (%d instructions, at most %d): simplify it or anchor it with ^",
+		return nil, fmt.Errorf("%s.regex: too costly to run on every span (%d instructions, at most %d): simplify it or anchor it with ^",
 			field, len(prog.Inst), maxPatternProgram)
 	}
 	if re.MatchString("") {
-		return nil, 0, fmt.Errorf("%s.regex: matches the empty string, so it would find a tenant everywhere", field)
+		return nil, fmt.Errorf("%s.regex: matches the empty string, so it would find a tenant everywhere", field)
 	}
-	return re, group, nil
+	return newDerivePattern(re, group, simple), nil
 }
 
 // DefaultTenantKeys are the keys looked up when none are configured.
@@ -213,7 +214,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("tenant_derivations: at most %d tenant keys and derivations together", maxTenantKeys))
 	}
 	for i, d := range c.Derivations {
-		if _, _, err := compileDerivation(i, d); err != nil {
+		if _, err := compileDerivation(i, d); err != nil {
 			errs = append(errs, err)
 		}
 	}

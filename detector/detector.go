@@ -2,7 +2,6 @@ package detector
 
 import (
 	"hash/maphash"
-	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -63,8 +62,7 @@ const maxWaitingLinks = 10_000
 type Derivator struct {
 	Attribute string
 	KeyIndex  uint8
-	re        *regexp.Regexp
-	group     int
+	pattern   *derivePattern
 	rejected  *atomic.Uint64 // the detector's TenantsRejected
 }
 
@@ -77,17 +75,17 @@ func (dv *Derivator) Derive(value string) (string, bool) {
 	if cut {
 		value = value[:maxDerivationInput]
 	}
-	m := dv.re.FindStringSubmatchIndex(value)
-	if m == nil || m[2*dv.group] < 0 {
+	lo, hi, end, ok := dv.pattern.find(value)
+	if !ok {
 		return "", false
 	}
-	if cut && m[1] == len(value) {
+	if cut && end == len(value) {
 		if dv.rejected != nil {
 			dv.rejected.Add(1)
 		}
 		return "", false
 	}
-	return value[m[2*dv.group]:m[2*dv.group+1]], true
+	return value[lo:hi], true
 }
 
 type binding struct {
@@ -120,8 +118,8 @@ func New(cfg Config, sink Sink) (*Detector, error) {
 		d.now = time.Now
 	}
 	for i, dv := range cfg.Derivations {
-		re, group, _ := compileDerivation(i, dv) // validated above
-		d.derive = append(d.derive, Derivator{Attribute: dv.Attribute, KeyIndex: uint8(len(d.keys)), re: re, group: group, rejected: &d.stats.rejected})
+		pattern, _ := compileDerivation(i, dv) // validated above
+		d.derive = append(d.derive, Derivator{Attribute: dv.Attribute, KeyIndex: uint8(len(d.keys)), pattern: pattern, rejected: &d.stats.rejected})
 		d.keys = append(d.keys, dv.Attribute)
 	}
 	for _, b := range cfg.Bindings {

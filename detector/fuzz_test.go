@@ -188,6 +188,10 @@ func FuzzDerivation(f *testing.F) {
 		f.Add(seed[0].(string), seed[1].(string))
 	}
 	f.Add(`^/t/(?P<tenant>[^/]+)/`, "/t/"+strings.Repeat("a", 5000)+"/x")
+	// Shapes Derive matches by a scan rather than the regexp engine.
+	f.Add(`/t/(?P<tenant>[^/]*)/$`, "/t//t/acme/")
+	f.Add(`^(?P<tenant>[a-z0-9-]+)\.example\.com$`, "acme.example.com")
+	f.Add(`^/t/(?P<tenant>.+)`, "/t/a\xffb\nc")
 	f.Add(`(?P<tenant>a+)$`, strings.Repeat("a", 4096)+"b")
 	f.Add(`(?P<tenant>[a-z]{1000}){1000}`, "")
 	f.Add(`(?P<tenant>x?)`, "y")

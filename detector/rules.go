@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -560,11 +559,10 @@ func (sh *shard) missingTenant(ts *traceState, s *Span, ep *endpoint, now time.T
 // whether the statement was unscoped.
 func (sh *shard) checkQuery(ts *traceState, s *Span, ep *endpoint, now time.Time) bool {
 	d := sh.d
-	tables := d.sql.Unscoped(s.Query)
+	tables, joined := d.sql.UnscopedCached(s.Query)
 	if len(tables) == 0 {
 		return false
 	}
-	joined := strings.Join(tables, ",")
 	window, ok := d.windows.allow(windowKey{RuleUnscopedQuery, ep.service, ep.name + "\x00" + joined}, spanTime(s, now), d.cfg.UnscopedWindow)
 	if !ok {
 		d.stats.suppressed.Add(1)
@@ -572,7 +570,7 @@ func (sh *shard) checkQuery(ts *traceState, s *Span, ep *endpoint, now time.Time
 	}
 	out := sh.standalone(RuleUnscopedQuery, SeverityHigh, ts, s, ep, now, window)
 	out.LeakID = windowLeakID(RuleUnscopedQuery, ep.service, ep.name+"\x00"+joined, window)
-	out.Queries = []UnscopedQuery{{SpanID: s.SpanID, Service: ep.service, Name: ep.name, Tables: tables}}
+	out.Queries = []UnscopedQuery{{SpanID: s.SpanID, Service: ep.service, Name: ep.name, Tables: slices.Clone(tables)}}
 	out.Reason = fmt.Sprintf("a statement on %s has no predicate on %s", joined, d.cfg.tenantColumn())
 	sh.sendStandalone(out)
 	return true

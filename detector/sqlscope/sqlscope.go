@@ -70,9 +70,10 @@ import (
 // runs to the cut is not judged, a subquery closed before it is, and so are
 // the statements before it. Unclosed parentheses are accepted at a cut.
 //
-// A Scope is immutable and safe for concurrent use. Unscoped allocates
-// nothing for a statement that names no scoped table, and only the result
-// for one that does.
+// A Scope is safe for concurrent use. Unscoped allocates nothing for a
+// statement that names no scoped table, and only the result for one that
+// does; UnscopedCached answers a statement it has seen before from a bounded
+// cache, allocating nothing.
 type Scope struct {
 	tables []scopedTable // sorted by name, no duplicates
 	bare   []bareName    // the distinct table names without schema
@@ -82,6 +83,7 @@ type Scope struct {
 	minLen int // bounds on the length of a bare name, for the quick check
 	maxLen int
 	pool   sync.Pool // *sqlAnalyzer
+	cache  statementCache
 }
 
 type scopedTable struct {
@@ -173,6 +175,7 @@ func New(tables []string, column string) (*Scope, error) {
 		s.slots[j] = int32(b + 1)
 	}
 	s.pool.New = func() any { return &sqlAnalyzer{s: s, hit: make([]bool, len(s.tables))} }
+	s.cache.init()
 	return s, nil
 }
 

@@ -38,6 +38,13 @@ func runSQLCases(t *testing.T, cases []sqlCase) {
 			if !slices.Equal(got, tc.want) || (tc.want == nil) != (got == nil) {
 				t.Errorf("Unscoped(%q)\n got %q\nwant %q", tc.query, got, tc.want)
 			}
+			// The cache answers alike: not admitted, admitted, then remembered.
+			for i := range 3 {
+				cached, joined := s.UnscopedCached(tc.query)
+				if !slices.Equal(cached, got) || joined != strings.Join(got, ",") {
+					t.Errorf("UnscopedCached(%q), call %d = %q, %q; Unscoped = %q", tc.query, i+1, cached, joined, got)
+				}
+			}
 		})
 	}
 }
@@ -622,6 +629,12 @@ func TestSQLScopeAllocations(t *testing.T) {
 		if got := testing.AllocsPerRun(100, func() { s.Unscoped(tc.query) }); got > tc.max {
 			t.Errorf("%s: %v allocations per call, want at most %v", tc.name, got, tc.max)
 		}
+		// A statement the cache holds costs no allocation at all.
+		s.UnscopedCached(tc.query)
+		s.UnscopedCached(tc.query)
+		if got := testing.AllocsPerRun(100, func() { s.UnscopedCached(tc.query) }); got > 0 && len(tc.query) <= 4<<10 {
+			t.Errorf("%s: %v allocations per cached call, want none", tc.name, got)
+		}
 	}
 }
 
@@ -643,6 +656,10 @@ func TestSQLScopeConcurrent(t *testing.T) {
 				c := queries[(g+i)%len(queries)]
 				if got := s.Unscoped(c.q); !slices.Equal(got, c.want) {
 					t.Errorf("Unscoped(%q) = %q, want %q", c.q, got, c.want)
+					return
+				}
+				if got, _ := s.UnscopedCached(c.q); !slices.Equal(got, c.want) {
+					t.Errorf("UnscopedCached(%q) = %q, want %q", c.q, got, c.want)
 					return
 				}
 			}

@@ -22,7 +22,7 @@ type Extractor struct {
 	derive   []detector.Derivator
 	bindings []string
 	queries  bool
-	allow    func(rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) string
+	allow    func(st *allowState, rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) string
 	pool     sync.Pool
 	// slots are every configured attribute the rules read, tenant keys
 	// first (in trust order), then derivations, then bindings: a span's
@@ -54,6 +54,7 @@ type scratch struct {
 	has      []bool
 	resIDs   []pcommon.Value // per binding: the resource's value, if resHas
 	resHas   []bool
+	allow    allowState // the allow conditions the current resource and scope leave open
 }
 
 // NewExtractor reads what det's rules need.
@@ -100,6 +101,7 @@ const (
 func (e *Extractor) Feed(b *detector.Batch, td ptrace.Traces) (invalid int) {
 	sc := e.pool.Get().(*scratch)
 	defer e.pool.Put(sc)
+	sc.allow.reset()
 	var s detector.Span
 	rss := td.ResourceSpans()
 	for i := 0; i < rss.Len(); i++ {
@@ -145,7 +147,7 @@ func (e *Extractor) Feed(b *detector.Batch, td ptrace.Traces) (invalid int) {
 					s.Links = sc.links
 				}
 				if e.allow != nil {
-					s.AllowedBy = e.allow(rs, ss, sp)
+					s.AllowedBy = e.allow(&sc.allow, rs, ss, sp)
 				}
 				b.Add(&s)
 			}

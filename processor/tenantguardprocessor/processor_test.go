@@ -365,7 +365,7 @@ func TestPanicWhileReadingReleasesTheShard(t *testing.T) {
 	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
 		t.Fatal(err)
 	}
-	p.extract.allow = func(_ ptrace.ResourceSpans, _ ptrace.ScopeSpans, sp ptrace.Span) string {
+	p.extract.allow = func(_ *allowState, _ ptrace.ResourceSpans, _ ptrace.ScopeSpans, sp ptrace.Span) string {
 		if sp.Name() == "boom" {
 			panic("allow condition bug")
 		}
