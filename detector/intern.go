@@ -108,13 +108,46 @@ type endpoint struct {
 type endpointTable struct {
 	cur, prev map[endpoint]*endpoint
 	limit     int
+	// recent are endpoints of the service last asked for, most of them
+	// those of one ResourceSpans: a request carries a service's spans
+	// together and they have few distinct names, so most spans find their
+	// endpoint here by comparing names, without hashing both strings and
+	// probing the map.
+	recent  [maxRecentEndpoints]*endpoint
+	nRecent int
+	next    int // the slot the next endpoint replaces once recent is full
 }
+
+const maxRecentEndpoints = 8
 
 func newEndpointTable(limit int) *endpointTable {
 	return &endpointTable{cur: make(map[endpoint]*endpoint, 256), limit: limit}
 }
 
 func (t *endpointTable) get(service, name string, create func(service, name string) *endpoint) *endpoint {
+	if t.nRecent > 0 {
+		if t.recent[0].service == service {
+			for _, e := range t.recent[:t.nRecent] {
+				if e.name == name {
+					return e
+				}
+			}
+		} else {
+			t.nRecent, t.next = 0, 0 // another service: its own names
+		}
+	}
+	e := t.lookup(service, name, create)
+	if t.nRecent < len(t.recent) {
+		t.recent[t.nRecent] = e
+		t.nRecent++
+	} else {
+		t.recent[t.next] = e
+		t.next = (t.next + 1) % len(t.recent)
+	}
+	return e
+}
+
+func (t *endpointTable) lookup(service, name string, create func(service, name string) *endpoint) *endpoint {
 	k := endpoint{service: service, name: name}
 	if e, ok := t.cur[k]; ok {
 		return e
