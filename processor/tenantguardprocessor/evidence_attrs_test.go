@@ -224,13 +224,13 @@ func TestCapUTF8(t *testing.T) {
 	}
 }
 
-// storm is one request carrying n leaking traces, their spans interleaved
-// (every trace's span 1, then every trace's span 2, ...), each span
-// starting at an instant that names its trace and span.
-func storm(n int) ptrace.Traces {
+// storm is one request carrying the leaking traces from to to, their spans
+// interleaved (every trace's span 1, then every trace's span 2, ...), each
+// span starting at an instant that names its trace and span.
+func storm(from, to int) ptrace.Traces {
 	var specs []spanSpec
 	for _, s := range leakingSpans {
-		for tr := 1; tr <= n; tr++ {
+		for tr := from; tr <= to; tr++ {
 			s.trace = byte(tr)
 			specs = append(specs, s)
 		}
@@ -263,7 +263,7 @@ func TestEvidenceDetailsInALeakStorm(t *testing.T) {
 	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
 		t.Fatal(err)
 	}
-	consume(t, p, storm(traces))
+	consume(t, p, storm(1, traces))
 	if err := p.shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +318,7 @@ func TestEvidenceReaderIndexesPartsInOrder(t *testing.T) {
 	}
 	for round := range 2 { // the second round reuses the buffers Reset kept
 		q.Reset()
-		q.Read(storm(4))
+		q.Read(storm(1, 4))
 		for i := range walksBeforeIndex + 1 { // the last one is looked up in the index
 			if got := starts(finding(2, 1, 3)); !slices.Equal(got, []int64{21, 23}) {
 				t.Fatalf("round %d, finding %d: trace 2's spans 1 and 3 started at %v", round, i, got)
@@ -326,7 +326,7 @@ func TestEvidenceReaderIndexesPartsInOrder(t *testing.T) {
 		}
 		// A second part: trace 2's span 3 again (a broken client), and a
 		// trace the first part did not have.
-		again := storm(5)
+		again := storm(1, 5)
 		for sp := range Spans(again) {
 			if sp.TraceID()[15] == 2 {
 				sp.SetStartTimestamp(stormStart(9, 9))
