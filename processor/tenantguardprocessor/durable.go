@@ -28,7 +28,8 @@ type requestState struct {
 	p        *tenantguard
 	evidence *EvidenceReader // nil: evidence spans keep no details
 	annotate func(*detector.Finding)
-	raised   bool // a finding was raised: only then is there anything to wait for
+	raised   bool        // a finding was raised: only then is there anything to wait for
+	timer    *time.Timer // bounds the wait (durableAckWait): made at the first, then reused
 
 	// Guarded by p.acks.mu.
 	outstanding int
@@ -195,8 +196,12 @@ func (p *tenantguard) awaitDurable(ctx context.Context, r *requestState) bool {
 		p.acks.withdraw(r)
 		return false
 	}
-	t := time.NewTimer(durableAckWait)
-	defer t.Stop()
+	if r.timer == nil {
+		r.timer = time.NewTimer(durableAckWait)
+	} else {
+		r.timer.Reset(durableAckWait) // stopped: no stale tick is left in it
+	}
+	defer r.timer.Stop()
 	for {
 		select {
 		case <-r.done:
@@ -207,7 +212,7 @@ func (p *tenantguard) awaitDurable(ctx context.Context, r *requestState) bool {
 			if pending == 0 {
 				return true
 			}
-		case <-t.C:
+		case <-r.timer.C:
 			p.acks.withdraw(r)
 			// A hung disk: until a write succeeds, requests stop waiting.
 			p.storeHealthy.Store(false)
