@@ -28,7 +28,8 @@ type requestState struct {
 	p        *tenantguard
 	evidence *EvidenceReader // nil: evidence spans keep no details
 	annotate func(*detector.Finding)
-	raised   bool // a finding was raised: only then is there anything to wait for
+	raised   bool        // a finding was raised: only then is there anything to wait for
+	timer    *time.Timer // bounds the wait (durableAckWait): made at the first, then reused
 
 	// Guarded by p.acks.mu.
 	outstanding int
@@ -69,7 +70,9 @@ func (r *requestState) reset() {
 // durableAcks matches the finding versions requests wait for with the
 // versions the evidence worker has made durable. The worker takes the whole
 // queue at once and writes it with one write and one fsync, so every request
-// waiting meanwhile shares that fsync: a group commit. A durable version
+// waiting meanwhile shares that fsync: a group commit. A request wakes the
+// worker only once it has raised everything it will (see onFinding), so
+// its own versions never take more than one fsync. A durable version
 // acknowledges every lower version of the same finding (each version holds
 // everything the ones before it said), which is why coalescing in the queue
 // never leaves a request waiting for a version that was superseded.
@@ -92,6 +95,19 @@ func (a *durableAcks) expect(r *requestState, leak string, version uint64) {
 	r.leaks = append(r.leaks, leak)
 	r.outstanding++
 	a.mu.Unlock()
+}
+
+// awaited reports whether a request waits for this very version: the
+// request that raised it, still reading its spans.
+func (a *durableAcks) awaited(leak string, version uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, w := range a.by[leak] {
+		if w.version == version {
+			return true
+		}
+	}
+	return false
 }
 
 // durable releases the requests waiting for versions in batch (now on disk)
@@ -180,8 +196,12 @@ func (p *tenantguard) awaitDurable(ctx context.Context, r *requestState) bool {
 		p.acks.withdraw(r)
 		return false
 	}
-	t := time.NewTimer(durableAckWait)
-	defer t.Stop()
+	if r.timer == nil {
+		r.timer = time.NewTimer(durableAckWait)
+	} else {
+		r.timer.Reset(durableAckWait) // stopped: no stale tick is left in it
+	}
+	defer r.timer.Stop()
 	for {
 		select {
 		case <-r.done:
@@ -192,7 +212,7 @@ func (p *tenantguard) awaitDurable(ctx context.Context, r *requestState) bool {
 			if pending == 0 {
 				return true
 			}
-		case <-t.C:
+		case <-r.timer.C:
 			p.acks.withdraw(r)
 			// A hung disk: until a write succeeds, requests stop waiting.
 			p.storeHealthy.Store(false)
@@ -210,15 +230,24 @@ func (p *tenantguard) awaitDurable(ctx context.Context, r *requestState) bool {
 // feed reads one request into the detector. The batch is closed before
 // feed returns, even on a panic: it holds a shard's lock between spans.
 // What the batch raises goes to r.see and then onFinding, with no shard
-// locked, before Close returns.
+// locked, before Close returns; then the evidence worker is woken to write
+// it all at once (see onFinding).
 func (p *tenantguard) feed(r *requestState, td ptrace.Traces) {
 	if r.evidence != nil {
 		r.evidence.Read(td)
 	}
+	defer p.writeRaised(r) // after Close: deferred calls run last first
 	b := p.det.NewBatch()
 	defer b.Close()
 	b.Annotate = r.annotate
 	if n := p.extract.Feed(b, td); n > 0 {
 		p.invalidSpans.Add(uint64(n))
+	}
+}
+
+// writeRaised wakes the evidence worker to write what r raised.
+func (p *tenantguard) writeRaised(r *requestState) {
+	if r.raised {
+		p.queue.signal()
 	}
 }

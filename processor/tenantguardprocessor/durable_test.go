@@ -2,13 +2,16 @@ package tenantguardprocessor
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/component/componenttest"
 
+	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
+	"github.com/tenantguard/tenantguard/store/journal"
 )
 
 // Every request that raised a finding returns with the finding in the
@@ -83,5 +86,70 @@ func TestHungStoreDoesNotHoldRequests(t *testing.T) {
 	defer hs.mu.Unlock()
 	if latest := store.Latest(hs.accepted); len(latest) != 1 || latest[0].TraceID != traceIDHex(1) {
 		t.Fatalf("the finding kept while the store hung: %+v", latest)
+	}
+}
+
+// appendLog is the real journal, noting what each Append carried.
+type appendLog struct {
+	store.Store
+	mu      sync.Mutex
+	appends [][]store.Evidence
+}
+
+func (a *appendLog) Append(ctx context.Context, batch []store.Evidence) error {
+	if err := a.Store.Append(ctx, batch); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.appends = append(a.appends, slices.Clone(batch))
+	a.mu.Unlock()
+	return nil
+}
+
+// Everything one request raises is written with one Append (one fsync):
+// its new findings, raised as its batch closes, and the closing versions
+// of the open findings it pushes out of memory while its spans are read.
+func TestOneRequestOneJournalWrite(t *testing.T) {
+	const leaks = 40
+	cfg := testConfig(t)
+	cfg.Alerts.Log.Enabled = false
+	cfg.MaxTraces = leaks // the second request evicts the first's traces
+	p := startProcessor(t, cfg, nil)
+	log := &appendLog{}
+	p.openStore = func() (store.Store, error) {
+		j, err := journal.Open(cfg.Store.Journal.Path)
+		if err != nil {
+			return nil, err
+		}
+		log.Store = j
+		return log, nil
+	}
+	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	defer p.shutdown(context.Background())
+	consume(t, p, storm(1, leaks))
+	consume(t, p, storm(leaks+1, 2*leaks))
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if len(log.appends) != 2 {
+		t.Fatalf("two requests took %d journal writes, want one each", len(log.appends))
+	}
+	first := map[string]bool{}
+	for _, ev := range log.appends[0] {
+		first[ev.LeakID] = true
+	}
+	var closed, raised int
+	for _, ev := range log.appends[1] {
+		switch {
+		case first[ev.LeakID] && ev.Status == string(detector.StatusClosed):
+			closed++
+		case !first[ev.LeakID]:
+			raised++
+		}
+	}
+	if len(first) != leaks || closed == 0 || raised == 0 {
+		t.Errorf("the first write holds %d findings, want %d; the second %d closing versions of them and %d findings "+
+			"of its own, want some of each", len(first), leaks, closed, raised)
 	}
 }

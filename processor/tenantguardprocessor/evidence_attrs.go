@@ -107,16 +107,40 @@ func capUTF8(s string, n int) string {
 // per pooled request; offline tools (`tenantguard scan`) use one so that
 // their records, and so their messages, are the collector's.
 //
-// Most requests raise no finding and a few raise one: the first finding
-// walks the request for its spans; a second one indexes the request by
-// trace once, so a request that raises many (a leak storm, evictions of
-// open findings) costs one pass plus a lookup each, not a pass each.
+// Most requests raise no finding and a few raise one or two: each such
+// finding walks the request for its trace's spans, comparing trace ids (a
+// few microseconds for a thousand spans). A request that raises more (a
+// leak storm, evictions of open findings) indexes its spans by trace once,
+// after walksBeforeIndex walks, and then costs a lookup per finding. The
+// index lives in buffers the reader keeps, so a pooled reader indexes
+// without allocating.
 type EvidenceReader struct {
 	r     *evidenceRedactor
 	parts []ptrace.Traces
-	calls int
-	index map[detector.TraceID][]ptrace.Span
+	walks int // walks of the request so far
+
+	// The index: every span of parts[:indexed] in request order, each
+	// trace's spans chained from its first to its last.
+	indexed int
+	spans   []ptrace.Span
+	next    []int32 // next[i]: the trace's span after spans[i]; -1 after its last
+	heads   []spanChain
+	chains  map[detector.TraceID]int32 // index in heads
 }
+
+// spanChain is where one trace's spans start and end in the index.
+type spanChain struct{ first, last int32 }
+
+// walksBeforeIndex is how many walks of a request come before it is
+// indexed: indexing costs as much as 5 to 15 walks (a map probe per run of
+// a trace's spans, against a compare per span), so a request that raises a
+// few findings never pays it, and one that raises many pays at most about
+// twice what the better of the two would have cost.
+const walksBeforeIndex = 8
+
+// maxKeptIndex bounds the index a pooled reader keeps between requests, in
+// spans: a huge request must not pin its size in every pooled reader.
+const maxKeptIndex = 1 << 14
 
 // NewEvidenceReader returns a reader for requests judged under cfg, or nil
 // when evidence_attributes is off (evidence spans then keep no details).
@@ -134,15 +158,24 @@ func newEvidenceReader(r *evidenceRedactor) *EvidenceReader {
 // Read adds td, the whole request or one part of it, to what Fill looks in.
 func (q *EvidenceReader) Read(td ptrace.Traces) {
 	q.parts = append(q.parts, td)
-	q.index = nil
 }
 
 // Reset forgets the request, keeping the reader's buffers for the next.
 func (q *EvidenceReader) Reset() {
 	clear(q.parts)
 	q.parts = q.parts[:0]
-	q.calls = 0
-	q.index = nil
+	q.walks = 0
+	if q.indexed == 0 {
+		return
+	}
+	q.indexed = 0
+	if cap(q.spans) > maxKeptIndex {
+		q.spans, q.next, q.heads, q.chains = nil, nil, nil, nil
+		return
+	}
+	clear(q.spans) // they point into the request
+	q.spans, q.next, q.heads = q.spans[:0], q.next[:0], q.heads[:0]
+	clear(q.chains)
 }
 
 // Fill gives f's evidence spans without details the details of the spans
@@ -157,30 +190,23 @@ func (q *EvidenceReader) Fill(f *detector.Finding) {
 	if missing == 0 {
 		return
 	}
-	if q.calls++; q.calls > 1 {
-		if q.index == nil {
-			q.index = q.byTrace()
+	if q.walks++; q.walks > walksBeforeIndex {
+		q.index()
+		n, ok := q.chains[f.TraceID]
+		if !ok {
+			return
 		}
-		for _, sp := range q.index[f.TraceID] {
-			if missing = q.fill(f, sp, missing); missing == 0 {
-				return
-			}
+		for i := q.heads[n].first; i >= 0 && missing > 0; i = q.next[i] {
+			missing = q.fill(f, q.spans[i], missing)
 		}
 		return
 	}
-	q.eachSpan(func(sp ptrace.Span) bool {
-		if detector.TraceID(sp.TraceID()) == f.TraceID {
-			missing = q.fill(f, sp, missing)
-		}
-		return missing > 0
-	})
-}
-
-// eachSpan calls yield on every span of the request until it returns false.
-func (q *EvidenceReader) eachSpan(yield func(ptrace.Span) bool) {
 	for _, td := range q.parts {
 		for sp := range Spans(td) {
-			if !yield(sp) {
+			if detector.TraceID(sp.TraceID()) != f.TraceID {
+				continue
+			}
+			if missing = q.fill(f, sp, missing); missing == 0 {
 				return
 			}
 		}
@@ -227,14 +253,35 @@ func (q *EvidenceReader) fill(f *detector.Finding, sp ptrace.Span, missing int) 
 	return missing
 }
 
-func (q *EvidenceReader) byTrace() map[detector.TraceID][]ptrace.Span {
-	index := map[detector.TraceID][]ptrace.Span{}
-	q.eachSpan(func(sp ptrace.Span) bool {
-		id := detector.TraceID(sp.TraceID())
-		index[id] = append(index[id], sp)
-		return true
-	})
-	return index
+// index adds the parts read since the last call to the index, chaining
+// each span to its trace's in request order, as a walk meets them.
+func (q *EvidenceReader) index() {
+	if q.chains == nil {
+		q.chains = map[detector.TraceID]int32{}
+	}
+	var prev detector.TraceID
+	c := -1 // prev's chain: spans of a trace come in runs
+	for _, td := range q.parts[q.indexed:] {
+		for sp := range Spans(td) {
+			i := int32(len(q.spans))
+			q.spans = append(q.spans, sp)
+			q.next = append(q.next, -1)
+			if id := detector.TraceID(sp.TraceID()); c < 0 || id != prev {
+				n, ok := q.chains[id]
+				if !ok {
+					n = int32(len(q.heads))
+					q.chains[id] = n
+					q.heads = append(q.heads, spanChain{i, i})
+					prev, c = id, int(n)
+					continue
+				}
+				prev, c = id, int(n)
+			}
+			q.next[q.heads[c].last] = i
+			q.heads[c].last = i
+		}
+	}
+	q.indexed = len(q.parts)
 }
 
 func spanKind(k ptrace.SpanKind) string {

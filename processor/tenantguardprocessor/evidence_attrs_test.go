@@ -7,17 +7,20 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/config/configopaque"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tenantguard/tenantguard/config"
+	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
 )
 
@@ -218,5 +221,130 @@ func TestCapUTF8(t *testing.T) {
 		if got := capUTF8(tc.in, tc.n); got != tc.want {
 			t.Errorf("capUTF8(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 		}
+	}
+}
+
+// storm is one request carrying the leaking traces from to to, their spans
+// interleaved (every trace's span 1, then every trace's span 2, ...), each
+// span starting at an instant that names its trace and span.
+func storm(from, to int) ptrace.Traces {
+	var specs []spanSpec
+	for _, s := range leakingSpans {
+		for tr := from; tr <= to; tr++ {
+			s.trace = byte(tr)
+			specs = append(specs, s)
+		}
+	}
+	td := request(specs...)
+	for sp := range Spans(td) {
+		sp.SetStartTimestamp(stormStart(sp.TraceID()[15], sp.SpanID()[7]))
+	}
+	return td
+}
+
+// leakingSpans are leakingTrace's spans (without a trace id).
+var leakingSpans = []spanSpec{
+	{0, 1, 0, "gateway", "GET /inventory", map[string]any{"tenant.id": "acme"}},
+	{0, 2, 1, "inventory-svc", "GET /stock", nil},
+	{0, 3, 2, "inventory-svc", "SELECT stock", map[string]any{"tenant.id": "globex", "db.system.name": "postgresql"}},
+}
+
+func stormStart(trace, span byte) pcommon.Timestamp {
+	return pcommon.NewTimestampFromTime(time.Unix(1_700_000_000+int64(trace)*10+int64(span), 0))
+}
+
+// A request that raises more findings than walksBeforeIndex (a leak storm)
+// gives each of them its own spans' details: the ones found by walking the
+// request and the ones found in its index alike.
+func TestEvidenceDetailsInALeakStorm(t *testing.T) {
+	const traces = 3 * walksBeforeIndex
+	cfg := testConfig(t)
+	p := startProcessor(t, cfg, nil)
+	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	consume(t, p, storm(1, traces))
+	if err := p.shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	latest := journaled(t, cfg)
+	if len(latest) != traces {
+		t.Fatalf("%d findings, want one per leaking trace (%d)", len(latest), traces)
+	}
+	for _, ev := range latest {
+		trace, err := hex.DecodeString(ev.TraceID)
+		if err != nil || len(ev.Spans) == 0 {
+			t.Fatalf("finding %s: trace id %q, %d evidence spans", ev.LeakID, ev.TraceID, len(ev.Spans))
+		}
+		for _, s := range ev.Spans {
+			id, err := hex.DecodeString(s.SpanID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := stormStart(trace[15], id[7]).AsTime()
+			if !s.StartTime.Equal(want) || s.Attributes == nil {
+				t.Errorf("trace %s span %s: started %s with attributes %v, want the details of its own span (started %s)",
+					ev.TraceID, s.SpanID, s.StartTime, s.Attributes, want)
+			}
+		}
+	}
+}
+
+// The reader's index grows with the parts of a request read after it was
+// built (scan feeds a large request in parts), keeps a trace's spans in
+// request order (the first of two spans with one id fills the first
+// evidence span with it), and forgets the request at Reset.
+func TestEvidenceReaderIndexesPartsInOrder(t *testing.T) {
+	q := NewEvidenceReader(testConfig(t))
+	finding := func(trace byte, spans ...byte) *detector.Finding {
+		f := &detector.Finding{TraceID: detector.TraceID(traceID(trace))}
+		for _, s := range spans {
+			f.Spans = append(f.Spans, detector.EvidenceSpan{SpanID: detector.SpanID(spanID(s))})
+		}
+		return f
+	}
+	// starts fills f and returns when its evidence spans started (-1:
+	// no details).
+	starts := func(f *detector.Finding) (out []int64) {
+		q.Fill(f)
+		for _, s := range f.Spans {
+			if s.Detail == nil {
+				out = append(out, -1)
+			} else {
+				out = append(out, time.Unix(0, int64(s.Detail.StartUnixNano)).Unix()-1_700_000_000)
+			}
+		}
+		return out
+	}
+	for round := range 2 { // the second round reuses the buffers Reset kept
+		q.Reset()
+		q.Read(storm(1, 4))
+		for i := range walksBeforeIndex + 1 { // the last one is looked up in the index
+			if got := starts(finding(2, 1, 3)); !slices.Equal(got, []int64{21, 23}) {
+				t.Fatalf("round %d, finding %d: trace 2's spans 1 and 3 started at %v", round, i, got)
+			}
+		}
+		// A second part: trace 2's span 3 again (a broken client), and a
+		// trace the first part did not have.
+		again := storm(1, 5)
+		for sp := range Spans(again) {
+			if sp.TraceID()[15] == 2 {
+				sp.SetStartTimestamp(stormStart(9, 9))
+			}
+		}
+		q.Read(again)
+		if got := starts(finding(2, 3, 3, 2)); !slices.Equal(got, []int64{23, 99, 22}) {
+			t.Errorf("round %d: two spans 3 and a span 2 of trace 2 in two parts started at %v, want 23, 99 (in request order), 22", round, got)
+		}
+		if got := starts(finding(5, 1)); !slices.Equal(got, []int64{51}) {
+			t.Errorf("round %d: trace 5, only in the second part: %v", round, got)
+		}
+		if got := starts(finding(7, 1)); !slices.Equal(got, []int64{-1}) {
+			t.Errorf("round %d: a trace the request does not carry got details: %v", round, got)
+		}
+	}
+	q.Reset()
+	if got := starts(finding(2, 1)); !slices.Equal(got, []int64{-1}) {
+		t.Errorf("after Reset the request is forgotten, but trace 2 still got details: %v", got)
 	}
 }

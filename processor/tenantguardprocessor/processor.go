@@ -99,15 +99,21 @@ func newTenantguard(set processor.Settings, cfg *Config, sh *shared) (*tenantgua
 // requestState.see; the sweeper's; shutdown's Flush). It only enqueues, so
 // that the request is not held up: on the alert queue, so that people hear
 // of the finding whatever the journal's state, and on the evidence queue.
+//
+// A version the request raising it waits for does not wake the evidence
+// worker: the request does once it has read all its spans (feed), so that
+// everything it raised (new findings, updates, the closing versions of the
+// traces it evicted) shares one write and one fsync. Versions nobody waits
+// for (the sweeper's, shutdown's) wake the worker at once.
 func (p *tenantguard) onFinding(f detector.Finding) {
 	p.observeFinding(&f)
 	ev := store.NewEvidence(&f, p.cfg.Instance)
-	if !p.alertQueue.push(ev) {
+	if !p.alertQueue.push(ev, true) {
 		p.logger.Error("alert queue full: finding not announced (it is still recorded); the notifiers are stuck",
 			zap.String("leak_id", ev.LeakID), zap.String("trace_id", ev.TraceID), zap.String("rule", ev.Rule),
 			zap.Int("queue_size", p.cfg.QueueSize))
 	}
-	if !p.queue.push(ev) {
+	if !p.queue.push(ev, !p.acks.awaited(ev.LeakID, ev.Version)) {
 		p.queueFull.Add(1)
 		p.acks.lost(ev.LeakID, ev.Version)
 		p.logger.Error("evidence queue full: finding not recorded; raise queue_size or fix the store",

@@ -23,18 +23,25 @@ func newEvidenceQueue(limit int) *evidenceQueue {
 	return &evidenceQueue{at: map[string]int{}, limit: limit, wake: make(chan struct{}, 1)}
 }
 
-// push enqueues ev and reports false when the queue is full.
-func (q *evidenceQueue) push(ev store.Evidence) bool {
+// push enqueues ev and reports false when the queue is full. With wake,
+// it wakes the worker; without, the caller must call signal later.
+func (q *evidenceQueue) push(ev store.Evidence, wake bool) bool {
 	q.mu.Lock()
 	ok := q.put(ev)
 	q.mu.Unlock()
-	if ok {
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
+	if ok && wake {
+		q.signal()
 	}
 	return ok
+}
+
+// signal wakes the worker to take what is queued. Every signal after a
+// push is followed by a take after that push.
+func (q *evidenceQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (q *evidenceQueue) put(ev store.Evidence) bool {

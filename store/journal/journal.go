@@ -30,7 +30,8 @@ type Journal struct {
 	mu     sync.Mutex
 	f      *os.File // nil after the file was lost and could not be reopened
 	size   int64
-	buf    bytes.Buffer
+	buf    bytes.Buffer  // the batch being appended, reused
+	enc    *json.Encoder // writes to buf
 	closed bool
 }
 
@@ -49,6 +50,8 @@ func Open(path string) (*Journal, error) {
 		return nil, errors.New("journal path is empty: set store.journal.path")
 	}
 	j := &Journal{path: path}
+	j.enc = json.NewEncoder(&j.buf)
+	j.enc.SetEscapeHTML(false)
 	if err := j.open(); err != nil {
 		return nil, err
 	}
@@ -185,10 +188,8 @@ func (j *Journal) Append(_ context.Context, batch []store.Evidence) error {
 		return err
 	}
 	j.buf.Reset()
-	enc := json.NewEncoder(&j.buf)
-	enc.SetEscapeHTML(false)
 	for i := range batch {
-		if err := enc.Encode(&batch[i]); err != nil {
+		if err := j.enc.Encode(&batch[i]); err != nil {
 			return fmt.Errorf("encoding finding %s for journal: %w", batch[i].LeakID, err)
 		}
 	}
