@@ -84,6 +84,8 @@ type Harness struct {
 	Sink  *CountSink
 	Async bool
 	Wait  time.Duration
+	// Lost counts the spans a peer never forwarded (see Drain).
+	Lost int64
 	// closed makes Close idempotent (it also runs at the benchmark's end).
 	closed sync.Once
 }
@@ -148,14 +150,30 @@ func (h *Harness) Consume(tb testing.TB, td ptrace.Traces) {
 }
 
 // Drain waits until the sink has seen want spans (the peers release traces
-// only after their wait). Every processor here forwards every span, so a
-// shortfall means a processor dropped traces and the comparison is void.
+// only after their wait), or until nothing more has come for 10 waits plus
+// 5 s. tenantguard must forward every span: a shortfall fails the
+// benchmark. groupbytrace drops a few traces of a fast fresh load (its
+// event queue times out): a peer's shortfall is counted in Lost and
+// reported as lost-spans/op, the CPU it spent on them still counted.
 func (h *Harness) Drain(tb testing.TB, want int64) {
-	limit := 10*h.Wait + time.Minute
-	deadline := time.Now().Add(limit)
-	for h.Sink.Spans.Load() < want {
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s forwarded %d of %d spans within %s", h.Kind, h.Sink.Spans.Load(), want, limit)
+	quiet := 10*h.Wait + 5*time.Second
+	last, since := h.Sink.Spans.Load(), time.Now()
+	for {
+		got := h.Sink.Spans.Load()
+		if got >= want {
+			return
+		}
+		if got != last {
+			last, since = got, time.Now()
+		}
+		if time.Since(since) > quiet {
+			if h.Kind == Tenantguard {
+				tb.Fatalf("%s forwarded %d of %d spans, none more for %s", h.Kind, got, want, quiet)
+			}
+			tb.Logf("%s forwarded %d of %d spans, none more for %s: %d lost", h.Kind, got, want, quiet, want-got)
+			h.Lost += want - got
+			h.Sink.Spans.Add(want - got) // later drains wait for their own spans only
+			return
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -282,6 +300,7 @@ func RunFresh(b *testing.B, ring *Ring, build func(b *testing.B) *Harness) {
 		return
 	}
 	var m Meter
+	var lost int64
 	b.ReportAllocs()
 	b.StopTimer()
 	b.ResetTimer()
@@ -300,8 +319,12 @@ func RunFresh(b *testing.B, ring *Ring, build func(b *testing.B) *Harness) {
 		h.Drain(b, int64(spans))
 		m.Stop()
 		h.Close(b)
+		lost += h.Lost
 	}
 	ReportPerSpan(b, &m, b.N*spans)
+	if lost > 0 {
+		b.ReportMetric(float64(lost)/float64(b.N), "lost-spans/op")
+	}
 }
 
 // discardedProbe: this is the framework's first run (b.N = 1), whose result
