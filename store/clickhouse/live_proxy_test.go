@@ -149,10 +149,16 @@ func (p *tcpProxy) pipe(dst, src net.Conn, fromClient bool) {
 				_, _ = dst.Close(), src.Close()
 				return
 			}
-			if fromClient && p.matchCut(&tail, buf[:n]) {
+			if cut := p.clientCut(fromClient, &tail, buf[:n]); cut != nil {
 				// Forward nothing more: whatever the client sends after the
-				// marker never reaches the server.
-				go p.Stop()
+				// marker never reaches the server. Stop waits for this
+				// goroutine, so it runs on another; the cut is announced
+				// only once the proxy is down, so that a test restarting
+				// it then cannot be stopped again by this late Stop.
+				go func() {
+					p.Stop()
+					close(cut)
+				}()
 				return
 			}
 		}
@@ -171,13 +177,22 @@ func (p *tcpProxy) pipe(dst, src net.Conn, fromClient bool) {
 	}
 }
 
-// matchCut reports whether chunk completes the cutNth occurrence of cutOn
-// since StopWhenClientSends armed it.
-func (p *tcpProxy) matchCut(tail *[]byte, chunk []byte) bool {
+// clientCut is matchCut on what the client sends; what the server sends
+// never cuts.
+func (p *tcpProxy) clientCut(fromClient bool, tail *[]byte, chunk []byte) chan struct{} {
+	if !fromClient {
+		return nil
+	}
+	return p.matchCut(tail, chunk)
+}
+
+// matchCut returns the cut's channel when chunk completes the cutNth
+// occurrence of cutOn since StopWhenClientSends armed it, nil otherwise.
+func (p *tcpProxy) matchCut(tail *[]byte, chunk []byte) chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.cutOn) == 0 {
-		return false
+		return nil
 	}
 	data := append(*tail, chunk...)
 	// Occurrences that end inside this chunk (those within the tail were
@@ -194,21 +209,20 @@ func (p *tcpProxy) matchCut(tail *[]byte, chunk []byte) bool {
 		p.cutNth--
 		if p.cutNth == 0 {
 			p.cutOn = nil
-			close(p.cut)
-			return true
+			return p.cut
 		}
 	}
 	if k := len(p.cutOn) - 1; len(data) > k {
 		data = data[len(data)-k:]
 	}
 	*tail = append((*tail)[:0], data...)
-	return false
+	return nil
 }
 
 // StopWhenClientSends arms the proxy to stop itself right after forwarding
 // the nth occurrence (from now) of marker in what clients send; nothing the
 // client sends after that chunk reaches the server. The channel is closed
-// then. Plain text on the wire only: a marker is never seen through TLS.
+// once the proxy has stopped. Plain text on the wire only: a marker is never seen through TLS.
 func (p *tcpProxy) StopWhenClientSends(marker string, nth int) <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
