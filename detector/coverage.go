@@ -143,7 +143,7 @@ func (sh *shard) countTrace(ts *traceState) {
 	if max <= 0 {
 		return
 	}
-	h := ts.arrived.Unix() / 3600
+	h := time.Unix(0, ts.arrived).Unix() / 3600
 	hr := sh.cov.hour(h)
 	row := ts.cov.row
 	if row == nil || row.taken {
@@ -232,7 +232,7 @@ func (sh *shard) rememberRow(ts *traceState, lead string) {
 	// The interner's slot for lead is in cache: normalize has just looked
 	// it up. The row itself is not read here (it is cold; the close reads
 	// it, and checks it was not taken meanwhile).
-	ts.cov.row = sh.strs.rowOf(lead, ts.arrived.Unix()/3600)
+	ts.cov.row = sh.strs.rowOf(lead, time.Unix(0, ts.arrived).Unix()/3600)
 }
 
 // row returns the tenant's row, or OtherTenants' once the hour has max

@@ -184,9 +184,9 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 		Tenants:    sortedCopy(ts.tenants),
 		Services:   sortedCopy(ts.services),
 		SpanCount:  ts.spanCount,
-		ArrivedAt:  ts.arrived,
-		FirstSeen:  ts.firstSeen,
-		LastSeen:   ts.lastSeenForEvidence(),
+		ArrivedAt:  timeAt(ts.arrived, now),
+		FirstSeen:  timeAt(ts.firstSeen, now),
+		LastSeen:   timeAt(ts.lastSeenForEvidence(), now),
 		DetectedAt: f.detectedAt,
 	}
 	if f.status == StatusAllowed {
@@ -581,7 +581,7 @@ func (sh *shard) standalone(rule Rule, sev Severity, ts *traceState, s *Span, ep
 	out := Finding{
 		LeakID: windowLeakID(rule, ep.service, ep.name, window), Rule: rule, Severity: sev, Status: StatusClosed,
 		TraceID: s.TraceID, Tenants: sortedCopy(ts.tenants), Services: []string{ep.service}, SpanCount: 1,
-		ArrivedAt: now, FirstSeen: ts.firstSeen, LastSeen: ts.lastSeenForEvidence(), DetectedAt: now, New: true,
+		ArrivedAt: now, FirstSeen: timeAt(ts.firstSeen, now), LastSeen: timeAt(ts.lastSeenForEvidence(), now), DetectedAt: now, New: true,
 		Spans: []EvidenceSpan{{SpanID: s.SpanID, ParentID: s.ParentID, Service: ep.service, Name: ep.name,
 			Outcome: OutcomeSucceeded, Data: s.Data != DataNone}},
 	}

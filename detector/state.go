@@ -44,13 +44,15 @@ type traceState struct {
 	keys       []KeyUse
 	links      []linkEdge
 	spanCount  int
-	arrived    time.Time // first span's arrival here
-	firstSeen  time.Time // earliest span start, or first arrival
-	lastSeen   time.Time // latest arrival: drives the idle window
-	lastEnd    time.Time // latest span end: what evidence calls last seen
-	allowedBy  string
-	cov        traceCoverage
-	findings   [numRules]*finding
+	// Times are unix nanoseconds (8 bytes, not time.Time's 24: a quarter
+	// of the entry): findings turn them back into times (timeAt).
+	arrived   int64 // first span's arrival here
+	firstSeen int64 // earliest span start, or first arrival
+	lastSeen  int64 // latest arrival: drives the idle window (0 in a tomb)
+	lastEnd   int64 // latest span end: what evidence calls last seen (0: none)
+	allowedBy string
+	cov       traceCoverage
+	findings  [numRules]*finding
 	// prior holds what this detector said about the trace before it was
 	// closed, when late spans reopened it; for a tomb, what it said then.
 	prior *tombstone
@@ -184,8 +186,8 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) {
 		} else {
 			ts = sh.newEntry(s.TraceID, h)
 		}
-		ts.firstSeen = now
-		ts.arrived = now
+		ts.firstSeen = now.UnixNano()
+		ts.arrived = ts.firstSeen
 		d.stats.active.Add(1)
 	} else {
 		sh.idle.unlink(&sh.slab, ts)
@@ -193,22 +195,19 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) {
 	// Children usually arrive before their parents (they end first), so the
 	// trace starts at the earliest start seen, not the first span's.
 	if s.StartUnixNano > 0 && s.StartUnixNano <= math.MaxInt64 {
-		if st := time.Unix(0, int64(s.StartUnixNano)); st.Before(now) && st.Before(ts.firstSeen) {
+		if st := int64(s.StartUnixNano); st < now.UnixNano() && st < ts.firstSeen {
 			ts.firstSeen = st
 		}
 	}
 	if s.EndUnixNano > 0 && s.EndUnixNano <= math.MaxInt64 {
-		end := time.Unix(0, int64(s.EndUnixNano))
-		if end.After(now) {
-			end = now // a skewed clock must not date evidence in the future
-		}
-		if end.After(ts.lastEnd) {
+		end := min(int64(s.EndUnixNano), now.UnixNano()) // a skewed clock must not date evidence in the future
+		if end > ts.lastEnd {
 			ts.lastEnd = end
 		}
 	}
 	sh.idle.pushBack(&sh.slab, ts)
 	sh.last = ts
-	ts.lastSeen = now
+	ts.lastSeen = now.UnixNano()
 	ts.dirty = true
 	ts.spanCount++
 
@@ -519,7 +518,7 @@ func (sh *shard) evictOldest(now time.Time) {
 func (sh *shard) expire(now time.Time, force bool) {
 	cutoff := now.Add(-sh.d.cfg.IdleWindow)
 	for ts := sh.idle.front(&sh.slab); ts != nil; ts = sh.idle.front(&sh.slab) {
-		if !force && ts.lastSeen.After(cutoff) {
+		if !force && ts.lastSeen > cutoff.UnixNano() {
 			break
 		}
 		sh.d.stats.expired.Add(1)
@@ -561,11 +560,17 @@ func (sh *shard) close(ts *traceState, now time.Time) {
 
 // lastSeenForEvidence is the latest span end when spans carry times, so
 // that replays of old traces are dated by the traces, not by the replay.
-func (ts *traceState) lastSeenForEvidence() time.Time {
-	if ts.lastEnd.IsZero() || ts.lastEnd.Before(ts.firstSeen) {
+func (ts *traceState) lastSeenForEvidence() int64 {
+	if ts.lastEnd == 0 || ts.lastEnd < ts.firstSeen {
 		return ts.lastSeen
 	}
 	return ts.lastEnd
+}
+
+// timeAt turns unix nanoseconds the state keeps back into a time, in the
+// detector clock's location (that of now), as the state held them before.
+func timeAt(ns int64, now time.Time) time.Time {
+	return time.Unix(0, ns).In(now.Location())
 }
 
 func (ts *traceState) tenantOf(r *spanRec) string {

@@ -16,7 +16,7 @@ func TestStateRecordSizes(t *testing.T) {
 		got, want uintptr
 	}{
 		{"spanRec", unsafe.Sizeof(spanRec{}), 32},
-		{"traceState", unsafe.Sizeof(traceState{}), 384},
+		{"traceState", unsafe.Sizeof(traceState{}), 320},
 		{"indexSlot", unsafe.Sizeof(indexSlot{}), 8},
 		{"buriedSpan", unsafe.Sizeof(buriedSpan{}), 32},
 		{"coverageRow", unsafe.Sizeof(coverageRow{}), 240},

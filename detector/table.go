@@ -138,7 +138,7 @@ func newSlab(entries int) slab {
 		max: int32(entries), free: -1,
 		tenants:  bufPool[string]{size: 1, keep: maxTenantsPerTrace},
 		services: bufPool[string]{size: 4, keep: maxServicesPerTrace},
-		spans:    bufPool[spanRec]{size: 16, keep: 64},
+		spans:    bufPool[spanRec]{size: 12, keep: 64},
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 // tenants, the last version of each finding (prior), so a late span from
 // another tenant is caught and joined to the same finding, not a poorer
 // one, and the spans a later consumer may link to. A tomb is its slab entry
-// (384 bytes) and index slot (8 bytes, table.go) and its tenants; a clean
+// (320 bytes) and index slot (8 bytes, table.go) and its tenants; a clean
 // single-tenant trace allocates nothing more. Its link targets are up to
 // maxBuriedSpans of its spans that carry a tenant, 32 bytes each in the
 // shard's ring of buried spans, so a tomb costs about 392 + 8×32 = 648
@@ -80,7 +80,7 @@ func (sh *shard) bury(ts *traceState, last map[Rule]*Finding, now time.Time) {
 	sh.slab.spans.put(ts.spans)
 	*ts = traceState{
 		id: ts.id, tenants: ts.tenants, prior: ts.prior,
-		lastSeen: now, buriedFirst: ts.buriedFirst, buriedN: ts.buriedN,
+		lastSeen: now.UnixNano(), buriedFirst: ts.buriedFirst, buriedN: ts.buriedN,
 		self: ts.self, prev: -1, next: -1, kind: entryTomb,
 	}
 	sh.tombs.pushBack(&sh.slab, ts)
@@ -103,7 +103,7 @@ func (sh *shard) unbury(ts *traceState) {
 func (sh *shard) reopen(ts *traceState, now time.Time) {
 	sh.tombs.unlink(&sh.slab, ts)
 	ts.kind = entryLive
-	if now.UnixNano()-ts.lastSeen.UnixNano() < int64(sh.d.cfg.LateWindow) {
+	if now.UnixNano()-ts.lastSeen < int64(sh.d.cfg.LateWindow) {
 		sh.d.stats.late.Add(1)
 	} else {
 		clear(ts.tenants)
@@ -111,7 +111,7 @@ func (sh *shard) reopen(ts *traceState, now time.Time) {
 		ts.prior = nil
 		ts.buriedN = 0
 	}
-	ts.lastSeen = time.Time{}
+	ts.lastSeen = 0
 	ts.tombTenants = uint8(len(ts.tenants))
 	sh.slab.fill(ts)
 }
@@ -186,7 +186,7 @@ func (sh *shard) popBuried() {
 
 func (sh *shard) expireTombs(now time.Time) {
 	for ts := sh.tombs.front(&sh.slab); ts != nil; ts = sh.tombs.front(&sh.slab) {
-		if now.UnixNano()-ts.lastSeen.UnixNano() < int64(sh.d.cfg.LateWindow) {
+		if now.UnixNano()-ts.lastSeen < int64(sh.d.cfg.LateWindow) {
 			break
 		}
 		sh.unbury(ts)
