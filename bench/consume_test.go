@@ -91,48 +91,65 @@ func BenchmarkCompareFresh(b *testing.B) {
 
 // BenchmarkParallel: concurrent ConsumeTraces into one tenantguard (a
 // collector calls it from every receiver goroutine at once). Run with
-// -cpu 1,2: the detector takes one shard per GOMAXPROCS. Each goroutine
-// renews its own ring's trace ids inline (BenchmarkRenew is that cost).
+// -cpu 1,2: the detector takes one shard per GOMAXPROCS. senders=1 is one
+// sender per core, senders=4 four: a leaking request waits for its
+// findings' fsync (durable acknowledgement), and while it waits its core has
+// nothing to do unless other requests are in flight, as they are in a
+// collector serving many clients. Each sender renews its own ring's trace
+// ids inline (BenchmarkRenew is that cost). BenchmarkScalingCeiling is the
+// same traffic into one private processor per core.
 func BenchmarkParallel(b *testing.B) {
-	shape := benchkit.DefaultShape()
-	b.Run(benchkit.Name(benchkit.Tenantguard, shape), func(b *testing.B) {
-		h := newTenantguard(b, tgOpts{})
-		workers := runtime.GOMAXPROCS(0)
-		rings := make([]*benchkit.Ring, workers)
-		for i := range rings {
-			s := shape
-			s.Worker = uint16(i + 1)
-			rings[i] = benchkit.NewRing(s)
-		}
-		warm := benchkit.NewRing(shape) // worker 0: its ids never come back
-		for i := range benchkit.WarmFor(shape, 100_000) {
-			if i > 0 && i%len(warm.Requests) == 0 {
-				warm.Renew()
-			}
-			h.Consume(b, warm.Requests[i%len(warm.Requests)])
-		}
-		var claimed atomic.Int32
-		var m benchkit.Meter
-		runtime.GC()
-		b.ReportAllocs()
-		b.ResetTimer()
-		m.Start()
-		b.RunParallel(func(pb *testing.PB) {
-			r := rings[int(claimed.Add(1)-1)%workers]
-			n := len(r.Requests)
-			i := 0
-			for pb.Next() {
-				if i > 0 && i%n == 0 {
-					r.Renew()
+	for _, leak := range []float64{0, 0.01} {
+		for _, senders := range []int{1, 4} {
+			shape := benchkit.DefaultShape()
+			shape.LeakRate = leak
+			b.Run(fmt.Sprintf("senders=%d/", senders)+benchkit.Name(benchkit.Tenantguard, shape), func(b *testing.B) {
+				h := newTenantguard(b, tgOpts{})
+				warm := benchkit.NewRing(shape) // worker 0: its ids never come back
+				for i := range benchkit.WarmFor(shape, 100_000) {
+					if i > 0 && i%len(warm.Requests) == 0 {
+						warm.Renew()
+					}
+					h.Consume(b, warm.Requests[i%len(warm.Requests)])
 				}
-				h.Consume(b, r.Requests[i%n])
-				i++
+				b.SetParallelism(senders) // RunParallel starts senders×GOMAXPROCS goroutines
+				rings := make([]*benchkit.Ring, senders*runtime.GOMAXPROCS(0))
+				for i := range rings {
+					s := shape
+					s.Worker = uint16(i + 1)
+					rings[i] = benchkit.NewRing(s)
+				}
+				runParallel(b, shape, rings, func(int) *benchkit.Harness { return h })
+			})
+		}
+	}
+}
+
+// runParallel feeds each ring from its own goroutine into the harness
+// pick gives it, and reports per span.
+func runParallel(b *testing.B, shape benchkit.Shape, rings []*benchkit.Ring, pick func(sender int) *benchkit.Harness) {
+	var claimed atomic.Int32
+	var m benchkit.Meter
+	runtime.GC()
+	b.ReportAllocs()
+	b.ResetTimer()
+	m.Start()
+	b.RunParallel(func(pb *testing.PB) {
+		w := int(claimed.Add(1)-1) % len(rings)
+		h, r := pick(w), rings[w]
+		n := len(r.Requests)
+		i := 0
+		for pb.Next() {
+			if i > 0 && i%n == 0 {
+				r.Renew()
 			}
-		})
-		b.StopTimer()
-		m.Stop()
-		benchkit.ReportPerSpan(b, &m, b.N*shape.SpansPerRequest())
+			h.Consume(b, r.Requests[i%n])
+			i++
+		}
 	})
+	b.StopTimer()
+	m.Stop()
+	benchkit.ReportPerSpan(b, &m, b.N*shape.SpansPerRequest())
 }
 
 // BenchmarkRenew is what renewing the trace ids of a ring costs per span

@@ -212,6 +212,10 @@ type Batch struct {
 	touched []TraceID
 	links   []pendingLink
 	held    *shard // locked by Add
+	// heldFrom and heldLinks are len(touched) and len(links) when held was
+	// taken: what Settle may judge.
+	heldFrom, heldLinks int
+	settled             []TraceID // touched traces Settle judged
 	spans   uint64 // counted once per batch: a global atomic per span showed in profiles
 	out     holder // what the batch raises while it holds a shard
 }
@@ -239,6 +243,70 @@ func (d *Detector) NewBatch() *Batch {
 	return b
 }
 
+// Shards is how many shards the detector's state is split into: one per
+// GOMAXPROCS unless configured.
+func (b *Batch) Shards() int { return len(b.d.shards) }
+
+// ShardOf is the shard (0 ≤ ShardOf < Shards) that holds a trace's state.
+// A caller with many spans can group them by shard and Add each group under
+// one hold (see Hold), so that concurrent batches work on different shards
+// instead of taking turns on each one.
+func (b *Batch) ShardOf(id TraceID) int { return int(b.d.hash(id) % uint64(len(b.d.shards))) }
+
+// TryHold locks shard i for the Adds that follow, if no other batch or
+// sweep holds it, and reports whether it did. It first releases the shard
+// the batch held.
+func (b *Batch) TryHold(i int) bool {
+	sh := b.d.shards[i]
+	if sh == b.held {
+		return true
+	}
+	b.release()
+	if !sh.mu.TryLock() {
+		return false
+	}
+	b.out.annotate = b.Annotate
+	sh.holder = &b.out
+	b.take(sh)
+	return true
+}
+
+// take notes that the batch now holds sh.
+func (b *Batch) take(sh *shard) {
+	b.held, b.heldFrom, b.heldLinks = sh, len(b.touched), len(b.links)
+}
+
+// Settle judges the traces the batch touched since it took the shard it
+// holds, while it still holds it, so that Close need not lock that shard
+// again (with concurrent batches, taking each shard a second time was where
+// they waited for each other). If one of those spans carried a link, it
+// leaves them to Close, which resolves links before it judges.
+func (b *Batch) Settle() {
+	sh := b.held
+	if sh == nil || len(b.links) > b.heldLinks {
+		return
+	}
+	for _, id := range b.touched[b.heldFrom:] {
+		if ts := sh.entry(id, b.d.hash32(id)); ts != nil && ts.kind == entryLive && ts.dirty {
+			sh.evaluate(ts, b.now)
+		}
+	}
+	b.settled = append(b.settled, b.touched[b.heldFrom:]...)
+	b.touched = b.touched[:b.heldFrom]
+}
+
+// Hold locks shard i for the Adds that follow, waiting for it if needed.
+func (b *Batch) Hold(i int) {
+	sh := b.d.shards[i]
+	if sh == b.held {
+		return
+	}
+	b.release()
+	b.out.annotate = b.Annotate
+	sh.lock(&b.out)
+	b.take(sh)
+}
+
 // Add ingests one span. It never blocks on I/O. It keeps the span's shard
 // locked until a span of another shard arrives or the batch closes: spans
 // of one trace come in runs, and a lock per span showed in profiles. So
@@ -252,7 +320,7 @@ func (b *Batch) Add(s *Span) {
 		b.release()
 		b.out.annotate = b.Annotate
 		sh.lock(&b.out)
-		b.held = sh
+		b.take(sh)
 	}
 	sh.ingest(s, slotHash(h), b.now)
 	if n := len(b.touched); n == 0 || b.touched[n-1] != s.TraceID {
@@ -284,22 +352,30 @@ func (b *Batch) Close() {
 	}
 	if d.waiting.n.Load() > 0 {
 		// Producers that consumers were waiting for may be in this batch.
-		for _, id := range b.touched {
-			for _, pl := range d.waiting.take(id) {
-				d.resolveLink(pl, false, now, &b.out)
+		for _, ids := range [2][]TraceID{b.settled, b.touched} {
+			for _, id := range ids {
+				for _, pl := range d.waiting.take(id) {
+					d.resolveLink(pl, false, now, &b.out)
+				}
 			}
 		}
 	}
+	// The touched traces come grouped by shard when the caller grouped its
+	// spans (Hold): one lock per run of a shard's traces.
 	for _, id := range b.touched {
 		h := d.hash(id)
 		sh := d.shardFor(h)
-		sh.lock(&b.out)
+		if sh != b.held {
+			b.release()
+			sh.lock(&b.out)
+			b.take(sh)
+		}
 		if ts := sh.entry(id, slotHash(h)); ts != nil && ts.kind == entryLive && ts.dirty {
 			sh.evaluate(ts, now)
 		}
-		sh.unlock()
 	}
-	b.touched = b.touched[:0]
+	b.release()
+	b.touched, b.settled = b.touched[:0], b.settled[:0]
 	b.links = b.links[:0]
 	b.Annotate, b.out.annotate = nil, nil
 	d.batchPool.Put(b)

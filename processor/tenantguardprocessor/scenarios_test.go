@@ -21,6 +21,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -214,7 +215,7 @@ type scenarioRun struct {
 // runScenario feeds the requests as the processor does (one batch per
 // request; an advance step moves the clock and sweeps), then flushes the
 // detector as on shutdown.
-func runScenario(t *testing.T, cfg *Config, steps []scenarioStep) *scenarioRun {
+func runScenario(t *testing.T, cfg *Config, steps []scenarioStep, adjust ...func(*detector.Config)) *scenarioRun {
 	t.Helper()
 	dc := cfg.DetectorConfig()
 	// A clock that moves forward on every read, so versions are deterministic.
@@ -232,7 +233,12 @@ func runScenario(t *testing.T, cfg *Config, steps []scenarioStep) *scenarioRun {
 		mu.Lock()
 		run.all = append(run.all, f)
 		mu.Unlock()
-	}, func(c *detector.Config) { c.Now = dc.Now })
+	}, func(c *detector.Config) {
+		c.Now = dc.Now
+		for _, a := range adjust {
+			a(c)
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -586,6 +592,32 @@ func TestScenarioReverseOrder(t *testing.T) {
 			// The final state is the same, so the final edges must be too.
 			if f, r := edgeKeys(forward.final), edgeKeys(reversed.final); !slices.Equal(f, r) {
 				t.Errorf("crossing edges: forward %q, reverse %q", f, r)
+			}
+		})
+	}
+}
+
+// TestScenarioOneShardOrMany runs every scenario on one shard, where the
+// extractor adds spans in request order, and on eight, where it groups a
+// request's spans by shard and adds each group under one hold (and judges
+// it before letting go): the findings, their edges and the coverage are the
+// same.
+func TestScenarioOneShardOrMany(t *testing.T) {
+	cfg := scenarioConfig(t)
+	shards := func(n int) func(*detector.Config) { return func(c *detector.Config) { c.Shards = n } }
+	for name, path := range scenarioFiles(t) {
+		t.Run(name, func(t *testing.T) {
+			steps := readScenario(t, path)
+			one := runScenario(t, cfg, steps, shards(1))
+			many := runScenario(t, cfg, steps, shards(8))
+			if f, m := findingKeys(one.final), findingKeys(many.final); !slices.Equal(f, m) {
+				t.Errorf("one shard found %q, eight %q", f, m)
+			}
+			if f, m := edgeKeys(one.final), edgeKeys(many.final); !slices.Equal(f, m) {
+				t.Errorf("crossing edges: one shard %q, eight %q", f, m)
+			}
+			if !reflect.DeepEqual(one.coverage, many.coverage) {
+				t.Errorf("coverage: one shard %+v, eight %+v", one.coverage, many.coverage)
 			}
 		})
 	}
