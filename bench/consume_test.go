@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -122,6 +124,51 @@ func BenchmarkParallel(b *testing.B) {
 				runParallel(b, shape, rings, func(int) *benchkit.Harness { return h })
 			})
 		}
+	}
+}
+
+// BenchmarkParallelFresh: the fresh-state load (benchkit.FreshShape) with
+// its 200 requests spread over senders×GOMAXPROCS concurrent senders, a new,
+// empty processor per iteration (200,000 spans). Run with -cpu 1,2 and
+// compare spans/s.
+//
+//	go test -run '^$' -bench '^BenchmarkParallelFresh$' -benchtime 5x -cpu 1,2 -count 4
+func BenchmarkParallelFresh(b *testing.B) {
+	shape := benchkit.FreshShape()
+	ring := benchkit.NewRing(shape)
+	for _, senders := range []int{1, 4} {
+		b.Run(fmt.Sprintf("senders=%d/", senders)+benchkit.Name(benchkit.Tenantguard, shape), func(b *testing.B) {
+			n := senders * runtime.GOMAXPROCS(0)
+			var m benchkit.Meter
+			b.ReportAllocs()
+			b.StopTimer()
+			b.ResetTimer()
+			for i := range b.N {
+				if i > 0 {
+					ring.Renew()
+				}
+				h := newTenantguard(b, tgOpts{})
+				runtime.GC()
+				var wg sync.WaitGroup
+				b.StartTimer()
+				m.Start()
+				for k := range n {
+					wg.Go(func() {
+						for j := k; j < len(ring.Requests); j += n {
+							if err := h.Proc.ConsumeTraces(context.Background(), ring.Requests[j]); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				b.StopTimer()
+				m.Stop()
+				h.Close(b)
+			}
+			benchkit.ReportPerSpan(b, &m, b.N*ring.Spans())
+		})
 	}
 }
 
