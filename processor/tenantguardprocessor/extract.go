@@ -1,8 +1,10 @@
 package tenantguardprocessor
 
 import (
+	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -24,6 +26,14 @@ type Extractor struct {
 	queries  bool
 	allow    func(st *allowState, rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) string
 	pool     sync.Pool
+	// feeding counts the requests being fed, requests those ever started,
+	// and overlapAt numbers the last that started while another was being
+	// fed: grouping by shard pays only when requests come concurrently.
+	feeding   atomic.Int32
+	requests  atomic.Int64
+	overlapAt atomic.Int64
+	// alwaysGroup groups by shard even a request fed alone (tests).
+	alwaysGroup bool
 	// slots are every configured attribute the rules read, tenant keys
 	// first (in trust order), then derivations, then bindings: a span's
 	// attributes are read in one pass that fills the slots, instead of one
@@ -71,6 +81,7 @@ func NewExtractor(det *detector.Detector) *Extractor {
 		bindings: det.BindingAttributes(),
 		queries:  det.WantsQueries(),
 	}
+	e.overlapAt.Store(math.MinInt64 / 2) // no overlap yet
 	for i, k := range e.keys {
 		e.slots = append(e.slots, slot{k, slotTenant, i})
 	}
@@ -105,14 +116,16 @@ const (
 // Feed adds every span of td to the batch. Spans with an all-zero trace id
 // cannot be grouped and are skipped; Feed returns how many it skipped.
 //
-// When the detector has several shards, Feed first groups the request's
-// spans by shard, then adds each group under one hold of its shard, taking
-// first the shards no other request holds. Concurrent requests then work on
-// different shards side by side, each shard's state staying with one core
-// for a whole group, instead of both requests taking turns on every shard
-// span by span (which made two cores slower than one). Spans of a trace
-// keep their order; only traces of different shards are reordered, and
-// their states are independent.
+// While other requests are being fed into a detector of several shards,
+// Feed first groups the request's spans by shard, then adds each group under
+// one hold of its shard, taking first the shards no other request holds.
+// Concurrent requests then work on different shards side by side, each
+// shard's state staying with one core for a whole group, instead of taking
+// turns on every shard span by span (which made two cores slower than one).
+// Spans of a trace keep their order; only traces of different shards are
+// reordered, and their states are independent. A request fed alone is read
+// in order, in one pass: grouping costs a second walk of the request (8% of
+// the CPU on clean traffic) that only concurrency repays.
 func (e *Extractor) Feed(b *detector.Batch, td ptrace.Traces) (invalid int) {
 	sc := e.pool.Get().(*scratch)
 	defer e.pool.Put(sc)
@@ -120,7 +133,9 @@ func (e *Extractor) Feed(b *detector.Batch, td ptrace.Traces) (invalid int) {
 	sc.resAt = -1
 	rss := td.ResourceSpans()
 	n := b.Shards()
-	if n == 1 {
+	group := e.concurrent() && n > 1
+	defer e.feeding.Add(-1) // counted in concurrent
+	if !group {
 		for i := 0; i < rss.Len(); i++ {
 			rs := rss.At(i)
 			sss := rs.ScopeSpans()
@@ -187,6 +202,21 @@ func (e *Extractor) Feed(b *detector.Batch, td ptrace.Traces) (invalid int) {
 	}
 	return invalid
 }
+
+// concurrent counts the request Feed starts and reports whether requests
+// have overlapped within the last groupingMemory requests: one sender's
+// requests never overlap, several senders' overlap often but not every time
+// (one may be waiting for its fsync), and a request read in order while
+// another is grouped contends as if neither were.
+func (e *Extractor) concurrent() bool {
+	seq := e.requests.Add(1)
+	if e.feeding.Add(1) > 1 {
+		e.overlapAt.Store(seq)
+	}
+	return e.alwaysGroup || seq-e.overlapAt.Load() < groupingMemory
+}
+
+const groupingMemory = 1024
 
 // spanAt is where a span sits in its request: ResourceSpans, ScopeSpans and
 // span index.

@@ -216,6 +216,12 @@ type scenarioRun struct {
 // request; an advance step moves the clock and sweeps), then flushes the
 // detector as on shutdown.
 func runScenario(t *testing.T, cfg *Config, steps []scenarioStep, adjust ...func(*detector.Config)) *scenarioRun {
+	return runScenarioGrouped(t, cfg, steps, false, adjust...)
+}
+
+// runScenarioGrouped is runScenario; group makes the extractor group every
+// request's spans by shard, as it does under concurrent requests.
+func runScenarioGrouped(t *testing.T, cfg *Config, steps []scenarioStep, group bool, adjust ...func(*detector.Config)) *scenarioRun {
 	t.Helper()
 	dc := cfg.DetectorConfig()
 	// A clock that moves forward on every read, so versions are deterministic.
@@ -242,6 +248,7 @@ func runScenario(t *testing.T, cfg *Config, steps []scenarioStep, adjust ...func
 	if err != nil {
 		t.Fatal(err)
 	}
+	ex.alwaysGroup = group
 	evidence := NewEvidenceReader(cfg)
 	for i, st := range steps {
 		if st.advance > 0 {
@@ -599,9 +606,9 @@ func TestScenarioReverseOrder(t *testing.T) {
 
 // TestScenarioOneShardOrMany runs every scenario on one shard, where the
 // extractor adds spans in request order, and on eight, where it groups a
-// request's spans by shard and adds each group under one hold (and judges
-// it before letting go): the findings, their edges and the coverage are the
-// same.
+// request's spans by shard (as it does when requests come concurrently) and
+// adds each group under one hold, judging it before letting go: the
+// findings, their edges and the coverage are the same.
 func TestScenarioOneShardOrMany(t *testing.T) {
 	cfg := scenarioConfig(t)
 	shards := func(n int) func(*detector.Config) { return func(c *detector.Config) { c.Shards = n } }
@@ -609,7 +616,7 @@ func TestScenarioOneShardOrMany(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			steps := readScenario(t, path)
 			one := runScenario(t, cfg, steps, shards(1))
-			many := runScenario(t, cfg, steps, shards(8))
+			many := runScenarioGrouped(t, cfg, steps, true, shards(8))
 			if f, m := findingKeys(one.final), findingKeys(many.final); !slices.Equal(f, m) {
 				t.Errorf("one shard found %q, eight %q", f, m)
 			}
