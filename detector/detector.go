@@ -216,8 +216,8 @@ type Batch struct {
 	// taken: what Settle may judge.
 	heldFrom, heldLinks int
 	settled             []TraceID // touched traces Settle judged
-	spans   uint64 // counted once per batch: a global atomic per span showed in profiles
-	out     holder // what the batch raises while it holds a shard
+	spans               uint64    // counted once per batch: a global atomic per span showed in profiles
+	out                 holder    // what the batch raises while it holds a shard
 }
 
 // release unlocks the shard Add kept locked.
