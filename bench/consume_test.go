@@ -1,10 +1,8 @@
 package bench
 
 import (
-	"context"
 	"fmt"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -138,36 +136,8 @@ func BenchmarkParallelFresh(b *testing.B) {
 	ring := benchkit.NewRing(shape)
 	for _, senders := range []int{1, 4} {
 		b.Run(fmt.Sprintf("senders=%d/", senders)+benchkit.Name(benchkit.Tenantguard, shape), func(b *testing.B) {
-			n := senders * runtime.GOMAXPROCS(0)
-			var m benchkit.Meter
-			b.ReportAllocs()
-			b.StopTimer()
-			b.ResetTimer()
-			for i := range b.N {
-				if i > 0 {
-					ring.Renew()
-				}
-				h := newTenantguard(b, tgOpts{})
-				runtime.GC()
-				var wg sync.WaitGroup
-				b.StartTimer()
-				m.Start()
-				for k := range n {
-					wg.Go(func() {
-						for j := k; j < len(ring.Requests); j += n {
-							if err := h.Proc.ConsumeTraces(context.Background(), ring.Requests[j]); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					})
-				}
-				wg.Wait()
-				b.StopTimer()
-				m.Stop()
-				h.Close(b)
-			}
-			benchkit.ReportPerSpan(b, &m, b.N*ring.Spans())
+			benchkit.RunFreshConcurrent(b, ring, senders*runtime.GOMAXPROCS(0),
+				func(b *testing.B) *benchkit.Harness { return newTenantguard(b, tgOpts{}) })
 		})
 	}
 }

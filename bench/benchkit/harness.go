@@ -290,6 +290,13 @@ func RunThroughput(b *testing.B, h *Harness, ring *Ring, warm int) {
 // processor down, renews the ring's trace ids and collects garbage, outside
 // the measurement. The metrics are RunThroughput's.
 func RunFresh(b *testing.B, ring *Ring, build func(b *testing.B) *Harness) {
+	RunFreshConcurrent(b, ring, 1, build)
+}
+
+// RunFreshConcurrent is RunFresh with the ring's requests spread over
+// senders goroutines that feed the processor at once (request i goes to
+// sender i mod senders).
+func RunFreshConcurrent(b *testing.B, ring *Ring, senders int, build func(b *testing.B) *Harness) {
 	spans := ring.Spans()
 	if discardedProbe(b) {
 		// -benchtime=Nx (N > 1) runs one iteration first and throws its
@@ -312,8 +319,23 @@ func RunFresh(b *testing.B, ring *Ring, build func(b *testing.B) *Harness) {
 		runtime.GC()
 		b.StartTimer()
 		m.Start()
-		for _, td := range ring.Requests {
-			h.Consume(b, td)
+		if senders <= 1 {
+			for _, td := range ring.Requests {
+				h.Consume(b, td)
+			}
+		} else {
+			var wg sync.WaitGroup
+			for k := range senders {
+				wg.Go(func() {
+					for j := k; j < len(ring.Requests); j += senders {
+						if err := h.Proc.ConsumeTraces(context.Background(), ring.Requests[j]); err != nil {
+							b.Errorf("%s ConsumeTraces: %v", h.Kind, err) // not Fatal: not the benchmark's goroutine
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
 		}
 		b.StopTimer() // wall time is the time inside ConsumeTraces, as in RunThroughput
 		h.Drain(b, int64(spans))
