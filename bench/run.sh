@@ -66,7 +66,7 @@ echo "== 5. concurrency: GOMAXPROCS 1 and 2"
 # same session, so the two ratios can be compared.
 for _ in $(seq "$COUNT"); do
   tg -test.bench '^BenchmarkParallel$|^BenchmarkScalingCeiling$' -test.benchtime 2000x -test.count 1 -test.cpu 1,2
-  tg -test.bench '^BenchmarkParallelFresh$' -test.benchtime 5x -test.count 1 -test.cpu 1,2
+  tg -test.bench '^BenchmarkParallelFresh$|^BenchmarkScalingCeilingFresh$' -test.benchtime 5x -test.count 1 -test.cpu 1,2
 done | grep --line-buffered -v '^pkg:' | tee "$out/parallel.txt"
 tg -test.bench '^BenchmarkRenew$' -test.benchtime 2000x -test.count "$COUNT" | tee -a "$out/parallel.txt"
 fi

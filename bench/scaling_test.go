@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -81,4 +83,61 @@ func BenchmarkScalingCeiling(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkScalingCeilingFresh is BenchmarkScalingCeiling on the fresh-state
+// load: each core gets a new processor per iteration and its own 200
+// requests, fed by 4 senders per core, as BenchmarkParallelFresh does for
+// one processor.
+//
+//	go test -run '^$' -bench '^BenchmarkScalingCeilingFresh$' -benchtime 5x -cpu 1,2 -count 4
+func BenchmarkScalingCeilingFresh(b *testing.B) {
+	fresh := benchkit.FreshShape()
+	b.Run("senders=4/"+benchkit.Name(benchkit.Tenantguard, fresh), func(b *testing.B) {
+		const senders = 4
+		cores := runtime.GOMAXPROCS(0)
+		rings := make([]*benchkit.Ring, cores)
+		for i := range rings {
+			s := fresh
+			s.Worker = uint16(i + 1)
+			rings[i] = benchkit.NewRing(s)
+		}
+		var m benchkit.Meter
+		b.ReportAllocs()
+		b.StopTimer()
+		b.ResetTimer()
+		for it := range b.N {
+			hs := make([]*benchkit.Harness, cores)
+			for i := range hs {
+				if it > 0 {
+					rings[i].Renew()
+				}
+				hs[i] = newTenantguard(b, tgOpts{name: fmt.Sprint("core", i)})
+			}
+			runtime.GC()
+			var wg sync.WaitGroup
+			b.StartTimer()
+			m.Start()
+			for c := range cores {
+				for k := range senders {
+					wg.Go(func() {
+						reqs := rings[c].Requests
+						for j := k; j < len(reqs); j += senders {
+							if err := hs[c].Proc.ConsumeTraces(context.Background(), reqs[j]); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				}
+			}
+			wg.Wait()
+			b.StopTimer()
+			m.Stop()
+			for _, h := range hs {
+				h.Close(b)
+			}
+		}
+		benchkit.ReportPerSpan(b, &m, b.N*cores*rings[0].Spans())
+	})
 }
