@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every benchmark of BENCHMARKS.md and writes the raw outputs to
-# results/*.txt and benchstat summaries to results/*.stat. About 30 minutes
+# results/*.txt and benchstat summaries to results/*.stat. About 45 minutes
 # on the 2-core development machine under other engineers' load (less on a
 # quiet one). COUNT (default 6) sets the repetitions, OUT (default results)
 # the directory written. Arguments pick sections (./run.sh 3 4 runs live
