@@ -39,6 +39,8 @@ type Extractor struct {
 	// attributes are read in one pass that fills the slots, instead of one
 	// linear Map.Get per configured key.
 	slots []slot
+	// uses finds, per attribute key, the slots and the fact it fills.
+	uses keyTable
 }
 
 type slotKind uint8
@@ -91,6 +93,7 @@ func NewExtractor(det *detector.Detector) *Extractor {
 	for i, k := range e.bindings {
 		e.slots = append(e.slots, slot{k, slotBinding, i})
 	}
+	e.uses = newKeyTable(e.slots)
 	n, nb := len(e.slots), len(e.bindings)
 	e.pool.New = func() any {
 		return &scratch{vals: make([]pcommon.Value, n), has: make([]bool, n),
@@ -296,31 +299,35 @@ func (e *Extractor) readSpan(s *detector.Span, sc *scratch, attrs pcommon.Map) {
 	clear(sc.has)
 	if attrs.Len() > 0 {
 		attrs.Range(func(k string, v pcommon.Value) bool {
-			for i := range e.slots {
+			u := e.uses.find(k)
+			if u == nil {
+				return true
+			}
+			for _, i := range u.slots {
 				// A repeated key keeps its first value, as Map.Get would.
-				if sl := &e.slots[i]; len(sl.key) == len(k) && sl.key == k && !sc.has[i] {
+				if !sc.has[i] {
 					sc.vals[i], sc.has[i] = v, true
 				}
 			}
-			switch k {
-			case attrHTTPStatus, attrHTTPStatusOld:
+			switch u.fact {
+			case factHTTPStatus:
 				if v.Type() == pcommon.ValueTypeInt {
 					s.HTTPStatus = int32(v.Int())
 				}
-			case attrGRPCStatus:
+			case factGRPCStatus:
 				if v.Type() == pcommon.ValueTypeInt {
 					s.GRPCStatus = int32(v.Int())
 				}
-			case attrDBSystem, attrDBSystemOld:
+			case factDBSystem:
 				if v.Type() == pcommon.ValueTypeStr {
 					s.Data = dataKindOfDB(v.Str())
 				}
-			case attrMessaging:
+			case factMessaging:
 				s.Data = detector.DataMessaging
-			case attrS3Bucket:
+			case factS3Bucket:
 				s.Data = detector.DataObjectStorage
-			case attrQuery, attrQueryOld:
-				if e.queries && v.Type() == pcommon.ValueTypeStr && (s.Query == "" || k == attrQuery) {
+			case factQuery, factQueryOld:
+				if e.queries && v.Type() == pcommon.ValueTypeStr && (s.Query == "" || u.fact == factQuery) {
 					s.Query = v.Str()
 				}
 			}
