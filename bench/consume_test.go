@@ -63,7 +63,7 @@ func BenchmarkCompare(b *testing.B) {
 		})
 		for _, kind := range experiments {
 			b.Run(benchkit.Name(kind, shape), func(b *testing.B) {
-				h := newExperiment(kind, 100_000)
+				h := newExperiment(b, kind, 100_000)
 				benchkit.RunThroughput(b, h, benchkit.NewRing(shape), benchkit.WarmFor(shape, 100_000))
 			})
 		}
@@ -84,7 +84,7 @@ func BenchmarkCompareFresh(b *testing.B) {
 	})
 	for _, kind := range experiments {
 		b.Run(benchkit.Name(kind, shape), func(b *testing.B) {
-			benchkit.RunFresh(b, ring, func(*testing.B) *benchkit.Harness { return newExperiment(kind, 100_000) })
+			benchkit.RunFresh(b, ring, func(*testing.B) *benchkit.Harness { return newExperiment(b, kind, 100_000) })
 		})
 	}
 }

@@ -25,10 +25,21 @@ package bench
 //   - read: the prototype without its trace state, to split its cost: the
 //     same reads and interning, each span record written into one scratch
 //     record instead of its trace's (no table, no eviction).
+//   - durable: the prototype plus the least a durable acknowledgement
+//     needs. A request in which traces cross tenants appends one line per
+//     crossing (trace id and the two tenants, about 100 bytes) to a file on
+//     the disk with one write and one fsync before it returns, as
+//     tenantguard's journal does for the findings a request raised. No
+//     encoding library, no path checks, no worker goroutine. At 1% of
+//     traces crossing, about every request of both loads pays that fsync.
 
 import (
 	"context"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -44,16 +55,18 @@ const (
 	floorKind     = "floor"
 	readKind      = "read"
 	prototypeKind = "prototype"
+	durableKind   = "durable"
 )
 
-var experiments = []string{floorKind, readKind, prototypeKind}
+var experiments = []string{floorKind, readKind, prototypeKind, durableKind}
 
 // experiment runs work over each request, then forwards it to the sink as
 // tenantguard does. It is a processor.Traces so that benchkit's runners
 // drive it exactly as they drive the real processors.
 type experiment struct {
-	work func(ptrace.Traces)
-	next consumer.Traces
+	work  func(ptrace.Traces)
+	next  consumer.Traces
+	proto *prototype // the prototype's state, for TestExperiments
 }
 
 func (e *experiment) ConsumeTraces(ctx context.Context, td ptrace.Traces) error {
@@ -66,8 +79,9 @@ func (*experiment) Shutdown(context.Context) error              { return nil }
 
 // newExperiment builds the floor or the prototype (sized for maxTraces)
 // behind a counting sink. Building, including the prototype's tables, is
-// outside every measurement.
-func newExperiment(kind string, maxTraces int) *benchkit.Harness {
+// outside every measurement. The durable prototype's file is in a directory
+// on the disk (benchkit.DiskDir), removed with tb.
+func newExperiment(tb testing.TB, kind string, maxTraces int) *benchkit.Harness {
 	h := &benchkit.Harness{Kind: kind, Sink: &benchkit.CountSink{}}
 	e := &experiment{next: h.Sink}
 	switch kind {
@@ -75,6 +89,15 @@ func newExperiment(kind string, maxTraces int) *benchkit.Harness {
 		e.work = (&floor{}).consume
 	case prototypeKind:
 		e.work = newPrototype(maxTraces).consume
+	case durableKind:
+		p := newPrototype(maxTraces)
+		f, err := os.OpenFile(filepath.Join(benchkit.DiskDir(tb), "evidence.jsonl"), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { _ = f.Close() })
+		p.journal = f
+		e.work, e.proto = p.consume, p
 	case readKind:
 		p := newPrototype(1)
 		p.stateless = true
@@ -157,6 +180,14 @@ type prototype struct {
 	// What it found, for the test: evictions, traces that crossed tenants,
 	// spans beyond the fixed storage.
 	evicted, crossed, dropped int
+
+	// journal (durable only): a request's crossings, one line each, are
+	// written and fsynced before consume returns; written is its size.
+	journal *os.File
+	idBuf   [16]byte
+	lines   []byte
+	written int64
+	syncs   int
 }
 
 type endpointKey struct {
@@ -342,6 +373,9 @@ func (p *prototype) consume(td ptrace.Traces) {
 					case last.tenant != ten && last.crossed == 0:
 						last.crossed = 1
 						p.crossed++
+						if p.journal != nil {
+							p.lines = p.appendCrossing(p.lines, last, ten)
+						}
 					}
 				}
 				if last.n == protoSpans {
@@ -362,6 +396,36 @@ func (p *prototype) consume(td ptrace.Traces) {
 			}
 		}
 	}
+	if len(p.lines) > 0 {
+		p.sync()
+	}
+}
+
+// appendCrossing appends the durable prototype's evidence line: the trace
+// id and the two tenants (tenant.id values come from the generator and are
+// plain ASCII).
+func (p *prototype) appendCrossing(dst []byte, t *traceRec, second uint32) []byte {
+	dst = append(dst, `{"trace_id":"`...)
+	dst = hex.AppendEncode(dst, binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(p.idBuf[:0], t.hi), t.lo))
+	dst = append(dst, `","tenants":["`...)
+	dst = append(dst, p.tenantOf[t.tenant-1]...)
+	dst = append(dst, `","`...)
+	dst = append(dst, p.tenantOf[second-1]...)
+	return append(dst, "\"]}\n"...)
+}
+
+// sync writes the request's lines at the end of the file and fsyncs it.
+func (p *prototype) sync() {
+	n, err := p.journal.WriteAt(p.lines, p.written)
+	if err == nil {
+		err = p.journal.Sync()
+	}
+	if err != nil {
+		panic("durable prototype: " + err.Error())
+	}
+	p.written += int64(n)
+	p.syncs++
+	p.lines = p.lines[:0]
 }
 
 // TestExperiments checks that the floor and the prototype do the work they
@@ -426,6 +490,38 @@ func TestExperiments(t *testing.T) {
 			if tr := p.find(binary.BigEndian.Uint64(id[:8]), binary.BigEndian.Uint64(id[8:])); tr.crossed != 1 || tr.n != 10 {
 				t.Fatalf("crossing trace %x: crossed %d with %d spans", id, tr.crossed, tr.n)
 			}
+		}
+	}
+
+	// The durable prototype: one line per crossing, one fsync per request
+	// that holds any, and the file reads back as those lines.
+	d := newExperiment(t, durableKind, 100_000).Proc.(*experiment)
+	for _, td := range ring.Requests {
+		d.work(td)
+	}
+	dp := d.proto
+	withLeaks := 0
+	for _, l := range ring.Leaks {
+		if len(l) > 0 {
+			withLeaks++
+		}
+	}
+	written, err := os.ReadFile(dp.journal.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(written), "\n"), "\n")
+	if dp.crossed != leaks || len(lines) != leaks || dp.syncs != withLeaks {
+		t.Errorf("durable prototype: %d crossings, %d lines, %d fsyncs; want %d, %d and %d (requests with a crossing)",
+			dp.crossed, len(lines), dp.syncs, leaks, leaks, withLeaks)
+	}
+	for _, l := range lines {
+		var ev struct {
+			TraceID string   `json:"trace_id"`
+			Tenants []string `json:"tenants"`
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil || len(ev.TraceID) != 32 || len(ev.Tenants) != 2 || ev.Tenants[0] == ev.Tenants[1] {
+			t.Fatalf("durable prototype line %q: %v", l, err)
 		}
 	}
 

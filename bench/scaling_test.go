@@ -59,7 +59,7 @@ func BenchmarkScalingCeiling(b *testing.B) {
 					hs := make([]*benchkit.Harness, cores)
 					for i := range hs {
 						if kind == prototypeKind {
-							hs[i] = newExperiment(kind, 100_000)
+							hs[i] = newExperiment(b, kind, 100_000)
 						} else {
 							hs[i] = newTenantguard(b, tgOpts{name: fmt.Sprint("core", i)})
 						}
