@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,8 +29,7 @@ type Journal struct {
 	mu     sync.Mutex
 	f      *os.File // nil after the file was lost and could not be reopened
 	size   int64
-	buf    bytes.Buffer  // the batch being appended, reused
-	enc    *json.Encoder // writes to buf
+	buf    []byte // the batch being appended, reused
 	closed bool
 }
 
@@ -50,8 +48,6 @@ func Open(path string) (*Journal, error) {
 		return nil, errors.New("journal path is empty: set store.journal.path")
 	}
 	j := &Journal{path: path}
-	j.enc = json.NewEncoder(&j.buf)
-	j.enc.SetEscapeHTML(false)
 	if err := j.open(); err != nil {
 		return nil, err
 	}
@@ -187,13 +183,14 @@ func (j *Journal) Append(_ context.Context, batch []store.Evidence) error {
 	if err := j.check(); err != nil {
 		return err
 	}
-	j.buf.Reset()
+	j.buf = j.buf[:0]
 	for i := range batch {
-		if err := j.enc.Encode(&batch[i]); err != nil {
+		var err error
+		if j.buf, err = batch[i].AppendJSON(j.buf); err != nil {
 			return fmt.Errorf("encoding finding %s for journal: %w", batch[i].LeakID, err)
 		}
 	}
-	n, err := j.f.WriteAt(j.buf.Bytes(), j.size)
+	n, err := j.f.WriteAt(j.buf, j.size)
 	if err == nil {
 		err = j.f.Sync()
 	}
