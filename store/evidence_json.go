@@ -32,94 +32,42 @@ func (ev *Evidence) AppendJSON(dst []byte) ([]byte, error) {
 	w.str(`,"trace_id":`, ev.TraceID)
 	w.strs(`,"tenants":`, ev.Tenants)
 	w.strs(`,"services":`, ev.Services)
-	w.b = append(w.b, `,"crossing_edges":`...)
-	if ev.CrossingEdges == nil {
-		w.b = append(w.b, "null"...)
-	} else {
-		w.b = append(w.b, '[')
-		for i := range ev.CrossingEdges {
-			e := &ev.CrossingEdges[i]
-			w.comma(i)
-			w.b = append(w.b, `{"from":`...)
-			w.edgeEnd(&e.From)
-			w.b = append(w.b, `,"to":`...)
-			w.edgeEnd(&e.To)
-			w.b = append(w.b, `,"hops":`...)
-			w.b = strconv.AppendInt(w.b, int64(e.Hops), 10)
-			w.boolOmit(`,"link":`, e.Link)
-			w.strOmit(`,"outcome":`, e.Outcome)
+	list(&w, `,"crossing_edges":`, ev.CrossingEdges, false, func(e *CrossingEdge) {
+		w.b = append(w.b, `{"from":`...)
+		w.edgeEnd(&e.From)
+		w.b = append(w.b, `,"to":`...)
+		w.edgeEnd(&e.To)
+		w.b = append(w.b, `,"hops":`...)
+		w.b = strconv.AppendInt(w.b, int64(e.Hops), 10)
+		w.boolOmit(`,"link":`, e.Link)
+		w.strOmit(`,"outcome":`, e.Outcome)
+		w.b = append(w.b, '}')
+	})
+	list(&w, `,"mismatches":`, ev.Mismatches, true, func(m *Mismatch) {
+		w.spanRef(m.SpanID, m.Service, m.Span)
+		list(&w, `,"values":`, m.Values, false, func(v *TenantSource) {
+			w.str(`{"key":`, v.Key)
+			w.str(`,"tenant":`, v.Tenant)
+			w.boolOmit(`,"resource":`, v.Resource)
 			w.b = append(w.b, '}')
-		}
-		w.b = append(w.b, ']')
-	}
-	if len(ev.Mismatches) > 0 {
-		w.b = append(w.b, `,"mismatches":[`...)
-		for i := range ev.Mismatches {
-			m := &ev.Mismatches[i]
-			w.comma(i)
-			w.str(`{"span_id":`, m.SpanID)
-			w.str(`,"service":`, m.Service)
-			w.str(`,"span":`, m.Span)
-			w.b = append(w.b, `,"values":`...)
-			if m.Values == nil {
-				w.b = append(w.b, "null"...)
-			} else {
-				w.b = append(w.b, '[')
-				for j := range m.Values {
-					v := &m.Values[j]
-					w.comma(j)
-					w.str(`{"key":`, v.Key)
-					w.str(`,"tenant":`, v.Tenant)
-					w.boolOmit(`,"resource":`, v.Resource)
-					w.b = append(w.b, '}')
-				}
-				w.b = append(w.b, ']')
-			}
-			w.b = append(w.b, '}')
-		}
-		w.b = append(w.b, ']')
-	}
-	if len(ev.Keys) > 0 {
-		w.b = append(w.b, `,"keys":[`...)
-		for i := range ev.Keys {
-			k := &ev.Keys[i]
-			w.comma(i)
-			w.str(`{"span_id":`, k.SpanID)
-			w.str(`,"service":`, k.Service)
-			w.str(`,"span":`, k.Span)
-			w.str(`,"attribute":`, k.Attribute)
-			w.str(`,"identifier":`, k.Identifier)
-			w.strOmit(`,"key_tenant":`, k.KeyTenant)
-			w.strOmit(`,"span_tenant":`, k.SpanTenant)
-			w.boolOmit(`,"global":`, k.Global)
-			w.b = append(w.b, '}')
-		}
-		w.b = append(w.b, ']')
-	}
-	if len(ev.Queries) > 0 {
-		w.b = append(w.b, `,"queries":[`...)
-		for i := range ev.Queries {
-			q := &ev.Queries[i]
-			w.comma(i)
-			w.str(`{"span_id":`, q.SpanID)
-			w.str(`,"service":`, q.Service)
-			w.str(`,"span":`, q.Span)
-			w.strs(`,"tables":`, q.Tables)
-			w.b = append(w.b, '}')
-		}
-		w.b = append(w.b, ']')
-	}
-	w.b = append(w.b, `,"spans":`...)
-	if ev.Spans == nil {
-		w.b = append(w.b, "null"...)
-	} else {
-		w.b = append(w.b, '[')
-		for i := range ev.Spans {
-			w.comma(i)
-			w.span(&ev.Spans[i])
-		}
-		w.b = append(w.b, ']')
-	}
+		})
+		w.b = append(w.b, '}')
+	})
+	list(&w, `,"keys":`, ev.Keys, true, func(k *KeyUse) {
+		w.spanRef(k.SpanID, k.Service, k.Span)
+		w.str(`,"attribute":`, k.Attribute)
+		w.str(`,"identifier":`, k.Identifier)
+		w.strOmit(`,"key_tenant":`, k.KeyTenant)
+		w.strOmit(`,"span_tenant":`, k.SpanTenant)
+		w.boolOmit(`,"global":`, k.Global)
+		w.b = append(w.b, '}')
+	})
+	list(&w, `,"queries":`, ev.Queries, true, func(q *Query) {
+		w.spanRef(q.SpanID, q.Service, q.Span)
+		w.strs(`,"tables":`, q.Tables)
+		w.b = append(w.b, '}')
+	})
+	list(&w, `,"spans":`, ev.Spans, false, w.span)
 	w.b = append(w.b, `,"span_count":`...)
 	w.b = strconv.AppendInt(w.b, int64(ev.SpanCount), 10)
 	w.time(`,"first_seen":`, ev.FirstSeen)
@@ -181,15 +129,25 @@ func (w *jsonWriter) boolOmit(key string, v bool) {
 }
 
 func (w *jsonWriter) strs(key string, ss []string) {
+	list(w, key, ss, false, func(s *string) { w.b = appendJSONString(w.b, *s) })
+}
+
+// list writes key and items as an array, each item by each: null for a nil
+// slice, as encoding/json writes it, or nothing for an empty one when the
+// field is omitempty.
+func list[T any](w *jsonWriter, key string, items []T, omitEmpty bool, each func(*T)) {
+	if omitEmpty && len(items) == 0 {
+		return
+	}
 	w.b = append(w.b, key...)
-	if ss == nil {
+	if items == nil {
 		w.b = append(w.b, "null"...)
 		return
 	}
 	w.b = append(w.b, '[')
-	for i, s := range ss {
+	for i := range items {
 		w.comma(i)
-		w.b = appendJSONString(w.b, s)
+		each(&items[i])
 	}
 	w.b = append(w.b, ']')
 }
@@ -197,6 +155,13 @@ func (w *jsonWriter) strs(key string, ss []string) {
 func (w *jsonWriter) time(key string, t time.Time) {
 	w.b = append(append(w.b, key...), '"')
 	w.b = append(t.AppendFormat(w.b, time.RFC3339Nano), '"')
+}
+
+// spanRef opens an object naming a span as mismatches, keys and queries do.
+func (w *jsonWriter) spanRef(id, service, span string) {
+	w.str(`{"span_id":`, id)
+	w.str(`,"service":`, service)
+	w.str(`,"span":`, span)
 }
 
 func (w *jsonWriter) edgeEnd(e *EdgeEnd) {
