@@ -5,7 +5,8 @@
 // load and on a fresh-state load that starts every processor empty. An
 // experiment, floor_test.go, runs the floor (read one attribute per span) and
 // a minimal prototype of tenantguard's per-span work beside them, to show how
-// low a processor doing that work can go on the machine; another,
+// low a processor doing that work can go on the machine, with and without the
+// one write and fsync per request that durable acknowledgement needs; another,
 // scaling_test.go, gives each core a private processor to show how far the
 // machine scales that work with nothing shared. The collector's own
 // trace-grouping processors (groupbytrace, tail_sampling) run through the

@@ -41,6 +41,10 @@ fi
 if want 2; then
 echo "== 2. tenantguard: traffic parameters and optional rules"
 tg -test.bench '^BenchmarkTenantguard$' -test.benchtime 1000x -test.count "$COUNT" | tee "$out/tenantguard.txt"
+echo "== 2. the optional rules paired: each round runs the reference load with default rules and with each rule"
+for _ in $(seq $((COUNT + 2))); do
+  tg -test.bench '^BenchmarkTenantguard$/^rules=/^spt=10$/^req=100$/tenants=1000/^leak=0.01$/^il=2$/semconv' -test.benchtime 1000x -test.count 1
+done | grep --line-buffered '^Benchmark' | tee "$out/rules.txt"
 fi
 
 if want 3; then
