@@ -245,7 +245,7 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) {
 		rt := &s.Tenants[i]
 		t, ok := "", false
 		if int(rt.KeyIndex) < len(d.keys) {
-			t, ok = sh.normalize(rt.Value)
+			t, ok = sh.normalize(rt.Value, ts.tenants)
 		} else {
 			d.stats.rejected.Add(1)
 		}
@@ -380,14 +380,22 @@ func hasKeyUse(keys []KeyUse, span SpanID, attr string) bool {
 }
 
 // normalize turns a raw value into an interned tenant, counting values
-// that cannot be tenants.
-func (sh *shard) normalize(v Value) (string, bool) {
+// that cannot be tenants; known are the trace's tenants, already interned.
+func (sh *shard) normalize(v Value, known []string) (string, bool) {
 	str, num, res := appendTenant(sh.scratch[:0], v)
 	switch res {
 	case tenantOK:
 		if num != nil {
 			sh.scratch = num
 			return sh.strs.internBytes(num), true
+		}
+		// Most spans carry a tenant their trace already has: comparing with
+		// the trace's few tenants spares hashing a string the request has
+		// just decoded and probing the interner's map with it.
+		for _, t := range known {
+			if t == str {
+				return t, true
+			}
 		}
 		return sh.strs.intern(str), true
 	case tenantRejected:
