@@ -42,11 +42,10 @@ func main() {
 		},
 	}
 	cmd := otelcol.NewCommand(set)
-	// main prints the error; cobra printing it too showed every error twice.
-	cmd.SilenceErrors = true
 	cmd.AddCommand(newLeaksCommand())
 	cmd.AddCommand(newScanCommand())
-	// main prints the error, once, on one line; cobra would print it too.
+	// main prints the error, once, on one line; cobra printing it too showed
+	// every error twice.
 	cmd.SilenceErrors = true
 	if err := cmd.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "tenantguard: "+oneLine(err.Error()))
