@@ -12,7 +12,7 @@ import (
 // AppendJSON appends ev as one JSON line, byte for byte what encoding/json
 // writes for it with HTML escaping off, followed by a newline: the journal's
 // format. The journal writes every finding version a request raises before
-// acknowledging the request, and encoding/json's reflection was a third of
+// acknowledging the request, and encoding/json's reflection was about half of
 // that write's CPU besides the fsync. TestAppendJSONMatchesEncodingJSON keeps
 // the two encoders equal, field by field. A record it cannot write the same
 // way (a time outside UTC or years 0–9999) goes through encoding/json.
