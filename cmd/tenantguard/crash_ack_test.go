@@ -87,10 +87,10 @@ func TestKillNineLosesNoAcknowledgedFinding(t *testing.T) {
 		grpcSenders = 8
 	)
 	dir := t.TempDir()
-	grpcAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	grpcAddr := "127.0.0.1:" + strconv.Itoa(restartPort(t))
 	c := &crashCollector{
 		bin: tenantguardBinary(t), dir: dir, cfg: filepath.Join(dir, "collector.yaml"),
-		http: "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		http: "127.0.0.1:" + strconv.Itoa(restartPort(t)),
 	}
 	journalPath := filepath.Join(dir, "data", "leaks.jsonl")
 	if err := os.WriteFile(c.cfg, []byte(fmt.Sprintf(ackConfig, grpcAddr, c.http, strconv.Quote(journalPath))), 0o600); err != nil {

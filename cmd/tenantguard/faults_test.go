@@ -54,6 +54,8 @@ service:
       exporters: [debug]
 `
 
+// crashCollector is a collector killed and started again on the same files
+// and addresses (take them from restartPort).
 type crashCollector struct {
 	bin, cfg, dir, http, metrics string
 	*proc
@@ -83,10 +85,10 @@ func TestCrashRecovery(t *testing.T) {
 	hooks := newSlackHooks(t)
 	c := &crashCollector{
 		bin: tenantguardBinary(t), dir: dir, cfg: filepath.Join(dir, "collector.yaml"),
-		http: "127.0.0.1:" + strconv.Itoa(freePort(t)), metrics: "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		http: "127.0.0.1:" + strconv.Itoa(restartPort(t)), metrics: "127.0.0.1:" + strconv.Itoa(restartPort(t)),
 	}
 	journalPath := filepath.Join(dir, "data", "leaks.jsonl")
-	cfg := fmt.Sprintf(crashConfig, c.http, strconv.Quote(journalPath), "127.0.0.1:"+strconv.Itoa(freePort(t)), c.metrics,
+	cfg := fmt.Sprintf(crashConfig, c.http, strconv.Quote(journalPath), "127.0.0.1:"+strconv.Itoa(restartPort(t)), c.metrics,
 		hooks.srv.URL+"/services/T0/B0/x", strconv.Quote(filepath.Join(dir, "data", "slack-outbox.jsonl")))
 	if err := os.WriteFile(c.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

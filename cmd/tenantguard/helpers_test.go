@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -105,6 +106,34 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// restartPort is a free loopback port for a collector that is killed and
+// started again on the same address while clients keep calling it. It lies
+// below the kernel's ephemeral range: a port in that range, free while the
+// collector is down, can be handed to a client's own connection to it (TCP
+// connects to itself when the local port the kernel picks equals the
+// destination), and the restarted collector then fails with "address already
+// in use". Below the range only an explicit bind of that number can take it.
+func restartPort(t *testing.T) int {
+	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				low = n
+			}
+		}
+	}
+	for range 100 {
+		port := 10000 + rand.IntN(low-10000)
+		if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatalf("no free loopback port between 10000 and %d", low)
+	return 0
 }
 
 // e2eEvidenceKey keys the evidence digests of every test collector.

@@ -109,14 +109,14 @@ func TestAlertsWhileJournalUnwritable(t *testing.T) {
 	hooks := newSlackHooks(t)
 	c := &crashCollector{
 		bin: tenantguardBinary(t), dir: dir, cfg: filepath.Join(dir, "collector.yaml"),
-		http: "127.0.0.1:" + strconv.Itoa(freePort(t)), metrics: "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		http: "127.0.0.1:" + strconv.Itoa(restartPort(t)), metrics: "127.0.0.1:" + strconv.Itoa(restartPort(t)),
 	}
 	blocker := filepath.Join(dir, "blocked")
 	if err := os.WriteFile(blocker, []byte("a file where the journal's directory should be"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	journalPath := filepath.Join(blocker, "leaks.jsonl")
-	cfg := fmt.Sprintf(crashConfig, c.http, strconv.Quote(journalPath), "127.0.0.1:"+strconv.Itoa(freePort(t)), c.metrics,
+	cfg := fmt.Sprintf(crashConfig, c.http, strconv.Quote(journalPath), "127.0.0.1:"+strconv.Itoa(restartPort(t)), c.metrics,
 		hooks.srv.URL+"/services/T0/B0/x", strconv.Quote(filepath.Join(dir, "outbox", "slack-outbox.jsonl")))
 	if err := os.WriteFile(c.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

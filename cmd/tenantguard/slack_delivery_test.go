@@ -96,11 +96,11 @@ func TestSlackWebhookBacksOffAndBoundsCopies(t *testing.T) {
 	dir := t.TempDir()
 	c := &crashCollector{
 		bin: tenantguardBinary(t), dir: dir, cfg: filepath.Join(dir, "collector.yaml"),
-		http: "127.0.0.1:" + strconv.Itoa(freePort(t)), metrics: "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		http: "127.0.0.1:" + strconv.Itoa(restartPort(t)), metrics: "127.0.0.1:" + strconv.Itoa(restartPort(t)),
 	}
 	outbox := strconv.Quote(filepath.Join(dir, "data", "slack-outbox.jsonl"))
 	cfg := fmt.Sprintf(crashConfig, c.http, strconv.Quote(filepath.Join(dir, "data", "leaks.jsonl")),
-		"127.0.0.1:"+strconv.Itoa(freePort(t)), c.metrics, hook.srv.URL+"/services/T0/B0/x", outbox)
+		"127.0.0.1:"+strconv.Itoa(restartPort(t)), c.metrics, hook.srv.URL+"/services/T0/B0/x", outbox)
 	const initial, maxBackoff = 50 * time.Millisecond, 400 * time.Millisecond
 	cfg = strings.Replace(cfg, "outbox_path: "+outbox, "outbox_path: "+outbox+`
         timeout: 300ms

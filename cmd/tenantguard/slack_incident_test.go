@@ -29,10 +29,10 @@ func TestSlackWebhookEscalationToCritical(t *testing.T) {
 	dir := t.TempDir()
 	c := &crashCollector{
 		bin: tenantguardBinary(t), dir: dir, cfg: filepath.Join(dir, "collector.yaml"),
-		http: "127.0.0.1:" + strconv.Itoa(freePort(t)), metrics: "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		http: "127.0.0.1:" + strconv.Itoa(restartPort(t)), metrics: "127.0.0.1:" + strconv.Itoa(restartPort(t)),
 	}
 	cfg := fmt.Sprintf(crashConfig, c.http, strconv.Quote(filepath.Join(dir, "data", "leaks.jsonl")),
-		"127.0.0.1:"+strconv.Itoa(freePort(t)), c.metrics, hooks.srv.URL+"/services/T0/B0/x",
+		"127.0.0.1:"+strconv.Itoa(restartPort(t)), c.metrics, hooks.srv.URL+"/services/T0/B0/x",
 		strconv.Quote(filepath.Join(dir, "data", "slack-outbox.jsonl")))
 	if err := os.WriteFile(c.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -83,10 +83,10 @@ func TestSlackBotTracksTheIncident(t *testing.T) {
 	dir := t.TempDir()
 	c := &crashCollector{
 		bin: tenantguardBinary(t), dir: dir, cfg: filepath.Join(dir, "collector.yaml"),
-		http: "127.0.0.1:" + strconv.Itoa(freePort(t)), metrics: "127.0.0.1:" + strconv.Itoa(freePort(t)),
+		http: "127.0.0.1:" + strconv.Itoa(restartPort(t)), metrics: "127.0.0.1:" + strconv.Itoa(restartPort(t)),
 	}
 	cfg := fmt.Sprintf(crashConfig, c.http, strconv.Quote(filepath.Join(dir, "data", "leaks.jsonl")),
-		"127.0.0.1:"+strconv.Itoa(freePort(t)), c.metrics, "WEBHOOK",
+		"127.0.0.1:"+strconv.Itoa(restartPort(t)), c.metrics, "WEBHOOK",
 		strconv.Quote(filepath.Join(dir, "data", "slack-outbox.jsonl")))
 	cfg = strings.Replace(cfg, "webhook_url: WEBHOOK", "token: xoxb-local-test\n        channel: C0LEAKS\n        api_url: "+srv.URL+"/api/", 1)
 	cfg = strings.Replace(cfg, "idle_window: 30s", "idle_window: 2s", 1)
