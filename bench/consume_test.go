@@ -153,20 +153,27 @@ func runParallel(b *testing.B, shape benchkit.Shape, rings []*benchkit.Ring, pic
 	m.Start()
 	b.RunParallel(func(pb *testing.PB) {
 		w := int(claimed.Add(1)-1) % len(rings)
-		h, r := pick(w), rings[w]
-		n := len(r.Requests)
-		i := 0
-		for pb.Next() {
-			if i > 0 && i%n == 0 {
-				r.Renew()
-			}
-			h.Consume(b, r.Requests[i%n])
-			i++
-		}
+		feedRing(b, pb, pick(w), rings[w])
 	})
 	b.StopTimer()
 	m.Stop()
 	benchkit.ReportPerSpan(b, &m, b.N*shape.SpansPerRequest())
+}
+
+// feedRing feeds r's requests to h round and round while pb lets it,
+// renewing the trace ids before each pass after the first (inline: a
+// sender's ring is its own), and returns how many requests it fed.
+func feedRing(b *testing.B, pb *testing.PB, h *benchkit.Harness, r *benchkit.Ring) int64 {
+	n := len(r.Requests)
+	i := 0
+	for pb.Next() {
+		if i > 0 && i%n == 0 {
+			r.Renew()
+		}
+		h.Consume(b, r.Requests[i%n])
+		i++
+	}
+	return int64(i)
 }
 
 // BenchmarkRenew is what renewing the trace ids of a ring costs per span

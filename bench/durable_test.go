@@ -81,17 +81,7 @@ func benchDurableAck(b *testing.B, shape benchkit.Shape, senders int) {
 		if id >= senders {
 			return
 		}
-		r := rings[id]
-		n := len(r.Requests)
-		i := 0
-		for pb.Next() {
-			if i > 0 && i%n == 0 {
-				r.Renew()
-			}
-			h.Consume(b, r.Requests[i%n])
-			requests.Add(1)
-			i++
-		}
+		requests.Add(feedRing(b, pb, h, rings[id]))
 	})
 	b.StopTimer()
 	after := scrapeTenantguard(b, endpoint)
