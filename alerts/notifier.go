@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/tenantguard/tenantguard/detector"
 	"github.com/tenantguard/tenantguard/store"
@@ -42,6 +43,29 @@ func (*LogNotifier) Name() string { return "log" }
 // Notify implements Notifier. Only Notify touches the seen set, and it is
 // never called concurrently (see Notifier), so the set needs no lock.
 func (n *LogNotifier) Notify(_ context.Context, ev *store.Evidence) error {
+	first := !n.seen[ev.LeakID]
+	n.seen[ev.LeakID] = true
+	open := ev.Status == string(detector.StatusOpen)
+	if !open {
+		delete(n.seen, ev.LeakID)
+	}
+	var lvl zapcore.Level
+	var prefix string
+	switch {
+	case ev.Status == string(detector.StatusAllowed):
+		lvl, prefix = zapcore.InfoLevel, "tenant isolation finding withdrawn: "
+	case first && open:
+		lvl, prefix = zapcore.WarnLevel, "tenant isolation finding: "
+	default:
+		lvl, prefix = zapcore.InfoLevel, "tenant isolation finding updated: "
+	}
+	// The sentence and fields are built only for a level the log keeps: a
+	// collector logging at warn skips every update, and a leak storm makes
+	// many. (Check would ask a sampling core too, which keys on the
+	// message, so it is the level alone that is asked here.)
+	if !n.logger.Core().Enabled(lvl) {
+		return nil
+	}
 	fields := []zap.Field{
 		zap.String("leak_id", ev.LeakID),
 		zap.String("rule", ev.Rule),
@@ -52,20 +76,9 @@ func (n *LogNotifier) Notify(_ context.Context, ev *store.Evidence) error {
 		zap.Int("crossing_edges", len(ev.CrossingEdges)),
 		zap.Int("span_count", ev.SpanCount),
 	}
-	first := !n.seen[ev.LeakID]
-	n.seen[ev.LeakID] = true
-	open := ev.Status == string(detector.StatusOpen)
-	if !open {
-		delete(n.seen, ev.LeakID)
+	if ev.Status == string(detector.StatusAllowed) {
+		fields = append(fields, zap.String("allowed_by", ev.AllowedBy))
 	}
-	msg := ev.Message(store.Plain)
-	switch {
-	case ev.Status == string(detector.StatusAllowed):
-		n.logger.Info("tenant isolation finding withdrawn: "+msg, append(fields, zap.String("allowed_by", ev.AllowedBy))...)
-	case first && open:
-		n.logger.Warn("tenant isolation finding: "+msg, fields...)
-	default:
-		n.logger.Info("tenant isolation finding updated: "+msg, fields...)
-	}
+	n.logger.Log(lvl, prefix+ev.Message(store.Plain), fields...)
 	return nil
 }

@@ -42,3 +42,27 @@ func TestLogNotifierLevels(t *testing.T) {
 		}
 	}
 }
+
+// A log at warn keeps only each finding's first open version; the versions
+// it drops still count, so a later version is not mistaken for a first.
+func TestLogNotifierAtWarnLogsFirstVersionsOnly(t *testing.T) {
+	core, logs := observer.New(zapcore.WarnLevel)
+	n := NewLogNotifier(zap.New(core))
+	ev := store.Evidence{LeakID: "l1", Rule: "cross_tenant_trace", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", Tenants: []string{"acme", "globex"}}
+	// open (first), open (update), closed, open again (a new first), allowed.
+	for _, status := range []string{"open", "open", "closed", "open", "open", "allowed"} {
+		ev.Status = status
+		if err := n.Notify(context.Background(), &ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := logs.All()
+	if len(got) != 2 {
+		t.Fatalf("want the 2 first open versions logged at warn, got %d lines: %v", len(got), got)
+	}
+	for i, e := range got {
+		if e.Level != zapcore.WarnLevel || !strings.HasPrefix(e.Message, "tenant isolation finding: ") {
+			t.Errorf("line %d: %s %q, want a warn line for a first version", i, e.Level, e.Message)
+		}
+	}
+}
