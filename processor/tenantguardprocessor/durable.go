@@ -245,9 +245,12 @@ func (p *tenantguard) feed(r *requestState, td ptrace.Traces) {
 	}
 }
 
-// writeRaised wakes the evidence worker to write what r raised.
+// writeRaised wakes the notifiers' worker to announce what r raised and the
+// evidence worker to write it. The evidence worker is woken last, so that it
+// is the goroutine this core runs next, once the request parks to wait for it.
 func (p *tenantguard) writeRaised(r *requestState) {
 	if r.raised {
+		p.alertQueue.signal()
 		p.queue.signal()
 	}
 }

@@ -100,20 +100,23 @@ func newTenantguard(set processor.Settings, cfg *Config, sh *shared) (*tenantgua
 // that the request is not held up: on the alert queue, so that people hear
 // of the finding whatever the journal's state, and on the evidence queue.
 //
-// A version the request raising it waits for does not wake the evidence
-// worker: the request does once it has read all its spans (feed), so that
+// A version the request raising it waits for wakes neither worker: the
+// request wakes both once it has read all its spans (feed), so that
 // everything it raised (new findings, updates, the closing versions of the
-// traces it evicted) shares one write and one fsync. Versions nobody waits
-// for (the sweeper's, shutdown's) wake the worker at once.
+// traces it evicted) shares one write and one fsync, and one wake-up of
+// each worker (a wake-up can cost an idle core's thread a start and a
+// park). Versions nobody waits for (the sweeper's, shutdown's) wake them at
+// once.
 func (p *tenantguard) onFinding(f detector.Finding) {
 	p.observeFinding(&f)
 	ev := store.NewEvidence(&f, p.cfg.Instance)
-	if !p.alertQueue.push(ev, true) {
+	awaited := p.acks.awaited(ev.LeakID, ev.Version)
+	if !p.alertQueue.push(ev, !awaited) {
 		p.logger.Error("alert queue full: finding not announced (it is still recorded); the notifiers are stuck",
 			zap.String("leak_id", ev.LeakID), zap.String("trace_id", ev.TraceID), zap.String("rule", ev.Rule),
 			zap.Int("queue_size", p.cfg.QueueSize))
 	}
-	if !p.queue.push(ev, !p.acks.awaited(ev.LeakID, ev.Version)) {
+	if !p.queue.push(ev, !awaited) {
 		p.queueFull.Add(1)
 		p.acks.lost(ev.LeakID, ev.Version)
 		p.logger.Error("evidence queue full: finding not recorded; raise queue_size or fix the store",
