@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tenantguard/tenantguard/bench/benchkit"
 )
@@ -128,4 +131,66 @@ func scrapeTenantguard(tb testing.TB, endpoint string) map[string]float64 {
 		out[key] += v
 	}
 	return out
+}
+
+// BenchmarkDurabilityCost: what the disk adds to a leaking request, on the
+// reference load (1% of traces crossing, interleave 2, default rules),
+// taken apart. Each variant adds one thing to the one before:
+//
+//   - journal=disk/leak=0: clean traffic, nothing to write;
+//
+//   - journal=tmpfs/leak=0.01: the leak path (rules, evidence, the journal's
+//     write, the hand-off to the evidence worker and back) with an fsync
+//     that costs nothing (benchkit.MemDir);
+//
+//   - journal=tmpfs+idle/leak=0.01: the same, then 1 ms asleep after each
+//     request that grew the journal, about what a request waits for its
+//     fsync on this disk: what the wait alone costs the next request (its
+//     caches cool while the core idles), without the fsync's own CPU;
+//
+//   - journal=disk/leak=0.01: the reference figure, the fsync on a disk.
+//
+//     go test -run '^$' -bench '^BenchmarkDurabilityCost$' -benchtime 2000x -count 4
+func BenchmarkDurabilityCost(b *testing.B) {
+	variants := []struct {
+		journal string
+		leak    float64
+	}{{"disk", 0}, {"tmpfs", 0.01}, {"tmpfs+idle", 0.01}, {"disk", 0.01}}
+	for _, v := range variants {
+		b.Run(fmt.Sprintf("journal=%s/leak=%g", v.journal, v.leak), func(b *testing.B) {
+			shape := benchkit.DefaultShape()
+			shape.LeakRate = v.leak
+			dir := ""
+			if v.journal != "disk" {
+				dir = benchkit.MemDir(b)
+			}
+			h := newTenantguard(b, tgOpts{journal: dir})
+			if v.journal == "tmpfs+idle" {
+				h.AfterConsume = idleAfterWrites(b, filepath.Join(dir, "leaks.jsonl"), time.Millisecond)
+			}
+			benchkit.RunThroughput(b, h, benchkit.NewRing(shape), benchkit.WarmFor(shape, 100_000))
+		})
+	}
+}
+
+// idleAfterWrites sleeps for d after each request that grew the journal at
+// path, and counts those requests in idles/req.
+func idleAfterWrites(b *testing.B, path string, d time.Duration) func() {
+	var last int64
+	var idles, reqs int
+	b.Cleanup(func() {
+		if reqs > 0 {
+			b.ReportMetric(float64(idles)/float64(reqs), "idles/req")
+		}
+	})
+	return func() {
+		reqs++
+		st, err := os.Stat(path)
+		if err != nil || st.Size() == last {
+			return
+		}
+		last = st.Size()
+		idles++
+		time.Sleep(d)
+	}
 }

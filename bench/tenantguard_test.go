@@ -48,6 +48,7 @@ type tgOpts struct {
 	metrics   string // metrics endpoint; "" turns the server off
 	name      string
 	logger    *zap.Logger
+	journal   string // the journal's directory; "": benchkit.DiskDir
 }
 
 // newTenantguard builds the processor through its factory with the
@@ -61,8 +62,11 @@ func newTenantguard(tb testing.TB, o tgOpts) *benchkit.Harness {
 	if o.maxTraces == 0 {
 		o.maxTraces = 100_000
 	}
+	if o.journal == "" {
+		o.journal = benchkit.DiskDir(tb)
+	}
 	cfg := map[string]any{
-		"store":       map[string]any{"journal": map[string]any{"path": filepath.Join(benchkit.DiskDir(tb), "leaks.jsonl")}},
+		"store":       map[string]any{"journal": map[string]any{"path": filepath.Join(o.journal, "leaks.jsonl")}},
 		"metrics":     map[string]any{"endpoint": o.metrics},
 		"alerts":      map[string]any{"log": map[string]any{"enabled": true}},
 		"max_traces":  o.maxTraces,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -86,6 +87,9 @@ type Harness struct {
 	Wait  time.Duration
 	// Lost counts the spans a peer never forwarded (see Drain).
 	Lost int64
+	// AfterConsume, when set, runs after every ConsumeTraces, inside the
+	// measurement (an experiment's probe, e.g. BenchmarkDurabilityCost's).
+	AfterConsume func()
 	// closed makes Close idempotent (it also runs at the benchmark's end).
 	closed sync.Once
 }
@@ -146,6 +150,9 @@ func (h *Harness) Close(tb testing.TB) {
 func (h *Harness) Consume(tb testing.TB, td ptrace.Traces) {
 	if err := h.Proc.ConsumeTraces(context.Background(), td); err != nil {
 		tb.Fatalf("%s ConsumeTraces: %v", h.Kind, err)
+	}
+	if h.AfterConsume != nil {
+		h.AfterConsume()
 	}
 }
 
@@ -481,6 +488,25 @@ func ReleaseLatency(b *testing.B, h *Harness, ring *Ring) {
 
 // Name is a sub-benchmark name: /proc=kind/shape.
 func Name(kind string, shape Shape) string { return fmt.Sprintf("proc=%s/%s", kind, shape) }
+
+// MemDir is a temporary directory in memory (tmpfs under /dev/shm), where
+// an fsync costs nothing: for experiments that take the disk out of the
+// cost (BenchmarkDurabilityCost), never for a processor's reference figure.
+func MemDir(tb testing.TB) string {
+	dir, err := os.MkdirTemp("/dev/shm", "tenantguard-bench-")
+	if err != nil {
+		tb.Fatalf("a directory in memory: %v", err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		tb.Fatalf("statfs %s: %v", dir, err)
+	}
+	if st.Type != unix.TMPFS_MAGIC && st.Type != unix.RAMFS_MAGIC {
+		tb.Fatalf("%s is not in memory (tmpfs): the experiment needs a journal whose fsync costs nothing", dir)
+	}
+	return dir
+}
 
 // DiskDir is a temporary directory for a journal, checked to be on a real
 // file system: on tmpfs an fsync costs nothing, which would flatter every
