@@ -6,7 +6,10 @@
 // experiment, floor_test.go, runs the floor (read one attribute per span) and
 // a minimal prototype of tenantguard's per-span work beside them, to show how
 // low a processor doing that work can go on the machine, with and without the
-// one write and fsync per request that durable acknowledgement needs; another,
+// one write and fsync per request that durable acknowledgement needs, made by
+// the request itself or, with its wait bounded, by a writer goroutine;
+// durable_test.go also takes apart what the disk adds to tenantguard
+// (BenchmarkDurabilityCost); another,
 // scaling_test.go, gives each core a private processor to show how far the
 // machine scales that work with nothing shared. The collector's own
 // trace-grouping processors (groupbytrace, tail_sampling) run through the

@@ -17,7 +17,7 @@ tg() { "$tmp/tg.test" -test.run '^$' "$@"; }
 peers() { (cd peers && "$tmp/peers.test" -test.run '^$' "$@"); }
 
 want() { [ $# -eq 0 ] || [[ " $SECTIONS " == *" $1 "* ]]; }
-SECTIONS="${*:-1 2 3 4 5 6 7 9 cov}"
+SECTIONS="${*:-1 2 3 4 5 6 7 9 11 cov}"
 
 echo "== build"
 go test -c -o "$tmp/tg.test" .
@@ -90,6 +90,13 @@ echo "== 9. durable acknowledgement: clean and 1% leaking, 1 and 8 senders"
 tg -test.bench '^BenchmarkDurableAck$' -test.benchtime 400x -test.count "$COUNT" | tee "$out/durable.txt"
 fi
 
+if want 11; then
+echo "== 11. what the disk adds to a leaking request: the journal on tmpfs, then idling as for an fsync, then on the disk"
+for _ in $(seq "$COUNT"); do
+  tg -test.bench '^BenchmarkDurabilityCost$' -test.benchtime 2000x -test.count 1
+done | grep --line-buffered -v '^pkg:' | tee "$out/durability.txt"
+fi
+
 if want cov; then
 echo "== cov. per-tenant coverage counting, on vs off in one run, and the harness' own bias (A/A), interleaved"
 : > "$out/coverage.txt"; : > "$out/coverage-aa.txt"
@@ -111,6 +118,7 @@ stat parallel
 stat budget
 stat load -col /collector
 stat durable
+stat durability
 stat coverage
 stat coverage-aa
 ls -l "$out"
