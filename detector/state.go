@@ -243,13 +243,16 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) {
 	norm := sh.norm[:0]
 	for i := range s.Tenants {
 		rt := &s.Tenants[i]
-		t, ok := "", false
+		t, ok, known := "", false, false
 		if int(rt.KeyIndex) < len(d.keys) {
-			t, ok = sh.normalize(rt.Value, ts.tenants)
+			t, ok, known = sh.normalize(rt.Value, ts.tenants)
 		} else {
 			d.stats.rejected.Add(1)
 		}
-		if ok {
+		// A tenant the trace already holds is not a shared one (shared
+		// tenants never join a trace's tenants), so only a new one is
+		// looked up in the shared set.
+		if ok && !known {
 			if _, isShared := d.shared[t]; isShared {
 				ok = false
 			}
@@ -381,27 +384,27 @@ func hasKeyUse(keys []KeyUse, span SpanID, attr string) bool {
 
 // normalize turns a raw value into an interned tenant, counting values
 // that cannot be tenants; known are the trace's tenants, already interned.
-func (sh *shard) normalize(v Value, known []string) (string, bool) {
+func (sh *shard) normalize(v Value, known []string) (t string, ok, isKnown bool) {
 	str, num, res := appendTenant(sh.scratch[:0], v)
 	switch res {
 	case tenantOK:
 		if num != nil {
 			sh.scratch = num
-			return sh.strs.internBytes(num), true
+			return sh.strs.internBytes(num), true, false
 		}
 		// Most spans carry a tenant their trace already has: comparing with
 		// the trace's few tenants spares hashing a string the request has
 		// just decoded and probing the interner's map with it.
 		for _, t := range known {
 			if t == str {
-				return t, true
+				return t, true, true
 			}
 		}
-		return sh.strs.intern(str), true
+		return sh.strs.intern(str), true, false
 	case tenantRejected:
 		sh.d.stats.rejected.Add(1)
 	}
-	return "", false
+	return "", false, false
 }
 
 type tenantResult uint8

@@ -22,6 +22,11 @@ func TestSharedTenants(t *testing.T) {
 			span(tr, 1, 0, "cron", "tick", ten("system")),
 			span(tr, 2, 1, "orders", "list", ten("acme")),
 		}, nil},
+		{"shared after a real tenant, and the real one again", []string{"system"}, []detector.Span{
+			span(tr, 1, 0, "orders", "list", ten("acme")),
+			span(tr, 2, 1, "cron", "tick", ten("system")),
+			span(tr, 3, 1, "orders", "get", ten("acme")),
+		}, nil},
 		{"shared given as an int", []string{"0"}, []detector.Span{
 			span(tr, 1, 0, "cron", "tick", tk(0, detector.IntValue(0))),
 			span(tr, 2, 1, "orders", "list", ten("acme")),
