@@ -118,6 +118,9 @@ func newHarness(t *testing.T, mutate func(*detector.Config)) *harness {
 	t.Cleanup(func() {
 		if !t.Failed() {
 			checkVersionInvariants(t, h.rec.all())
+			if err := h.d.CheckEndpointRefsForTest(); err != nil {
+				t.Errorf("endpoint ids: %v", err)
+			}
 		}
 	})
 	return h

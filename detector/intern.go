@@ -94,7 +94,11 @@ func (in *interner) setRow(s string, h int64, row *coverageRow) {
 }
 
 // endpoint is a (service, span name) pair, interned so a span record holds
-// one pointer instead of two strings.
+// a 4-byte id instead of two strings. The id, not a pointer, keeps the
+// state's span buffers and its ring of buried spans free of pointers, so
+// the garbage collector does not scan them: in a collector, which
+// allocates for every request it decodes, the GC runs often and those
+// buffers are most of tenantguard's memory.
 type endpoint struct {
 	service string
 	name    string
@@ -103,6 +107,14 @@ type endpoint struct {
 	// an endpoint folded into OtherServices asks again once names are
 	// forgotten (see services.go).
 	gen uint64
+
+	// The id is the endpoint's index in its table's byID. refs counts the
+	// span records and buried spans that hold it; an endpoint the table no
+	// longer finds by name (retired) frees its id when refs reaches 0, and
+	// not before, so an id in a record always names its endpoint.
+	id      uint32
+	refs    int32
+	retired bool
 }
 
 type endpointTable struct {
@@ -116,6 +128,9 @@ type endpointTable struct {
 	recent  [maxRecentEndpoints]*endpoint
 	nRecent int
 	next    int // the slot the next endpoint replaces once recent is full
+
+	byID []*endpoint // by id; nil: a free id
+	free []uint32    // free ids
 }
 
 const maxRecentEndpoints = 8
@@ -155,11 +170,69 @@ func (t *endpointTable) lookup(service, name string, create func(service, name s
 	e, ok := t.prev[k]
 	if !ok {
 		e = create(service, name)
+		t.register(e)
 	}
+	k = endpoint{service: e.service, name: e.name}
 	if len(t.cur) >= t.limit {
-		t.prev = t.cur
-		t.cur = make(map[endpoint]*endpoint, len(t.prev))
+		if ok {
+			t.cur[k] = e // promoted before the generation turns, so it does not retire
+		}
+		t.rotate()
 	}
-	t.cur[endpoint{service: e.service, name: e.name}] = e
+	t.cur[k] = e
 	return e
+}
+
+// rotate starts a new generation: cur becomes prev, and the endpoints of
+// the old prev that were not asked for since (so are not in cur) retire.
+func (t *endpointTable) rotate() {
+	for k, e := range t.prev {
+		if t.cur[k] != e {
+			t.retire(e)
+		}
+	}
+	t.prev = t.cur
+	t.cur = make(map[endpoint]*endpoint, len(t.prev))
+	// recent may hold a retiring endpoint: it must not be handed out again.
+	t.nRecent, t.next = 0, 0
+}
+
+func (t *endpointTable) register(e *endpoint) {
+	if n := len(t.free); n > 0 {
+		e.id = t.free[n-1]
+		t.free = t.free[:n-1]
+		t.byID[e.id] = e
+		return
+	}
+	e.id = uint32(len(t.byID))
+	t.byID = append(t.byID, e)
+}
+
+func (t *endpointTable) retire(e *endpoint) {
+	e.retired = true
+	if e.refs == 0 {
+		t.release(e)
+	}
+}
+
+func (t *endpointTable) release(e *endpoint) {
+	t.byID[e.id] = nil
+	t.free = append(t.free, e.id)
+}
+
+// at is the endpoint with id, which a record holding it keeps alive.
+func (t *endpointTable) at(id uint32) *endpoint { return t.byID[id] }
+
+// hold and drop count a record (a span record or a buried span) taking and
+// letting go of the endpoint with id.
+func (t *endpointTable) hold(e *endpoint) uint32 {
+	e.refs++
+	return e.id
+}
+
+func (t *endpointTable) drop(id uint32) {
+	e := t.byID[id]
+	if e.refs--; e.refs == 0 && e.retired {
+		t.release(e)
+	}
 }

@@ -296,7 +296,8 @@ func (sh *shard) crossSeverity(ts *traceState, out *Finding, ev *evidenceSet) (S
 	for _, e := range out.Edges {
 		if r := data[e.To.Tenant]; r != nil {
 			ev.add(sh.evidence(ts, r))
-			return SeverityCritical, fmt.Sprintf("%s `%s` read or wrote %s's data", r.ep.service, r.ep.name, e.To.Tenant)
+			ep := sh.eps.at(r.ep)
+			return SeverityCritical, fmt.Sprintf("%s `%s` read or wrote %s's data", ep.service, ep.name, e.To.Tenant)
 		}
 	}
 	if len(out.Edges) == 0 {
@@ -321,8 +322,9 @@ func (sh *shard) offenderSeverity(ts *traceState, served Severity, reason string
 
 func (sh *shard) edge(ts *traceState, e edgeRef, ev *evidenceSet) CrossingEdge {
 	to := &ts.spans[e.to]
+	toEP := sh.eps.at(to.ep)
 	ce := CrossingEdge{
-		To:      EdgeEnd{SpanID: to.id, Service: to.ep.service, Name: to.ep.name, Tenant: ts.tenantOf(to)},
+		To:      EdgeEnd{SpanID: to.id, Service: toEP.service, Name: toEP.name, Tenant: ts.tenantOf(to)},
 		Hops:    e.hops,
 		Outcome: OutcomeSucceeded,
 	}
@@ -333,7 +335,8 @@ func (sh *shard) edge(ts *traceState, e edgeRef, ev *evidenceSet) CrossingEdge {
 		ce.From, ce.Link = ts.links[e.link].from, true
 	} else {
 		from := &ts.spans[e.from]
-		ce.From = EdgeEnd{SpanID: from.id, Service: from.ep.service, Name: from.ep.name, Tenant: ts.tenantOf(from)}
+		fromEP := sh.eps.at(from.ep)
+		ce.From = EdgeEnd{SpanID: from.id, Service: fromEP.service, Name: fromEP.name, Tenant: ts.tenantOf(from)}
 		ev.add(sh.evidence(ts, from))
 	}
 	ev.add(sh.evidence(ts, to))
@@ -424,7 +427,8 @@ func (s *evidenceSet) hasTenant(t string) bool {
 }
 
 func (sh *shard) evidence(ts *traceState, r *spanRec) EvidenceSpan {
-	e := EvidenceSpan{SpanID: r.id, ParentID: r.parent, Service: r.ep.service, Name: r.ep.name, Tenant: ts.tenantOf(r),
+	ep := sh.eps.at(r.ep)
+	e := EvidenceSpan{SpanID: r.id, ParentID: r.parent, Service: ep.service, Name: ep.name, Tenant: ts.tenantOf(r),
 		Outcome: OutcomeSucceeded, Data: r.flags&flagData != 0}
 	if r.flags&flagBlocked != 0 {
 		e.Outcome = OutcomeBlocked

@@ -10,13 +10,14 @@ import (
 	"unicode/utf8"
 )
 
-// spanRec is all that is kept of a span: 32 bytes on 64-bit platforms.
+// spanRec is all that is kept of a span: 24 bytes, and no pointer (see
+// endpoint).
 type spanRec struct {
 	id     SpanID
 	parent SpanID
-	ep     *endpoint
-	tenant uint8 // 1-based index into traceState.tenants; 0: none or shared
-	key    uint8 // index of the key the tenant came from
+	ep     uint32 // the endpoint's id in the shard's endpoint table, held (endpointTable.hold)
+	tenant uint8  // 1-based index into traceState.tenants; 0: none or shared
+	key    uint8  // index of the key the tenant came from
 	flags  uint8
 }
 
@@ -229,7 +230,7 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) {
 		}
 	}
 
-	rec := spanRec{id: s.SpanID, parent: s.ParentID, ep: ep}
+	rec := spanRec{id: s.SpanID, parent: s.ParentID}
 	if s.blocked() {
 		rec.flags |= flagBlocked
 	}
@@ -306,6 +307,7 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) {
 		ts.cov.unscoped++
 	}
 	if len(ts.spans) < d.cfg.MaxSpansPerTrace {
+		rec.ep = sh.eps.hold(ep)
 		ts.spans = append(ts.spans, rec)
 	} else {
 		d.stats.overCap.Add(1)
@@ -472,14 +474,16 @@ func (sh *shard) linkEnd(l Link) (EdgeEnd, bool) {
 			r := &ts.spans[i]
 			if r.id == l.SpanID {
 				t := ts.tenantOf(r)
-				return EdgeEnd{TraceID: l.TraceID, SpanID: r.id, Service: r.ep.service, Name: r.ep.name, Tenant: t}, t != ""
+				ep := sh.eps.at(r.ep)
+				return EdgeEnd{TraceID: l.TraceID, SpanID: r.id, Service: ep.service, Name: ep.name, Tenant: t}, t != ""
 			}
 		}
 		return EdgeEnd{}, false
 	}
 	for seq := ts.buriedFirst; seq < ts.buriedFirst+uint64(ts.buriedN); seq++ {
 		if b := sh.buriedAt(seq); b != nil && b.id == l.SpanID {
-			return EdgeEnd{TraceID: l.TraceID, SpanID: b.id, Service: b.ep.service, Name: b.ep.name, Tenant: ts.tenants[b.tenant]}, true
+			ep := sh.eps.at(b.ep)
+			return EdgeEnd{TraceID: l.TraceID, SpanID: b.id, Service: ep.service, Name: ep.name, Tenant: ts.tenants[b.tenant]}, true
 		}
 	}
 	return EdgeEnd{}, false

@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"reflect"
 	"testing"
 	"unsafe"
 )
@@ -15,14 +16,37 @@ func TestStateRecordSizes(t *testing.T) {
 		name      string
 		got, want uintptr
 	}{
-		{"spanRec", unsafe.Sizeof(spanRec{}), 32},
+		{"spanRec", unsafe.Sizeof(spanRec{}), 24},
 		{"traceState", unsafe.Sizeof(traceState{}), 320},
 		{"indexSlot", unsafe.Sizeof(indexSlot{}), 8},
-		{"buriedSpan", unsafe.Sizeof(buriedSpan{}), 32},
+		{"buriedSpan", unsafe.Sizeof(buriedSpan{}), 24},
 		{"coverageRow", unsafe.Sizeof(coverageRow{}), 240},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s is %d bytes, its comment says %d", c.name, c.got, c.want)
 		}
 	}
+	// Span records and buried spans hold no pointer, so the garbage
+	// collector does not scan the buffers that hold them (see endpoint).
+	for _, v := range []any{spanRec{}, buriedSpan{}} {
+		if typ := reflect.TypeOf(v); hasPointers(typ) {
+			t.Errorf("%s holds a pointer", typ.Name())
+		}
+	}
+}
+
+func hasPointers(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.String, reflect.Slice, reflect.Map, reflect.Chan, reflect.Func, reflect.Interface, reflect.UnsafePointer:
+		return true
+	case reflect.Array:
+		return t.Len() > 0 && hasPointers(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if hasPointers(t.Field(i).Type) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -287,13 +287,23 @@ func (sh *shard) newEntry(id TraceID, h uint32) *traceState {
 	return ts
 }
 
+// releaseSpans lets go of the trace's span records: their endpoints, then
+// their buffer, which goes to the next traces.
+func (sh *shard) releaseSpans(ts *traceState) {
+	for i := range ts.spans {
+		sh.eps.drop(ts.spans[i].ep)
+	}
+	sh.slab.spans.put(ts.spans)
+	ts.spans = nil
+}
+
 // drop frees an entry (live or tomb, already off its list) for the next
 // trace: out of the index, its buffers back in the pools.
 func (sh *shard) drop(ts *traceState) {
 	sh.traces.remove(sh.d.hash32(ts.id), ts.self+1)
 	sh.slab.tenants.put(ts.tenants)
 	sh.slab.services.put(ts.services)
-	sh.slab.spans.put(ts.spans)
+	sh.releaseSpans(ts)
 	*ts = traceState{self: ts.self}
 	sh.slab.give(ts)
 }

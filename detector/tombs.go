@@ -15,8 +15,8 @@ import (
 // one, and the spans a later consumer may link to. A tomb is its slab entry
 // (320 bytes) and index slot (8 bytes, table.go) and its tenants; a clean
 // single-tenant trace allocates nothing more. Its link targets are up to
-// maxBuriedSpans of its spans that carry a tenant, 32 bytes each in the
-// shard's ring of buried spans, so a tomb costs about 392 + 8×32 = 648
+// maxBuriedSpans of its spans that carry a tenant, 24 bytes each in the
+// shard's ring of buried spans, so a tomb costs about 392 + 8×24 = 584
 // bytes at most, besides its tenants and findings. A late span
 // reopens the entry in place.
 
@@ -24,11 +24,12 @@ import (
 // the late window so that a consumer linking to it later gets an edge with
 // both ends: the producer's service and span name, not only its tenant.
 // A tomb finds its spans by sequence number, so they need no trace id.
+// 24 bytes, and no pointer (see endpoint).
 type buriedSpan struct {
 	id     SpanID
-	ep     *endpoint
-	at     int64 // unix nanoseconds of the close that buried it
-	tenant uint8 // index into the tomb's tenants
+	at     int64  // unix nanoseconds of the close that buried it
+	ep     uint32 // the endpoint's id, held
+	tenant uint8  // index into the tomb's tenants
 }
 
 // maxBuriedSpans caps the spans a tomb keeps as link targets. Producers
@@ -77,7 +78,7 @@ func (sh *shard) bury(ts *traceState, last map[Rule]*Finding, now time.Time) {
 	// goes in lastSeen. The rest is emptied; its spans' and services'
 	// buffers go to the next traces.
 	sh.slab.services.put(ts.services)
-	sh.slab.spans.put(ts.spans)
+	sh.releaseSpans(ts)
 	*ts = traceState{
 		id: ts.id, tenants: ts.tenants, prior: ts.prior,
 		lastSeen: now.UnixNano(), buriedFirst: ts.buriedFirst, buriedN: ts.buriedN,
@@ -125,6 +126,7 @@ func (sh *shard) reopen(ts *traceState, now time.Time) {
 func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
 	oldFirst, oldN := ts.buriedFirst, ts.buriedN
 	ts.buriedFirst = sh.buriedSeq + uint64(sh.buried.len()) // the next push's
+	// push takes over the caller's hold on b's endpoint.
 	push := func(b buriedSpan) {
 		if sh.buried.len() >= sh.buriedCap {
 			sh.popBuried()
@@ -138,6 +140,7 @@ func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
 		for seq := oldFirst; seq < oldFirst+uint64(oldN); seq++ {
 			if b := sh.buriedAt(seq); b != nil {
 				keep[n] = *b
+				sh.eps.hold(sh.eps.at(b.ep)) // pushing may pop b and its hold
 				n++
 			}
 		}
@@ -160,7 +163,7 @@ func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
 			if (pass == dataBearing) != isData || (pass == root) != (isRoot && !isData) {
 				continue
 			}
-			push(buriedSpan{id: r.id, ep: r.ep, tenant: r.tenant - 1})
+			push(buriedSpan{id: r.id, ep: sh.eps.hold(sh.eps.at(r.ep)), tenant: r.tenant - 1})
 			if n++; n == maxBuriedSpans {
 				break
 			}
@@ -180,6 +183,7 @@ func (sh *shard) buriedAt(seq uint64) *buriedSpan {
 }
 
 func (sh *shard) popBuried() {
+	sh.eps.drop(sh.buried.at(0).ep)
 	sh.buried.pop()
 	sh.buriedSeq++
 }
