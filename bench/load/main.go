@@ -119,6 +119,9 @@ func run(spans, rate, reps int, repo, bin string, leak float64) error {
 			}
 		}
 		sort.Float64s(xs)
+		if n := len(xs); n%2 == 0 {
+			return (xs[n/2-1] + xs[n/2]) / 2 // an even count's median: not its upper middle
+		}
 		return xs[len(xs)/2]
 	}
 	cpu := func(r result) float64 { return r.cpu.Seconds() }
