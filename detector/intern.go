@@ -224,11 +224,14 @@ func (t *endpointTable) release(e *endpoint) {
 func (t *endpointTable) at(id uint32) *endpoint { return t.byID[id] }
 
 // hold and drop count a record (a span record or a buried span) taking and
-// letting go of the endpoint with id.
+// letting go of an endpoint; holdID is hold for a record copied from
+// another that holds it.
 func (t *endpointTable) hold(e *endpoint) uint32 {
 	e.refs++
 	return e.id
 }
+
+func (t *endpointTable) holdID(id uint32) uint32 { return t.hold(t.byID[id]) }
 
 func (t *endpointTable) drop(id uint32) {
 	e := t.byID[id]

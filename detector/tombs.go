@@ -140,7 +140,7 @@ func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
 		for seq := oldFirst; seq < oldFirst+uint64(oldN); seq++ {
 			if b := sh.buriedAt(seq); b != nil {
 				keep[n] = *b
-				sh.eps.hold(sh.eps.at(b.ep)) // pushing may pop b and its hold
+				sh.eps.holdID(b.ep) // pushing may pop b and its hold
 				n++
 			}
 		}
@@ -163,7 +163,7 @@ func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
 			if (pass == dataBearing) != isData || (pass == root) != (isRoot && !isData) {
 				continue
 			}
-			push(buriedSpan{id: r.id, ep: sh.eps.hold(sh.eps.at(r.ep)), tenant: r.tenant - 1})
+			push(buriedSpan{id: r.id, ep: sh.eps.holdID(r.ep), tenant: r.tenant - 1})
 			if n++; n == maxBuriedSpans {
 				break
 			}
