@@ -1,0 +1,63 @@
+package benchkit
+
+import (
+	"runtime"
+	"runtime/metrics"
+	"testing"
+)
+
+var sink []any
+
+// The meter counts what runtime.MemStats counts: every heap object, the
+// tiny ones included, and their bytes.
+func TestMeterCountsAllocations(t *testing.T) {
+	var m Meter
+	m.Start()
+	for i := range 1000 {
+		sink = append(sink, new([8]uint64)) // 64 bytes
+		b := new(uint32)                    // tiny: no pointers, under 16 bytes
+		*b = uint32(i)
+		sink = append(sink, b)
+	}
+	m.Stop()
+	sink = nil
+	if got := m.Mallocs(); got < 2000 {
+		t.Errorf("meter counted %d allocations, want at least 2000 (1000 of 64 bytes, 1000 tiny)", got)
+	}
+	if got := m.Bytes(); got < 64_000 {
+		t.Errorf("meter counted %d bytes, want at least 64000", got)
+	}
+}
+
+// Pausing and resuming the meter stops no goroutine: runtime.ReadMemStats
+// stops the world, and on two cores the measured code paid for it.
+func TestMeterPauseDoesNotStopTheWorld(t *testing.T) {
+	pauses := func() uint64 {
+		s := []metrics.Sample{{Name: "/sched/pauses/total/other:seconds"}}
+		metrics.Read(s)
+		var n uint64
+		for _, c := range s[0].Value.Float64Histogram().Counts {
+			n += c
+		}
+		return n
+	}
+	pauses() // the first read sets up runtime/metrics
+	before := pauses()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if pauses() == before {
+		t.Fatal("runtime.ReadMemStats left no pause in /sched/pauses/total/other:seconds: the check below would prove nothing")
+	}
+	var m Meter
+	m.Start()
+	before = pauses()
+	for range 100 {
+		m.Pause()
+		m.Resume()
+	}
+	after := pauses()
+	m.Stop()
+	if after != before {
+		t.Errorf("100 pauses and resumes of the meter stopped the world %d times, want 0", after-before)
+	}
+}
