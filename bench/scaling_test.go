@@ -24,6 +24,10 @@ import (
 //     ceiling of the cores themselves;
 //   - proc=prototype: the minimal per-span work of floor_test.go (one
 //     sender per core: the prototype is not safe for concurrent use);
+//   - proc=bounded: the prototype with the durable acknowledgement's least
+//     work (floor_test.go: a writer goroutine that writes and fsyncs one
+//     line per crossing while the request waits, at most 2 s), each core
+//     with its own journal file, on the leaking load (one sender per core);
 //   - proc=tenantguard: a whole tenantguard per core (its own state,
 //     journal and workers), clean (leak=0) and leaking (leak=0.01).
 //
@@ -47,10 +51,13 @@ func BenchmarkScalingCeiling(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 	})
 	for _, leak := range []float64{0, 0.01} {
-		for _, kind := range []string{prototypeKind, benchkit.Tenantguard} {
+		for _, kind := range []string{prototypeKind, boundedKind, benchkit.Tenantguard} {
 			for _, senders := range []int{1, 4} {
 				if kind == prototypeKind && (leak > 0 || senders > 1) {
 					continue // no evidence, so leaking traffic is the same work; not concurrent
+				}
+				if kind == boundedKind && (leak == 0 || senders > 1) {
+					continue // the prototype's work when nothing leaks; not concurrent
 				}
 				shape := benchkit.DefaultShape()
 				shape.LeakRate = leak
@@ -58,7 +65,7 @@ func BenchmarkScalingCeiling(b *testing.B) {
 					cores := runtime.GOMAXPROCS(0)
 					hs := make([]*benchkit.Harness, cores)
 					for i := range hs {
-						if kind == prototypeKind {
+						if kind != benchkit.Tenantguard {
 							hs[i] = newExperiment(b, kind, 100_000)
 						} else {
 							hs[i] = newTenantguard(b, tgOpts{name: fmt.Sprint("core", i)})
