@@ -21,12 +21,13 @@ func ProcessCPU() time.Duration {
 
 // Meter accumulates process CPU time, allocations and wall time over the
 // measured stretches of a benchmark. Pause and Resume leave out setup work
-// in between (renewing trace ids) from CPU and wall time; they read only the
-// clocks. Start and Stop also count allocations, with runtime.ReadMemStats,
-// which stops the world: inside a measurement each stop woke the idle
-// core's thread, whose spinning afterwards the measured code paid for
-// (the prototype at GOMAXPROCS 2: 81 ns of CPU per span, 64–66 without). So what runs
-// paused must not allocate (Ring.Renew does not).
+// in between (renewing trace ids) from CPU and wall time; they read only
+// the clocks. Start and Stop also count allocations, with
+// runtime.ReadMemStats, which stops the world: inside a measurement each
+// stop woke the idle core's thread, whose spinning afterwards the measured
+// code paid for (the prototype at GOMAXPROCS 2: 81 ns of CPU per span,
+// 64–66 without). So what runs paused must not allocate (Ring.Renew does
+// not): its allocations would count.
 type Meter struct {
 	cpu, wall    time.Duration
 	mallocs      uint64
@@ -65,13 +66,19 @@ func (m *Meter) Stop() {
 
 // Pause stops the clocks of a running meter, leaving allocations counting.
 func (m *Meter) Pause() {
+	if !m.running {
+		return
+	}
 	m.cpu += ProcessCPU() - m.cpu0
 	m.wall += time.Since(m.wall0)
 	m.running = false
 }
 
-// Resume restarts the clocks.
+// Resume restarts the clocks of a paused meter.
 func (m *Meter) Resume() {
+	if m.running {
+		return
+	}
 	m.running = true
 	m.wall0 = time.Now()
 	m.cpu0 = ProcessCPU()
