@@ -71,8 +71,9 @@ type scratch struct {
 	resAt   int    // the ResourceSpans whose service, resource and resIDs these are (-1: none)
 	service string // its service.name
 	cur     detector.Span
-	byShard [][]spanAt // a request's spans grouped by shard (Feed)
-	order   []int      // the shards of byShard's groups, by their first span
+	byShard [][]int32 // a request's spans grouped by shard: indices into read (Feed)
+	read    readAhead
+	order   []int // the shards of byShard's groups, by their first span
 }
 
 // NewExtractor reads what det's rules need.
@@ -120,15 +121,18 @@ const (
 // cannot be grouped and are skipped; Feed returns how many it skipped.
 //
 // While other requests are being fed into a detector of several shards,
-// Feed first groups the request's spans by shard, then adds each group under
-// one hold of its shard, taking first the shards no other request holds.
-// Concurrent requests then work on different shards side by side, each
-// shard's state staying with one core for a whole group, instead of taking
-// turns on every shard span by span (which made two cores slower than one).
-// Spans of a trace keep their order; only traces of different shards are
-// reordered, and their states are independent. A request fed alone is read
-// in order, in one pass: grouping costs a second walk of the request (8% of
-// the CPU on clean traffic) that only concurrency repays.
+// Feed first reads every span of the request and groups them by shard, then
+// adds each group under one hold of its shard, taking first the shards no
+// other request holds. Concurrent requests then work on different shards
+// side by side, each shard's state staying with one core for a whole group,
+// instead of taking turns on every shard span by span (which made two cores
+// slower than one); and reading, half of a span's work, holds no shard, so
+// the others need not wait for it (two cores did 16% more on clean traffic
+// than when groups were read under the hold). Spans of a trace keep their
+// order; only traces of different shards are reordered, and their states
+// are independent. A request fed alone is read in order, in one pass, each
+// span added as it is read: copying every span aside costs one sender as
+// much as it saves (BENCHMARKS.md, section 5).
 func (e *Extractor) Feed(b *detector.Batch, td ptrace.Traces) (invalid int) {
 	sc := e.pool.Get().(*scratch)
 	defer e.pool.Put(sc)
@@ -146,36 +150,44 @@ func (e *Extractor) Feed(b *detector.Batch, td ptrace.Traces) (invalid int) {
 				ss := sss.At(j)
 				spans := ss.Spans()
 				for k := 0; k < spans.Len(); k++ {
-					if !e.feedSpan(b, sc, i, rs, ss, spans.At(k)) {
+					if !e.read(sc, i, rs, ss, spans.At(k)) {
 						invalid++
+						continue
 					}
+					b.Add(&sc.cur)
 				}
 			}
 		}
 		return invalid
 	}
 	if len(sc.byShard) != n {
-		sc.byShard = make([][]spanAt, n)
+		sc.byShard = make([][]int32, n)
 	}
 	for sh := range sc.byShard { // a request that panicked may have left some
 		sc.byShard[sh] = sc.byShard[sh][:0]
 	}
 	sc.order = sc.order[:0]
+	sc.read.reset()
+	// Every span is read before any shard is held: reading is half a
+	// span's work, and done under the lock it kept the other requests
+	// waiting for the shard.
 	for i := 0; i < rss.Len(); i++ {
-		sss := rss.At(i).ScopeSpans()
+		rs := rss.At(i)
+		sss := rs.ScopeSpans()
 		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
+			ss := sss.At(j)
+			spans := ss.Spans()
 			for k := 0; k < spans.Len(); k++ {
-				tid := spans.At(k).TraceID()
-				if tid.IsEmpty() {
+				sp := spans.At(k)
+				if !e.read(sc, i, rs, ss, sp) {
 					invalid++
 					continue
 				}
-				sh := b.ShardOf(detector.TraceID(tid))
+				sh := b.ShardOf(sc.cur.TraceID)
 				if len(sc.byShard[sh]) == 0 {
 					sc.order = append(sc.order, sh)
 				}
-				sc.byShard[sh] = append(sc.byShard[sh], spanAt{uint32(i), uint32(j), uint32(k)})
+				sc.byShard[sh] = append(sc.byShard[sh], sc.read.keep(&sc.cur))
 			}
 		}
 	}
@@ -186,7 +198,7 @@ func (e *Extractor) Feed(b *detector.Batch, td ptrace.Traces) (invalid int) {
 		took := false
 		for _, sh := range sc.order {
 			if len(sc.byShard[sh]) > 0 && b.TryHold(sh) {
-				e.feedGroup(b, sc, rss, sh)
+				e.feedGroup(b, sc, sh)
 				left--
 				took = true
 			}
@@ -197,13 +209,59 @@ func (e *Extractor) Feed(b *detector.Batch, td ptrace.Traces) (invalid int) {
 		for _, sh := range sc.order {
 			if len(sc.byShard[sh]) > 0 {
 				b.Hold(sh)
-				e.feedGroup(b, sc, rss, sh)
+				e.feedGroup(b, sc, sh)
 				left--
 				break
 			}
 		}
 	}
+	sc.read.reset()
 	return invalid
+}
+
+// readAhead holds a request's spans, read before any shard is held; their
+// slices share its buffers (a buffer that grows leaves the spans already
+// kept on the old array, which stays theirs).
+type readAhead struct {
+	spans   []detector.Span
+	tenants []detector.RawTenant
+	ids     []detector.Identifier
+	links   []detector.Link
+}
+
+// maxReadAhead is the longest buffer a scratch keeps for the next request:
+// a huge request's (or a span's huge tenant array's) is let go rather than
+// pinned in the pool.
+const maxReadAhead = 16_384
+
+// reset empties the buffers, dropping what they alias of the request.
+func (r *readAhead) reset() {
+	if max(cap(r.spans), cap(r.tenants), cap(r.ids), cap(r.links)) > maxReadAhead {
+		*r = readAhead{}
+		return
+	}
+	clear(r.spans)
+	clear(r.tenants)
+	clear(r.ids)
+	r.spans, r.tenants, r.ids, r.links = r.spans[:0], r.tenants[:0], r.ids[:0], r.links[:0]
+}
+
+// keep copies s, whose slices the next span's read reuses, and returns its index.
+func (r *readAhead) keep(s *detector.Span) int32 {
+	c := *s
+	n := len(r.tenants)
+	r.tenants = append(r.tenants, s.Tenants...)
+	c.Tenants = r.tenants[n:len(r.tenants):len(r.tenants)]
+	n = len(r.ids)
+	r.ids = append(r.ids, s.Identifiers...)
+	c.Identifiers = r.ids[n:len(r.ids):len(r.ids)]
+	if len(s.Links) > 0 {
+		n = len(r.links)
+		r.links = append(r.links, s.Links...)
+		c.Links = r.links[n:len(r.links):len(r.links)]
+	}
+	r.spans = append(r.spans, c)
+	return int32(len(r.spans) - 1)
 }
 
 // concurrent counts the request Feed starts and reports whether requests
@@ -221,16 +279,10 @@ func (e *Extractor) concurrent() bool {
 
 const groupingMemory = 1024
 
-// spanAt is where a span sits in its request: ResourceSpans, ScopeSpans and
-// span index.
-type spanAt struct{ rs, ss, span uint32 }
-
-// feedGroup adds the spans grouped for shard sh (held), then empties the group.
-func (e *Extractor) feedGroup(b *detector.Batch, sc *scratch, rss ptrace.ResourceSpansSlice, sh int) {
+// feedGroup adds the spans read for shard sh (held), then empties the group.
+func (e *Extractor) feedGroup(b *detector.Batch, sc *scratch, sh int) {
 	for _, at := range sc.byShard[sh] {
-		rs := rss.At(int(at.rs))
-		ss := rs.ScopeSpans().At(int(at.ss))
-		e.feedSpan(b, sc, int(at.rs), rs, ss, ss.Spans().At(int(at.span)))
+		b.Add(&sc.read.spans[at])
 	}
 	b.Settle()
 	sc.byShard[sh] = sc.byShard[sh][:0]
@@ -252,9 +304,9 @@ func (e *Extractor) setResource(sc *scratch, i int, rs ptrace.ResourceSpans) {
 	}
 }
 
-// feedSpan reads span sp of ResourceSpans i into the batch. It reports
-// false, adding nothing, for a span with an all-zero trace id.
-func (e *Extractor) feedSpan(b *detector.Batch, sc *scratch, i int, rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) bool {
+// read reads span sp of ResourceSpans i into sc.cur, whose slices the next
+// read reuses. It reports false for a span with an all-zero trace id.
+func (e *Extractor) read(sc *scratch, i int, rs ptrace.ResourceSpans, ss ptrace.ScopeSpans, sp ptrace.Span) bool {
 	tid := sp.TraceID()
 	if tid.IsEmpty() {
 		return false
@@ -286,7 +338,6 @@ func (e *Extractor) feedSpan(b *detector.Batch, sc *scratch, i int, rs ptrace.Re
 	if e.allow != nil {
 		s.AllowedBy = e.allow(&sc.allow, rs, ss, sp)
 	}
-	b.Add(s)
 	return true
 }
 

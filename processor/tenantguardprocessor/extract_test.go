@@ -3,6 +3,7 @@ package tenantguardprocessor
 import (
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -108,5 +109,59 @@ func TestConcurrentRequestsFindWhatSequentialOnesFind(t *testing.T) {
 		if !reflect.DeepEqual(c, wantC) || !reflect.DeepEqual(sv, wantS) {
 			t.Fatalf("round %d: coverage differs: concurrent %+v %+v, sequential %+v %+v", round, c, sv, wantC, wantS)
 		}
+	}
+}
+
+// Spans read ahead of their shard's hold keep their own tenants,
+// identifiers and links while the buffers grow under them; once the
+// request is fed, the buffers hold nothing of it, and a huge request's
+// buffers are let go rather than kept for the next one.
+func TestReadAheadKeepsEachSpansOwnValues(t *testing.T) {
+	fill := func(r *readAhead, n int) {
+		var s detector.Span // one span reused, as read reuses sc.cur
+		for i := range n {
+			v := strconv.Itoa(i)
+			s.Tenants = append(s.Tenants[:0], detector.RawTenant{Value: detector.StringValue("t" + v)})
+			s.Identifiers = append(s.Identifiers[:0], detector.Identifier{Value: "k" + v})
+			s.Links = append(s.Links[:0], detector.Link{SpanID: detector.SpanID{byte(i), byte(i >> 8)}})
+			s.Name = "span " + v
+			if got := r.keep(&s); got != int32(i) {
+				t.Fatalf("span %d kept at %d", i, got)
+			}
+		}
+		for i, sp := range r.spans {
+			v := strconv.Itoa(i)
+			if sp.Name != "span "+v || len(sp.Tenants) != 1 || sp.Tenants[0].Value.Str != "t"+v ||
+				len(sp.Identifiers) != 1 || sp.Identifiers[0].Value != "k"+v ||
+				len(sp.Links) != 1 || sp.Links[0].SpanID != (detector.SpanID{byte(i), byte(i >> 8)}) {
+				t.Fatalf("span %d read back as %+v", i, sp)
+			}
+		}
+	}
+	var r readAhead
+	fill(&r, 300)
+	r.reset()
+	if len(r.spans) != 0 || cap(r.spans) == 0 {
+		t.Fatalf("a small request's buffers: len %d cap %d, want emptied and kept", len(r.spans), cap(r.spans))
+	}
+	for i, sp := range r.spans[:300] {
+		if sp.Name != "" || sp.Tenants != nil {
+			t.Fatalf("span %d still aliases the request after reset: %+v", i, sp)
+		}
+	}
+	for i, rt := range r.tenants[:300] {
+		if rt.Value.Str != "" {
+			t.Fatalf("tenant %d still aliases the request after reset: %q", i, rt.Value.Str)
+		}
+	}
+	for i, id := range r.ids[:300] {
+		if id.Value != "" {
+			t.Fatalf("identifier %d still aliases the request after reset: %q", i, id.Value)
+		}
+	}
+	fill(&r, maxReadAhead+1)
+	r.reset()
+	if cap(r.spans) != 0 || cap(r.tenants) != 0 || cap(r.ids) != 0 || cap(r.links) != 0 {
+		t.Fatalf("a huge request's buffers were kept: caps %d %d %d %d", cap(r.spans), cap(r.tenants), cap(r.ids), cap(r.links))
 	}
 }
