@@ -199,12 +199,16 @@ func (d *Detector) shardFor(h uint64) *shard { return d.shards[h%uint64(len(d.sh
 // so that spans which arrive together (a root span with an allow-listed
 // service and its children, say) are judged together.
 type Batch struct {
-	// Annotate, when set, sees every finding version this batch raises
-	// before the sink does, while the caller still holds the request: it
-	// may fill the evidence spans' Detail, and later versions of the same
-	// finding (built after the request is gone: the close, late spans)
+	// Annotate, when set, sees every finding version this batch answers
+	// for before the sink does, while the caller still holds the request:
+	// it may fill the evidence spans' Detail, and later versions of the
+	// same finding (built after the request is gone: the close, late spans)
 	// carry what it filled. It runs as the sink does: with no shard locked,
-	// under the same contract. Close clears it.
+	// under the same contract. The batch answers for every version it
+	// raises but one kind: the closing version of a trace whose spans had
+	// all been judged, which the batch pushed out of memory (MaxTraces).
+	// That version holds nothing of the batch's request and goes to the
+	// sink alone. Close clears Annotate.
 	Annotate func(*Finding)
 
 	d       *Detector

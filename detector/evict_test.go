@@ -403,3 +403,52 @@ func TestTombsAreBoundedOldestCloseFirst(t *testing.T) {
 		t.Errorf("SpansLate = %d, want 3 (a twice, c once; b's tomb was gone)", st.SpansLate)
 	}
 }
+
+// A batch answers (Annotate) for every version its spans raise, and for the
+// closing version of a trace it pushes out of memory with spans not yet
+// judged; the closing version of a trace whose spans were all judged holds
+// nothing of the batch's and goes to the sink alone.
+func TestEvictingBatchAnswersOnlyForItsOwnSpans(t *testing.T) {
+	h := newHarness(t, func(c *detector.Config) { c.Shards, c.MaxTraces = 1, 1 })
+	batch := func(spans ...detector.Span) (annotated []detector.Finding) {
+		b := h.d.NewBatch()
+		b.Annotate = func(f *detector.Finding) { annotated = append(annotated, *f) }
+		for i := range spans {
+			b.Add(&spans[i])
+		}
+		b.Close()
+		return annotated
+	}
+	leak := func(tr detector.TraceID) []detector.Span {
+		return []detector.Span{span(tr, 1, 0, "gateway", "GET /", ten("acme")), span(tr, 2, 1, "orders", "list", ten("globex"))}
+	}
+	a, b, c, d := tid(1), tid(2), tid(3), tid(4)
+	if got := batch(leak(a)...); len(got) != 1 || got[0].TraceID != a || got[0].Status != detector.StatusOpen {
+		t.Fatalf("a's own batch answers for %s, want a's open version", describe(got))
+	}
+	// b pushes a (judged in its own batch) out: a's closing version reaches
+	// the sink, and b's batch answers only for b's finding.
+	before := h.rec.len()
+	got := batch(leak(b)...)
+	if len(got) != 1 || got[0].TraceID != b || got[0].Status != detector.StatusOpen {
+		t.Errorf("b's batch answers for %s, want b's open version only", describe(got))
+	}
+	if sunk := h.rec.since(before); len(sunk) != 2 || sunk[0].TraceID != a || sunk[0].Status != detector.StatusClosed {
+		t.Errorf("the sink got %s, want a's closing version, then b's open one", describe(sunk))
+	}
+	// c's spans are not judged yet when d, in the same batch, pushes c out:
+	// c's versions (open, then closing) hold this batch's spans; b's closing
+	// version, raised as c pushed b out, does not.
+	got = batch(append(leak(c), span(d, 1, 0, "gateway", "GET /", ten("acme")))...)
+	var answered []string
+	for _, f := range got {
+		answered = append(answered, fmt.Sprintf("%s/%s", f.TraceID, f.Status))
+	}
+	want := []string{fmt.Sprintf("%s/%s", c, detector.StatusOpen), fmt.Sprintf("%s/%s", c, detector.StatusClosed)}
+	if !slices.Equal(answered, want) {
+		t.Errorf("the batch pushing out b (judged) and its own c (not) answers for %v, want %v", answered, want)
+	}
+	if vs := h.rec.of(b, cross); len(vs) != 2 || vs[1].Status != detector.StatusClosed {
+		t.Errorf("b's versions at the sink: %s, want open then closed", describe(vs))
+	}
+}

@@ -12,9 +12,10 @@ import (
 // holder is whoever holds a shard's lock: a batch, a sweep, a flush. The
 // finding versions the shard raises meanwhile are collected in raised
 // (copies whose evidence spans are their own), and annotate, when set,
-// sees them before the sink.
+// sees those the holder owes before the sink (owed, one per version).
 type holder struct {
 	raised   []Finding
+	owed     []bool
 	annotate func(*Finding)
 }
 
@@ -77,16 +78,20 @@ func (sh *shard) handOver(turn uint64, h *holder) {
 	sh.turns.wait(turn)
 	defer func() {
 		clear(h.raised)
-		h.raised = h.raised[:0]
+		h.raised, h.owed = h.raised[:0], h.owed[:0]
 	}()
 	defer sh.turns.done() // even if Annotate or the sink panics
 	if h.annotate != nil {
 		for i := range h.raised {
-			h.annotate(&h.raised[i])
+			if h.owed[i] {
+				h.annotate(&h.raised[i])
+			}
 		}
 		sh.mu.Lock()
 		for i := range h.raised {
-			sh.remember(&h.raised[i])
+			if h.owed[i] {
+				sh.remember(&h.raised[i])
+			}
 		}
 		sh.mu.Unlock()
 	}

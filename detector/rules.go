@@ -64,7 +64,7 @@ func (sh *shard) evaluate(ts *traceState, now time.Time) {
 		for _, f := range ts.findings {
 			if f != nil && f.status == StatusOpen {
 				f.status = StatusAllowed
-				sh.emit(ts, f, now)
+				sh.emit(ts, f, now, true)
 			}
 		}
 		return
@@ -90,7 +90,7 @@ func (sh *shard) evaluate(ts *traceState, now time.Time) {
 			// tells the story now.
 			f := ts.findings[idxCross]
 			f.status = StatusReclassified
-			sh.emit(ts, f, now)
+			sh.emit(ts, f, now, true)
 		}
 	}
 	if len(blocked) > 0 {
@@ -125,15 +125,16 @@ func (sh *shard) judge(ts *traceState, idx int, now time.Time) {
 	if f.emitted && shapeOf(&out) == f.shape {
 		return
 	}
-	sh.send(f, out, now)
+	sh.send(f, out, now, true)
 }
 
 // emit sends the current version of f whatever its shape (status changes).
-func (sh *shard) emit(ts *traceState, f *finding, now time.Time) {
-	sh.send(f, sh.build(ts, f, now), now)
+// owed says whether the lock's holder answers for it (see shard.close).
+func (sh *shard) emit(ts *traceState, f *finding, now time.Time, owed bool) {
+	sh.send(f, sh.build(ts, f, now), now, owed)
 }
 
-func (sh *shard) send(f *finding, out Finding, now time.Time) {
+func (sh *shard) send(f *finding, out Finding, now time.Time, owed bool) {
 	// Versions grow per shard, not just per finding: a trace id always maps
 	// to the same shard, so a trace that is closed and starts again (late
 	// spans, eviction, a batch that read the clock before a sweep) keeps
@@ -154,14 +155,16 @@ func (sh *shard) send(f *finding, out Finding, now time.Time) {
 	// The raised copy's evidence spans are its own: the batch's Annotate
 	// fills them after the lock is released, while f.last stays as it is.
 	out.Spans = slices.Clone(out.Spans)
-	sh.raise(out)
+	sh.raise(out, owed)
 }
 
-// raise counts a finding version and collects it for the lock's holder.
-func (sh *shard) raise(out Finding) {
+// raise counts a finding version and collects it for the lock's holder,
+// noting whether the holder answers for it.
+func (sh *shard) raise(out Finding, owed bool) {
 	sh.d.stats.findings.Add(1)
 	sh.d.stats.byRule[indexOfRule(out.Rule)].Add(1)
 	sh.holder.raised = append(sh.holder.raised, out)
+	sh.holder.owed = append(sh.holder.owed, owed)
 }
 
 func indexOfRule(r Rule) int {
@@ -602,7 +605,7 @@ func (sh *shard) sendStandalone(out Finding) {
 	}
 	sh.lastVers = v
 	out.Version = v
-	sh.raise(out)
+	sh.raise(out, true)
 }
 
 // carryDetails gives the evidence spans of a new version the details an

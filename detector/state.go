@@ -544,7 +544,17 @@ func (sh *shard) expire(now time.Time, force bool) {
 
 // close evaluates a trace a last time and emits the closing version of its
 // findings, then leaves its entry as a tomb or frees it.
+//
+// The lock's holder answers for the closing versions (its request waits
+// until they are durable) only when the trace held spans not yet judged:
+// the holder's own, or a concurrent batch's it is judging for it. A trace
+// whose spans were all judged, pushed out of memory by another trace of the
+// holder's request, carries nothing of that request; its closing version
+// goes to the sink alone and is written with the next write (processor's
+// onFinding). Waiting for it cost a request with no crossing of its own an
+// fsync: a fifth of the reference load's leak path (BENCHMARKS.md).
 func (sh *shard) close(ts *traceState, now time.Time) {
+	owed := ts.dirty
 	if ts.dirty {
 		sh.evaluate(ts, now)
 	}
@@ -555,7 +565,7 @@ func (sh *shard) close(ts *traceState, now time.Time) {
 		}
 		if f.status == StatusOpen {
 			f.status = StatusClosed
-			sh.emit(ts, f, now)
+			sh.emit(ts, f, now, owed)
 		}
 		if f.last != nil {
 			if last == nil {

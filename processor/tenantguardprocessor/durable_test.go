@@ -89,6 +89,95 @@ func TestHungStoreDoesNotHoldRequests(t *testing.T) {
 	}
 }
 
+// gatedStore is the real journal whose appends after the first open ones
+// wait until gate is closed, as a disk that stopped answering does.
+type gatedStore struct {
+	store.Store
+	open int
+	gate chan struct{}
+	mu   sync.Mutex
+	n    int
+}
+
+func (g *gatedStore) Append(ctx context.Context, batch []store.Evidence) error {
+	g.mu.Lock()
+	g.n++
+	n := g.n
+	g.mu.Unlock()
+	if n > g.open {
+		select {
+		case <-g.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.Store.Append(ctx, batch)
+}
+
+// A request that raised nothing of its own does not wait for the closing
+// versions of the traces it pushed out of memory: their spans were judged,
+// and made durable, with the requests that carried them. It returns while
+// the journal hangs, without waiting out durableAckWait (after which the
+// store would count as failing), and the closing versions reach the journal
+// with the next write: here the one the sweep loop wakes once the journal
+// answers again.
+func TestEvictionAloneDoesNotWaitForTheJournal(t *testing.T) {
+	const leaks = 20
+	cfg := testConfig(t)
+	cfg.Alerts.Log.Enabled = false
+	cfg.MaxTraces = leaks // the second request pushes the first's traces out
+	p := startProcessor(t, cfg, nil)
+	gs := &gatedStore{open: 1, gate: make(chan struct{})}
+	var release sync.Once
+	open := func() { release.Do(func() { close(gs.gate) }) }
+	p.openStore = func() (store.Store, error) {
+		j, err := journal.Open(cfg.Store.Journal.Path)
+		if err != nil {
+			return nil, err
+		}
+		gs.Store = j
+		return gs, nil
+	}
+	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	defer p.shutdown(context.Background())
+	defer open() // runs first: shutdown waits for a worker held at the gate
+	consume(t, p, storm(1, leaks))
+	if got := len(journaled(t, cfg)); got != leaks {
+		t.Fatalf("the leaking request returned with %d findings in the journal, want %d", got, leaks)
+	}
+	// Four times as many clean traces: every shard's share of the first
+	// request's traces is pushed out.
+	var clean []spanSpec
+	for tr := leaks + 1; tr <= 5*leaks; tr++ {
+		clean = append(clean, spanSpec{byte(tr), 1, 0, "gateway", "GET /", map[string]any{"tenant.id": "acme"}})
+	}
+	withTimeout(t, durableAckWait+5*time.Second, "a clean request pushing leaking traces out while the journal hangs", func() {
+		consume(t, p, request(clean...))
+	})
+	if !p.storeHealthy.Load() {
+		t.Fatal("the clean request waited out durableAckWait for the closing versions of the traces it evicted")
+	}
+	open()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		closed := 0
+		for _, ev := range journaled(t, cfg) {
+			if ev.Status == string(detector.StatusClosed) {
+				closed++
+			}
+		}
+		if closed == leaks {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d closing versions in the journal 10 s after it answered again", closed, leaks)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // appendLog is the real journal, noting what each Append carried.
 type appendLog struct {
 	store.Store

@@ -103,20 +103,25 @@ func newTenantguard(set processor.Settings, cfg *Config, sh *shared) (*tenantgua
 // A version the request raising it waits for wakes neither worker: the
 // request wakes both once it has read all its spans (feed), so that
 // everything it raised (new findings, updates, the closing versions of the
-// traces it evicted) shares one write and one fsync, and one wake-up of
-// each worker (a wake-up can cost an idle core's thread a start and a
-// park). Versions nobody waits for (the sweeper's, shutdown's) wake them at
-// once.
+// traces it evicted unjudged) shares one write and one fsync, and one
+// wake-up of each worker (a wake-up can cost an idle core's thread a start
+// and a park). A closing version nobody waits for (a sweep's, the flush's,
+// or that of a trace a request pushed out of memory: see
+// detector.Batch.Annotate) wakes no worker either: it goes with the next
+// write, the next request's that raised a finding or the one the sweep loop
+// wakes after its next tick, whichever comes first. Other versions nobody
+// waits for wake them at once.
 func (p *tenantguard) onFinding(f detector.Finding) {
 	p.observeFinding(&f)
 	ev := store.NewEvidence(&f, p.cfg.Instance)
 	awaited := p.acks.awaited(ev.LeakID, ev.Version)
-	if !p.alertQueue.push(ev, !awaited) {
+	wake := !awaited && f.Status != detector.StatusClosed
+	if !p.alertQueue.push(ev, wake) {
 		p.logger.Error("alert queue full: finding not announced (it is still recorded); the notifiers are stuck",
 			zap.String("leak_id", ev.LeakID), zap.String("trace_id", ev.TraceID), zap.String("rule", ev.Rule),
 			zap.Int("queue_size", p.cfg.QueueSize))
 	}
-	if !p.queue.push(ev, !awaited) {
+	if !p.queue.push(ev, wake) {
 		p.queueFull.Add(1)
 		p.acks.lost(ev.LeakID, ev.Version)
 		p.logger.Error("evidence queue full: finding not recorded; raise queue_size or fix the store",
@@ -201,6 +206,10 @@ func (p *tenantguard) sweepLoop() {
 			return
 		case now := <-t.C:
 			p.det.Sweep()
+			// The closing versions queued without waking the workers, the
+			// sweep's and any a request left (onFinding), go now.
+			p.queue.signalIfQueued()
+			p.alertQueue.signalIfQueued()
 			p.writeCoverage(now, false)
 			// Evictions mean max_traces is too small for the traffic and
 			// crossings can be missed: say so, at most once a minute.

@@ -44,6 +44,13 @@ func (q *evidenceQueue) signal() {
 	}
 }
 
+// signalIfQueued wakes the worker when something is queued.
+func (q *evidenceQueue) signalIfQueued() {
+	if q.len() > 0 {
+		q.signal()
+	}
+}
+
 func (q *evidenceQueue) put(ev store.Evidence) bool {
 	if i, ok := q.at[ev.LeakID]; ok {
 		if ev.Version > q.items[i].Version {
