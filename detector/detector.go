@@ -38,6 +38,7 @@ type Detector struct {
 	shards    []*shard
 	seed      maphash.Seed
 	batchPool sync.Pool
+	batches   atomic.Uint64 // Batch.seq's source
 	stats     counters
 	windows   windowLimiter
 	waiting   waitingLinks
@@ -213,7 +214,8 @@ type Batch struct {
 
 	d       *Detector
 	now     time.Time
-	touched []TraceID
+	touched []TraceID // each listed once per seq (Add)
+	seq     uint64    // unique among batches, renewed by Settle
 	links   []pendingLink
 	held    *shard // locked by Add
 	// heldFrom and heldLinks are len(touched) and len(links) when held was
@@ -244,6 +246,7 @@ type pendingLink struct {
 func (d *Detector) NewBatch() *Batch {
 	b := d.batchPool.Get().(*Batch)
 	b.now = d.now()
+	b.seq = d.batches.Add(1)
 	return b
 }
 
@@ -297,6 +300,8 @@ func (b *Batch) Settle() {
 	}
 	b.settled = append(b.settled, b.touched[b.heldFrom:]...)
 	b.touched = b.touched[:b.heldFrom]
+	// A trace settled here and touched again must be listed again.
+	b.seq = b.d.batches.Add(1)
 }
 
 // Hold locks shard i for the Adds that follow, waiting for it if needed.
@@ -326,8 +331,8 @@ func (b *Batch) Add(s *Span) {
 		sh.lock(&b.out)
 		b.take(sh)
 	}
-	sh.ingest(s, slotHash(h), b.now)
-	if n := len(b.touched); n == 0 || b.touched[n-1] != s.TraceID {
+	if ts := sh.ingest(s, slotHash(h), b.now); ts.listed != b.seq {
+		ts.listed = b.seq
 		b.touched = append(b.touched, s.TraceID)
 	}
 	for _, l := range s.Links {

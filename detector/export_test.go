@@ -108,3 +108,7 @@ func (sh *shard) checkEndpointRefs() error {
 	}
 	return nil
 }
+
+// TouchedForTest is how many traces the batch lists as touched and not yet
+// settled.
+func (b *Batch) TouchedForTest() int { return len(b.touched) }

@@ -69,3 +69,33 @@ func TestSettleJudgesTheHeldShardUnlessALinkWaits(t *testing.T) {
 		}
 	}
 }
+
+// A batch lists each trace it touches once, whatever the runs its spans
+// come in; a trace Settle judged and the batch touches again, after taking
+// its shard anew, is listed again, and judged again at Close.
+func TestTraceTouchedAgainAfterSettleIsJudgedAgain(t *testing.T) {
+	h := newHarness(t, func(c *detector.Config) { c.Shards = 2 })
+	b := h.d.NewBatch()
+	trace, other := tid(1), tid(2)
+	sh := b.ShardOf(trace)
+	for n := 3; b.ShardOf(other) != sh; n++ { // another trace of the same shard
+		other = tid(n)
+	}
+	b.Hold(sh)
+	for i, tr := range []detector.TraceID{trace, other, trace, other} { // runs of one span
+		s := span(tr, 1+i, 0, "gateway", "GET /orders", ten("acme"))
+		b.Add(&s)
+	}
+	if n := b.TouchedForTest(); n != 2 {
+		t.Errorf("two traces in four runs listed %d times, want once each", n)
+	}
+	b.Settle()
+	b.TryHold(1 - sh) // lets the trace's shard go
+	b.Hold(sh)
+	child := span(trace, 9, 1, "orders", "SELECT orders", ten("globex"))
+	b.Add(&child)
+	b.Close()
+	if got := h.rec.of(trace, detector.RuleCrossTenantTrace); len(got) != 1 {
+		t.Fatalf("the span added after Settle made the trace cross; the batch raised %s", describe(got))
+	}
+}

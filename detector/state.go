@@ -61,6 +61,10 @@ type traceState struct {
 	// the trace's tomb keeps as a link target and how many it keeps (see
 	// buryLinkTargets), kept while late spans reopen it.
 	buriedFirst uint64
+	// listed is the Batch.seq of the batch that last listed the trace among
+	// those it touched, so that a batch lists each trace once, not once
+	// per run of its spans (Batch.Add).
+	listed uint64
 	// self is the entry's index in the slab; prev and next link it in the
 	// idle list (oldest update first) while it is live, in the tomb list
 	// (oldest close first) while it is a tomb, in the free chain otherwise.
@@ -168,8 +172,9 @@ func (sh *shard) newEndpoint(service, name string) *endpoint {
 	return e
 }
 
-// ingest adds a span to its trace; h is the trace id's slotHash.
-func (sh *shard) ingest(s *Span, h uint32, now time.Time) {
+// ingest adds a span to its trace, and returns the trace; h is the trace
+// id's slotHash.
+func (sh *shard) ingest(s *Span, h uint32, now time.Time) *traceState {
 	d := sh.d
 	ts := sh.last
 	if ts == nil || ts.id != s.TraceID {
@@ -312,6 +317,7 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) {
 	} else {
 		d.stats.overCap.Add(1)
 	}
+	return ts
 }
 
 // recordMismatch describes a mismatching span; norm holds its values as

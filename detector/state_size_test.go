@@ -17,7 +17,7 @@ func TestStateRecordSizes(t *testing.T) {
 		got, want uintptr
 	}{
 		{"spanRec", unsafe.Sizeof(spanRec{}), 24},
-		{"traceState", unsafe.Sizeof(traceState{}), 320},
+		{"traceState", unsafe.Sizeof(traceState{}), 328},
 		{"indexSlot", unsafe.Sizeof(indexSlot{}), 8},
 		{"buriedSpan", unsafe.Sizeof(buriedSpan{}), 24},
 		{"coverageRow", unsafe.Sizeof(coverageRow{}), 240},

@@ -13,10 +13,10 @@ import (
 // tenants, the last version of each finding (prior), so a late span from
 // another tenant is caught and joined to the same finding, not a poorer
 // one, and the spans a later consumer may link to. A tomb is its slab entry
-// (320 bytes) and index slot (8 bytes, table.go) and its tenants; a clean
+// (328 bytes) and index slot (8 bytes, table.go) and its tenants; a clean
 // single-tenant trace allocates nothing more. Its link targets are up to
 // maxBuriedSpans of its spans that carry a tenant, 24 bytes each in the
-// shard's ring of buried spans, so a tomb costs about 392 + 8×24 = 584
+// shard's ring of buried spans, so a tomb costs about 400 + 8×24 = 592
 // bytes at most, besides its tenants and findings. A late span
 // reopens the entry in place.
 
