@@ -89,6 +89,24 @@ func TestHungStoreDoesNotHoldRequests(t *testing.T) {
 	}
 }
 
+// startOnJournal starts a processor whose store is cfg's journal as wrap
+// returns it: a seam that notes or holds its appends.
+func startOnJournal(t *testing.T, cfg *Config, wrap func(store.Store) store.Store) *tenantguard {
+	t.Helper()
+	p := startProcessor(t, cfg, nil)
+	p.openStore = func() (store.Store, error) {
+		j, err := journal.Open(cfg.Store.Journal.Path)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(j), nil
+	}
+	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // gatedStore is the real journal whose appends after the first open ones
 // wait until gate is closed, as a disk that stopped answering does.
 type gatedStore struct {
@@ -126,21 +144,10 @@ func TestEvictionAloneDoesNotWaitForTheJournal(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Alerts.Log.Enabled = false
 	cfg.MaxTraces = leaks // the second request pushes the first's traces out
-	p := startProcessor(t, cfg, nil)
 	gs := &gatedStore{open: 1, gate: make(chan struct{})}
 	var release sync.Once
 	open := func() { release.Do(func() { close(gs.gate) }) }
-	p.openStore = func() (store.Store, error) {
-		j, err := journal.Open(cfg.Store.Journal.Path)
-		if err != nil {
-			return nil, err
-		}
-		gs.Store = j
-		return gs, nil
-	}
-	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
-		t.Fatal(err)
-	}
+	p := startOnJournal(t, cfg, func(j store.Store) store.Store { gs.Store = j; return gs })
 	defer p.shutdown(context.Background())
 	defer open() // runs first: shutdown waits for a worker held at the gate
 	consume(t, p, storm(1, leaks))
@@ -203,19 +210,8 @@ func TestOneRequestOneJournalWrite(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Alerts.Log.Enabled = false
 	cfg.MaxTraces = leaks // the second request evicts the first's traces
-	p := startProcessor(t, cfg, nil)
 	log := &appendLog{}
-	p.openStore = func() (store.Store, error) {
-		j, err := journal.Open(cfg.Store.Journal.Path)
-		if err != nil {
-			return nil, err
-		}
-		log.Store = j
-		return log, nil
-	}
-	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
-		t.Fatal(err)
-	}
+	p := startOnJournal(t, cfg, func(j store.Store) store.Store { log.Store = j; return log })
 	defer p.shutdown(context.Background())
 	consume(t, p, storm(1, leaks))
 	consume(t, p, storm(leaks+1, 2*leaks))
