@@ -558,7 +558,8 @@ func (sh *shard) expire(now time.Time, force bool) {
 // holder's request, carries nothing of that request; its closing version
 // goes to the sink alone and is written with the next write (processor's
 // onFinding). Waiting for it cost a request with no crossing of its own an
-// fsync: a fifth of the reference load's leak path (BENCHMARKS.md).
+// fsync: a fifth of the reference load's CPU per span (BENCHMARKS.md,
+// section 8).
 func (sh *shard) close(ts *traceState, now time.Time) {
 	owed := ts.dirty
 	if ts.dirty {

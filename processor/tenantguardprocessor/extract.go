@@ -131,8 +131,8 @@ const (
 // than when groups were read under the hold). Spans of a trace keep their
 // order; only traces of different shards are reordered, and their states
 // are independent. A request fed alone is read in order, in one pass, each
-// span added as it is read: copying every span aside costs one sender as
-// much as it saves (BENCHMARKS.md, section 5).
+// span added as it is read: copying every span aside gains a sender alone
+// nothing, and cost it 4% with leaks (BENCHMARKS.md, section 8).
 func (e *Extractor) Feed(b *detector.Batch, td ptrace.Traces) (invalid int) {
 	sc := e.pool.Get().(*scratch)
 	defer e.pool.Put(sc)
