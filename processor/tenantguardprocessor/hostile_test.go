@@ -111,21 +111,26 @@ type hostileRun struct {
 	evidence []store.Evidence   // every record in the processor's journal after shutdown
 }
 
-// runHostile feeds the requests (one batch each) to a detector built from
-// cfg, then sends them through the processor the collector builds; see
-// hostilePassThrough.
-func runHostile(t *testing.T, cfg *Config, tds ...ptrace.Traces) *hostileRun {
+// feedHostile feeds the requests (one batch each) to a detector built from
+// cfg, of 4 shards with every request grouped by shard when grouped, and
+// returns what it raised (and its stats before Flush) once flushed.
+func feedHostile(t *testing.T, cfg *Config, grouped bool, tds []ptrace.Traces) *hostileRun {
 	t.Helper()
 	run := &hostileRun{}
 	var mu sync.Mutex
+	var adjust func(*detector.Config)
+	if grouped {
+		adjust = func(c *detector.Config) { c.Shards = 4 }
+	}
 	d, ex, err := NewDetector(cfg, func(f detector.Finding) {
 		mu.Lock()
 		run.findings = append(run.findings, f)
 		mu.Unlock()
-	}, nil)
+	}, adjust)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ex.alwaysGroup = grouped
 	for _, td := range tds {
 		b := d.NewBatch()
 		run.invalid += ex.Feed(b, td)
@@ -139,6 +144,41 @@ func runHostile(t *testing.T, cfg *Config, tds ...ptrace.Traces) *hostileRun {
 	mu.Lock()
 	defer mu.Unlock()
 	fzCheckFindings(t, cfg, run.findings)
+	return run
+}
+
+// runHostile feeds the requests (one batch each) to a detector built from
+// cfg, read in order as a sender alone is, and again to one of 4 shards
+// whose extractor groups every request by shard (read ahead, as while
+// requests overlap): both must see the same spans and raise the same
+// findings. Then it sends them through the processor the collector builds;
+// see hostilePassThrough.
+func runHostile(t *testing.T, cfg *Config, tds ...ptrace.Traces) *hostileRun {
+	t.Helper()
+	run := feedHostile(t, cfg, false, tds)
+	grouped := feedHostile(t, cfg, true, tds)
+	latest := func(fs []detector.Finding) []string { // each finding's last version
+		last := map[string]detector.Finding{}
+		for _, f := range fs {
+			if l, ok := last[f.LeakID]; !ok || f.Version > l.Version {
+				last[f.LeakID] = f
+			}
+		}
+		var out []string
+		for id, f := range last {
+			out = append(out, fmt.Sprintf("%s %s %d spans %d tenants", id, f.Status, f.SpanCount, len(f.Tenants)))
+		}
+		slices.Sort(out)
+		return out
+	}
+	in, gr := run.stats, grouped.stats
+	if in.Spans != gr.Spans || in.SpansOverCap != gr.SpansOverCap || in.TenantsRejected != gr.TenantsRejected ||
+		in.SpansWithoutTenant != gr.SpansWithoutTenant || run.invalid != grouped.invalid {
+		t.Errorf("read in order: %+v, %d invalid; grouped by shard: %+v, %d invalid", in, run.invalid, gr, grouped.invalid)
+	}
+	if a, b := latest(run.findings), latest(grouped.findings); !slices.Equal(a, b) {
+		t.Errorf("read in order, the findings are %q; grouped by shard, %q", a, b)
+	}
 	run.evidence = hostilePassThrough(t, cfg, tds...)
 	// Both ran the same rules on the same spans: they name the same findings.
 	var fromDetector, fromJournal []string
