@@ -214,8 +214,8 @@ type Batch struct {
 
 	d       *Detector
 	now     time.Time
-	touched []TraceID // each listed once per seq (Add)
-	seq     uint64    // unique among batches, renewed by Settle
+	touched []TraceID // each listed once (Add), until judged
+	seq     uint64    // unique among batches (see traceState.listed)
 	links   []pendingLink
 	held    *shard // locked by Add
 	// heldFrom and heldLinks are len(touched) and len(links) when held was
@@ -247,6 +247,7 @@ func (d *Detector) NewBatch() *Batch {
 	b := d.batchPool.Get().(*Batch)
 	b.now = d.now()
 	b.seq = d.batches.Add(1)
+	b.out.seq = b.seq
 	return b
 }
 
@@ -294,14 +295,15 @@ func (b *Batch) Settle() {
 		return
 	}
 	for _, id := range b.touched[b.heldFrom:] {
-		if ts := sh.entry(id, b.d.hash32(id)); ts != nil && ts.kind == entryLive && ts.dirty {
-			sh.evaluate(ts, b.now)
+		if ts := sh.entry(id, b.d.hash32(id)); ts != nil && ts.kind == entryLive {
+			if ts.dirty {
+				sh.evaluate(ts, b.now)
+			}
+			ts.listed = ^b.seq // touched again, it must be listed again
 		}
 	}
 	b.settled = append(b.settled, b.touched[b.heldFrom:]...)
 	b.touched = b.touched[:b.heldFrom]
-	// A trace settled here and touched again must be listed again.
-	b.seq = b.d.batches.Add(1)
 }
 
 // Hold locks shard i for the Adds that follow, waiting for it if needed.
@@ -349,7 +351,16 @@ const maxLinksPerBatch = 4096
 // every trace the batch touched and returns the batch to the pool. Every
 // finding version the batch raised (in Add, in link resolution, in the
 // rules) has gone to Annotate and the sink when it returns.
-func (b *Batch) Close() {
+//
+// Close reports whether another holder judged some of the batch's spans:
+// a concurrent batch added spans to one of its traces and judged them all,
+// or pushed the trace out of memory, between this batch's Add and Close.
+// What that raised went to the other holder's Annotate, not this batch's,
+// so a caller that acknowledges a request once its findings are durable
+// must also wait for the requests that were in flight with it. It reports
+// only traces that hold a finding, or that are no longer in memory (their
+// closing version, if any, is not known any more).
+func (b *Batch) Close() (judgedElsewhere bool) {
 	b.release()
 	d := b.d
 	now := b.now
@@ -379,8 +390,18 @@ func (b *Batch) Close() {
 			sh.lock(&b.out)
 			b.take(sh)
 		}
-		if ts := sh.entry(id, slotHash(h)); ts != nil && ts.kind == entryLive && ts.dirty {
+		switch ts := sh.entry(id, slotHash(h)); {
+		case ts != nil && ts.kind == entryLive && ts.dirty:
 			sh.evaluate(ts, now)
+		case ts != nil && ts.kind == entryLive:
+			// Not dirty: the spans of this batch were judged already. By
+			// whom: listed says (evaluate).
+			if ts.listed != ^b.seq && ts.listed != b.seq && ts.holdsFinding() {
+				judgedElsewhere = true
+			}
+		case ts == nil || ts.prior != nil:
+			// Closed since Add, its entry gone or a tomb that kept a finding.
+			judgedElsewhere = true
 		}
 	}
 	b.release()
@@ -388,6 +409,7 @@ func (b *Batch) Close() {
 	b.links = b.links[:0]
 	b.Annotate, b.out.annotate = nil, nil
 	d.batchPool.Put(b)
+	return judgedElsewhere
 }
 
 // resolveLink reads the producer span's tenant from its trace (or the

@@ -17,6 +17,7 @@ type holder struct {
 	raised   []Finding
 	owed     []bool
 	annotate func(*Finding)
+	seq      uint64 // the batch's seq; 0 for a sweep or a flush
 }
 
 // turns orders the hand-overs of one shard: a holder that raised something

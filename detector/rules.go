@@ -58,6 +58,7 @@ type edgeRef struct {
 // evaluate runs the per-trace rules on one trace and emits what changed.
 func (sh *shard) evaluate(ts *traceState, now time.Time) {
 	ts.dirty = false
+	ts.listed = ^sh.holder.seq
 	if ts.allowedBy != "" {
 		// Streaming means a finding may have gone out before the allow-listed
 		// span arrived; withdraw it so nobody acts on it.

@@ -63,7 +63,9 @@ type traceState struct {
 	buriedFirst uint64
 	// listed is the Batch.seq of the batch that last listed the trace among
 	// those it touched, so that a batch lists each trace once, not once
-	// per run of its spans (Batch.Add).
+	// per run of its spans (Batch.Add); once the trace is judged, the
+	// complement (^seq) of the judging holder's, so that a batch finding
+	// its spans judged knows whether it judged them itself (Batch.Close).
 	listed uint64
 	// self is the entry's index in the slab; prev and next link it in the
 	// idle list (oldest update first) while it is live, in the tomb list
@@ -621,4 +623,10 @@ func indexOf(xs []string, s string) int {
 		}
 	}
 	return -1
+}
+
+// holdsFinding reports whether judging the trace can have raised a finding
+// version: it holds a finding, or a reopened trace's tomb held one.
+func (ts *traceState) holdsFinding() bool {
+	return ts.prior != nil || slices.ContainsFunc(ts.findings[:], func(f *finding) bool { return f != nil })
 }

@@ -2,6 +2,7 @@ package tenantguardprocessor
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,10 +36,13 @@ type requestState struct {
 	outstanding int
 	leaks       []string // leak ids it waits for, to withdraw on timeout
 	done        chan struct{}
+
+	landed chan struct{} // signalled by flights.land (awaitEarlier)
 }
 
 func (p *tenantguard) newRequest() any {
-	r := &requestState{p: p, done: make(chan struct{}, 1), evidence: newEvidenceReader(p.redactor)}
+	r := &requestState{p: p, done: make(chan struct{}, 1), landed: make(chan struct{}, 1),
+		evidence: newEvidenceReader(p.redactor)}
 	r.annotate = r.see
 	return r
 }
@@ -61,9 +65,11 @@ func (r *requestState) reset() {
 	r.leaks = r.leaks[:0]
 	r.raised = false
 	r.outstanding = 0
-	select { // a signal sent just before a timed-out wait withdrew
-	case <-r.done:
-	default:
+	for _, c := range [...]chan struct{}{r.done, r.landed} {
+		select { // a signal sent just before a timed-out wait withdrew
+		case <-c:
+		default:
+		}
 	}
 }
 
@@ -231,17 +237,135 @@ func (p *tenantguard) awaitDurable(ctx context.Context, r *requestState) bool {
 // feed returns, even on a panic: it holds a shard's lock between spans.
 // What the batch raises goes to r.see and then onFinding, with no shard
 // locked, before Close returns; then the evidence worker is woken to write
-// it all at once (see onFinding).
-func (p *tenantguard) feed(r *requestState, td ptrace.Traces) {
+// it all at once (see onFinding). It reports whether another request judged
+// some of its spans (detector.Batch.Close), and the first ticket of the
+// requests that boarded after it closed.
+func (p *tenantguard) feed(r *requestState, td ptrace.Traces) (judgedElsewhere bool, boarded uint64) {
 	if r.evidence != nil {
 		r.evidence.Read(td)
 	}
 	defer p.writeRaised(r) // after Close: deferred calls run last first
 	b := p.det.NewBatch()
-	defer b.Close()
+	defer func() {
+		judgedElsewhere = b.Close()
+		boarded = p.flights.boarded()
+	}()
 	b.Annotate = r.annotate
 	if n := p.extract.Feed(b, td); n > 0 {
 		p.invalidSpans.Add(uint64(n))
+	}
+	return
+}
+
+// flights numbers the requests in flight (being read, or waiting for their
+// findings to be durable), so that a request can wait for those that
+// boarded before a given moment to land.
+//
+// It is for the request whose spans another request judged between its
+// Add and its Close (a concurrent request adding spans of the same trace,
+// or pushing the trace out of memory): what that judgement raised went to
+// the other request's wait, not to this one's, and acknowledging this
+// request before it is durable would leave a crash able to lose the
+// evidence of spans no sender will send again. The other request was in
+// flight when this one closed its batch, so waiting for every request in
+// flight then to land covers it, whoever it was, at the cost of waiting
+// for some that raised nothing. Requests land after their own wait and
+// before waiting for others, so no two wait for each other.
+type flights struct {
+	mu      sync.Mutex
+	next    uint64   // the next request's ticket
+	open    []uint64 // the tickets in flight, ascending
+	waiters []flightWait
+}
+
+type flightWait struct {
+	before uint64 // waits until no ticket below it is in flight
+	landed chan struct{}
+}
+
+func (f *flights) board() uint64 {
+	f.mu.Lock()
+	t := f.next
+	f.next++
+	f.open = append(f.open, t)
+	f.mu.Unlock()
+	return t
+}
+
+// boarded is the ticket the next request will get.
+func (f *flights) boarded() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.next
+}
+
+// lowest is the lowest ticket in flight (next if none is). Guarded by mu.
+func (f *flights) lowest() uint64 {
+	if len(f.open) == 0 {
+		return f.next
+	}
+	return f.open[0]
+}
+
+func (f *flights) land(t uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if i, ok := slices.BinarySearch(f.open, t); ok {
+		f.open = slices.Delete(f.open, i, i+1)
+	}
+	if len(f.waiters) == 0 {
+		return
+	}
+	low := f.lowest()
+	f.waiters = slices.DeleteFunc(f.waiters, func(w flightWait) bool {
+		if w.before > low {
+			return false
+		}
+		select {
+		case w.landed <- struct{}{}:
+		default:
+		}
+		return true
+	})
+}
+
+// wait registers landed to be signalled once no ticket below before is in
+// flight, and reports false if none is already.
+func (f *flights) wait(before uint64, landed chan struct{}) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lowest() >= before {
+		return false
+	}
+	f.waiters = append(f.waiters, flightWait{before, landed})
+	return true
+}
+
+func (f *flights) withdraw(landed chan struct{}) {
+	f.mu.Lock()
+	f.waiters = slices.DeleteFunc(f.waiters, func(w flightWait) bool { return w.landed == landed })
+	f.mu.Unlock()
+}
+
+// awaitEarlier returns once every request that boarded before the ticket
+// before has landed (made its findings durable, or given up waiting), or
+// after durableAckWait, or when ctx ends.
+func (p *tenantguard) awaitEarlier(ctx context.Context, r *requestState, before uint64) {
+	if !p.flights.wait(before, r.landed) {
+		return
+	}
+	if r.timer == nil {
+		r.timer = time.NewTimer(durableAckWait)
+	} else {
+		r.timer.Reset(durableAckWait)
+	}
+	defer r.timer.Stop()
+	select {
+	case <-r.landed:
+	case <-r.timer.C:
+		p.flights.withdraw(r.landed)
+	case <-ctx.Done():
+		p.flights.withdraw(r.landed)
 	}
 }
 

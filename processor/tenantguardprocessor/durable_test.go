@@ -238,3 +238,122 @@ func TestOneRequestOneJournalWrite(t *testing.T) {
 			"of its own, want some of each", len(first), leaks, closed, raised)
 	}
 }
+
+// A request whose span another request judged, between the first one's
+// reading and its batch's close, is acknowledged only once that judgement
+// is durable. Here request A reads the gateway span of trace x (acme) and
+// then a span of trace y, on another shard; request C, concurrent, brings
+// x's query span (globex) and judges the crossing, which holds A's span as
+// evidence. C waits for the journal, which hangs; A raised nothing itself,
+// and before, it was acknowledged at once: a crash then lost the crossing,
+// and the gateway span with it (its sender had its acknowledgement).
+func TestRequestWaitsForItsSpansJudgedByAnother(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Alerts.Log.Enabled = false
+	gs := &gatedStore{gate: make(chan struct{})} // every append waits
+	var release sync.Once
+	open := func() { release.Do(func() { close(gs.gate) }) }
+	defer open()
+	p := startProcessor(t, cfg, nil)
+	det, ex, err := newDetector(cfg, func(c *detector.Config) { c.Shards = 2 }, p.onFinding, componenttest.NewNopTelemetrySettings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.det, p.extract = det, ex
+	p.openStore = func() (store.Store, error) {
+		j, err := journal.Open(cfg.Store.Journal.Path)
+		gs.Store = j
+		return gs, err
+	}
+	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	defer p.shutdown(context.Background())
+
+	const x = 1
+	y := byte(2)
+	probe := p.det.NewBatch()
+	for probe.ShardOf(detector.TraceID(traceID(y))) == probe.ShardOf(detector.TraceID(traceID(x))) {
+		y++
+	}
+	probe.Close()
+
+	// A, read up to y's span: x's shard is released, the batch still open.
+	a := p.requests.Get().(*requestState)
+	ticket := p.flights.board()
+	b := p.det.NewBatch()
+	b.Annotate = a.annotate
+	p.extract.Feed(b, request(spanSpec{x, 1, 0, "gateway", "GET /inventory", map[string]any{"tenant.id": "acme"}}))
+	p.extract.Feed(b, request(spanSpec{y, 1, 0, "gateway", "GET /", map[string]any{"tenant.id": "acme"}}))
+
+	cDone := make(chan struct{})
+	go func() {
+		defer close(cDone)
+		consume(t, p, request(spanSpec{x, 3, 1, "inventory-svc", "SELECT stock",
+			map[string]any{"tenant.id": "globex", "db.system.name": "postgresql"}}))
+	}()
+	waitFor(t, "C to wait for its crossing's journal write", func() (bool, string) {
+		p.acks.mu.Lock()
+		defer p.acks.mu.Unlock()
+		return len(p.acks.by) > 0, "no request waits"
+	})
+	if !b.Close() {
+		t.Fatal("A's batch does not report that C judged its span")
+	}
+	boarded := p.flights.boarded()
+	if a.raised {
+		t.Fatal("A raised the crossing itself: the case is not exercised")
+	}
+
+	aDone := make(chan int, 1)
+	go func() {
+		p.answer(context.Background(), a, ticket, true, boarded)
+		aDone <- len(journaled(t, cfg))
+	}()
+	waitFor(t, "A to return or wait for the requests in flight with it", func() (bool, string) {
+		p.flights.mu.Lock()
+		defer p.flights.mu.Unlock()
+		return len(p.flights.waiters) > 0 || len(aDone) > 0, "A neither returned nor waits"
+	})
+	open()
+	if n := <-aDone; n == 0 {
+		t.Fatal("A was acknowledged while the crossing holding its span was not in the journal")
+	}
+	<-cDone
+	if !p.storeHealthy.Load() {
+		t.Error("a wait ran out durableAckWait")
+	}
+}
+
+// flights signals a waiter once every request that boarded before its
+// ticket has landed, in whatever order they land, and not before.
+func TestFlightsSignalWhenEarlierRequestsLand(t *testing.T) {
+	var f flights
+	t0, t1, t2 := f.board(), f.board(), f.board()
+	before := f.boarded()
+	later := f.board() // boarded after: not waited for
+	landed := make(chan struct{}, 1)
+	if !f.wait(before, landed) {
+		t.Fatal("no wait with three earlier requests in flight")
+	}
+	for _, tk := range []uint64{t1, t2} {
+		f.land(tk)
+		if len(landed) != 0 {
+			t.Fatalf("signalled after ticket %d landed, with ticket %d still in flight", tk, t0)
+		}
+	}
+	f.land(t0)
+	if len(landed) != 1 {
+		t.Fatal("not signalled once every earlier request landed")
+	}
+	if len(f.waiters) != 0 {
+		t.Errorf("%d waiters left", len(f.waiters))
+	}
+	if f.wait(before, landed) {
+		t.Error("a wait registered with no earlier request in flight")
+	}
+	f.land(later)
+	if len(f.open) != 0 {
+		t.Errorf("tickets %v still open", f.open)
+	}
+}

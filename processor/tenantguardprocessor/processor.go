@@ -36,6 +36,7 @@ type tenantguard struct {
 	redactor *evidenceRedactor // nil: evidence spans keep no details
 	queue    *evidenceQueue    // findings on their way to the journal
 	acks     durableAcks       // requests waiting for their findings to be durable
+	flights  flights           // requests in flight, for those whose spans others judged
 	requests sync.Pool         // *requestState
 	// storeHealthy is set while the last store write (or open) succeeded:
 	// requests wait for durability only then.
@@ -133,14 +134,28 @@ func (p *tenantguard) onFinding(f detector.Finding) {
 // processTraces runs detection inline and returns the request untouched;
 // processorhelper passes it downstream. A request that raised findings
 // returns once they are in the journal (see awaitDurable): acknowledging it
-// acknowledges its evidence. Clean requests never wait.
+// acknowledges its evidence. So does a request whose spans a concurrent
+// request judged: it returns once the requests in flight with it have had
+// their findings made durable (awaitEarlier). Clean requests never wait.
 func (p *tenantguard) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
 	r := p.requests.Get().(*requestState)
-	p.feed(r, td)
-	p.awaitDurable(ctx, r)
+	ticket := p.flights.board()
+	judgedElsewhere, boarded := p.feed(r, td)
+	p.answer(ctx, r, ticket, judgedElsewhere, boarded)
 	r.reset()
 	p.requests.Put(r)
 	return td, nil
+}
+
+// answer waits until the request may be acknowledged: what it raised is
+// durable and, if another request judged some of its spans, the requests in
+// flight when it closed its batch have landed.
+func (p *tenantguard) answer(ctx context.Context, r *requestState, ticket uint64, judgedElsewhere bool, boarded uint64) {
+	p.awaitDurable(ctx, r)
+	p.flights.land(ticket)
+	if judgedElsewhere {
+		p.awaitEarlier(ctx, r, boarded)
+	}
 }
 
 func (p *tenantguard) start(_ context.Context, _ component.Host) error {
