@@ -9,6 +9,12 @@ type collectorSettings struct {
 	processorYAML []string
 	metricsYAML   []string
 	idleWindow    string // default 2s
+	env           []string
+}
+
+// withEnv adds variables to the collector's environment, e.g. GOMAXPROCS.
+func withEnv(kv ...string) collectorOption {
+	return func(s *collectorSettings) { s.env = append(s.env, kv...) }
 }
 
 // withIdleWindow sets the processor's idle_window (a duration with its unit).

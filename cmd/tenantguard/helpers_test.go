@@ -72,6 +72,7 @@ type collector struct {
 	sink     *otlpSink
 	metrics  string      // host:port of /metrics
 	slack    *slackHooks // the incoming-webhook endpoint the collector posts to
+	env      []string    // more of the collector's environment (withEnv)
 
 	*proc
 	started time.Duration // from exec to the HTTP receiver answering
@@ -216,6 +217,7 @@ func startCollector(t *testing.T, opts ...collectorOption) *collector {
 			sink:     sink,
 			metrics:  "127.0.0.1:" + strconv.Itoa(freePort(t)),
 			slack:    hooks,
+			env:      settings.env,
 		}
 		cfg := fmt.Sprintf(collectorConfig, c.grpcAddr, c.httpAddr, c.instance,
 			strconv.Quote(c.journal), sink.srv.URL, c.metrics, strconv.Quote(filepath.Join(dir, "data", "slack-outbox.jsonl")),
@@ -239,7 +241,7 @@ func (c *collector) start(workDir string) error {
 	begin := time.Now()
 	var err error
 	c.proc, err = launch("collector ("+c.cfgPath+")", c.bin, workDir, []string{"--config", c.cfgPath},
-		[]string{"TG_E2E_SLACK_WEBHOOK=" + c.slack.srv.URL + "/services/T0/B0/secret", "TG_E2E_EVIDENCE_KEY=" + e2eEvidenceKey})
+		append([]string{"TG_E2E_SLACK_WEBHOOK=" + c.slack.srv.URL + "/services/T0/B0/secret", "TG_E2E_EVIDENCE_KEY=" + e2eEvidenceKey}, c.env...))
 	if err != nil {
 		return err
 	}
