@@ -10,6 +10,13 @@ type collectorSettings struct {
 	metricsYAML   []string
 	idleWindow    string // default 2s
 	env           []string
+	storeYAML     []string
+}
+
+// withStoreYAML adds settings to processors.tenantguard.store (whose
+// journal the base config sets), e.g. a clickhouse block.
+func withStoreYAML(yaml string) collectorOption {
+	return func(s *collectorSettings) { s.storeYAML = append(s.storeYAML, yaml) }
 }
 
 // withEnv adds variables to the collector's environment, e.g. GOMAXPROCS.
@@ -41,6 +48,9 @@ func (s *collectorSettings) processorBlock() string { return indentYAML(s.proces
 
 // metricsBlock renders the extra metrics settings at their indent.
 func (s *collectorSettings) metricsBlock() string { return indentYAML(s.metricsYAML, "      ") }
+
+// storeBlock renders the extra store settings at their indent.
+func (s *collectorSettings) storeBlock() string { return indentYAML(s.storeYAML, "      ") }
 
 func indentYAML(ys []string, indent string) string {
 	var b strings.Builder

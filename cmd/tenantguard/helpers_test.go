@@ -155,7 +155,7 @@ processors:
     store:
       journal:
         path: %[4]s
-    metrics:
+%[11]s    metrics:
       endpoint: %[6]s
 %[9]s    evidence_attributes:
       hmac_key: ${env:TG_E2E_EVIDENCE_KEY}
@@ -221,7 +221,7 @@ func startCollector(t *testing.T, opts ...collectorOption) *collector {
 		}
 		cfg := fmt.Sprintf(collectorConfig, c.grpcAddr, c.httpAddr, c.instance,
 			strconv.Quote(c.journal), sink.srv.URL, c.metrics, strconv.Quote(filepath.Join(dir, "data", "slack-outbox.jsonl")),
-			settings.processorBlock(), settings.metricsBlock(), cmp.Or(settings.idleWindow, "2s"))
+			settings.processorBlock(), settings.metricsBlock(), cmp.Or(settings.idleWindow, "2s"), settings.storeBlock())
 		if err := os.WriteFile(c.cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}

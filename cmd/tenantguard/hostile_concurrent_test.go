@@ -10,11 +10,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+
+	"github.com/tenantguard/tenantguard/internal/chserver"
 )
 
 // hostileCrossing is one request of concurrent hostile traffic: traces
@@ -80,7 +83,10 @@ func asStored(t *testing.T, s string) string {
 // holds the huge attribute value, and /metrics, `leaks list` and the journal
 // all read back.
 func TestConcurrentHostileSpansThroughTheCollector(t *testing.T) {
-	c := startCollector(t, withEnv("GOMAXPROCS=4")) // 4 shards, whatever the machine
+	srv := chserver.Start(t)                        // skips (or fails in CI) without the engine
+	c := startCollector(t, withEnv("GOMAXPROCS=4"), // 4 shards, whatever the machine
+		withStoreYAML("clickhouse:\n  protocol: http\n  endpoints: ["+srv.Addr()+"]\n  database: hostile_concurrent_test\n"+
+			"  tls: {insecure: true}\n  batch_age: 50ms\n"))
 	grpcClient := dialScaleOut(t, c.grpcAddr)
 	const senders, requests, traces = 16, 12, 10
 	huge := "SELECT * FROM stock WHERE sku = '" + strings.Repeat("\xfe", 16<<10) + "'"
@@ -150,12 +156,27 @@ func TestConcurrentHostileSpansThroughTheCollector(t *testing.T) {
 		t.Error("the journal holds the 16 KiB query text (evidence values are digests unless clear-listed)")
 	}
 
-	lines := c.leaks(t, "--rule", "cross_tenant_trace")
-	if len(lines) != len(want) {
-		t.Errorf("leaks list gives %d crossings, want %d", len(lines), len(want))
+	// leaks list reads ClickHouse once the shipper has caught up, and
+	// agrees with the journal line for line.
+	journalLines := c.leaks(t, "--journal", "--rule", "cross_tenant_trace")
+	if len(journalLines) != len(want) {
+		t.Errorf("leaks list --journal gives %d crossings, want %d", len(journalLines), len(want))
 	}
-	for _, l := range lines {
+	for _, l := range journalLines {
 		parseLeakLine(t, l)
+	}
+	eventually(t, 60*time.Second, "ClickHouse to hold every crossing", func() (bool, string) {
+		n := len(c.leaks(t, "--rule", "cross_tenant_trace"))
+		return n >= len(journalLines), fmt.Sprintf("%d of %d in ClickHouse", n, len(journalLines))
+	})
+	if fromCH := c.leaks(t, "--rule", "cross_tenant_trace"); !slices.Equal(fromCH, journalLines) {
+		t.Errorf("leaks list from ClickHouse differs from the journal's (%d and %d lines)", len(fromCH), len(journalLines))
+		for i := range min(len(fromCH), len(journalLines)) {
+			if fromCH[i] != journalLines[i] {
+				t.Errorf("first difference, line %d:\nClickHouse: %.400s\njournal:    %.400s", i, fromCH[i], journalLines[i])
+				break
+			}
+		}
 	}
 	var crossings, rejected float64
 	for k, v := range c.scrapeMetrics(t) {
@@ -171,6 +192,10 @@ func TestConcurrentHostileSpansThroughTheCollector(t *testing.T) {
 	}
 	if int(rejected) != len(want) {
 		t.Errorf("tenantguard_tenant_values_rejected_total is %v, want one per trace (%d)", rejected, len(want))
+	}
+	logs := c.logs.String()
+	if !utf8.ValidString(logs) || strings.Contains(logs, marker) || strings.Contains(logs, strings.Repeat("\xfe", 64)) {
+		t.Error("the collector's log holds bytes that are not UTF-8, or the query text")
 	}
 	for _, msg := range c.slack.messages() {
 		if !utf8.ValidString(msg) || strings.Contains(msg, marker) || strings.Contains(msg, "zzzzzzzzzzzzzzzz") {
