@@ -136,6 +136,13 @@ func (n *SlackNotifier) deliverBot(a *alert) (string, time.Duration, error) {
 	if hasThread {
 		return n.finish(a, ResultSkipped) // already announced (a replayed version)
 	}
+	// A finding of an incident whose message is recent is a reply in its
+	// thread; so was any post of it that went unanswered (while a first
+	// post is unanswered, the incident's other findings wait: dispatch),
+	// and postReply looks for it there.
+	if g != nil && n.now().Sub(g.At) < n.cfg.GroupWindow {
+		return n.deliverGrouped(a, g, sig)
+	}
 	if unconfirmed > 0 {
 		// We may have posted this before a crash or a lost answer: look
 		// before posting again.
@@ -155,9 +162,6 @@ func (n *SlackNotifier) deliverBot(a *alert) (string, time.Duration, error) {
 				zap.String("leak_id", a.LeakID), zap.Int("unanswered_posts", unconfirmed), zap.Error(err))
 		}
 	}
-	if g != nil && n.now().Sub(g.At) < n.cfg.GroupWindow {
-		return n.deliverGrouped(a, g, sig)
-	}
 	if err := n.beginPost(a); err != nil {
 		return ResultFailed, 0, err
 	}
@@ -176,9 +180,7 @@ func (n *SlackNotifier) deliverBot(a *alert) (string, time.Duration, error) {
 func (n *SlackNotifier) deliverGrouped(a *alert, g *group, sig string) (string, time.Duration, error) {
 	grouped := *a
 	grouped.Kind = "grouped"
-	ctx, cancel := n.callCtx()
-	defer cancel()
-	if _, _, err := n.api.PostMessageContext(ctx, g.Channel, slack.MsgOptionText(n.replyText(&grouped), false), slack.MsgOptionTS(g.TS)); err != nil {
+	if err := n.postReply(a, g.Channel, g.TS, n.replyText(&grouped)); err != nil {
 		return n.classifyErr(err)
 	}
 	n.mu.Lock()
@@ -252,10 +254,7 @@ func (n *SlackNotifier) deliverChange(a *alert, th thread) (string, time.Duratio
 		if owner != a.LeakID {
 			text = fmt.Sprintf("Finding %s (trace %s): %s", code(a.LeakID), code(a.TraceID), text)
 		}
-		ctx, cancel := n.callCtx()
-		_, _, err := n.api.PostMessageContext(ctx, th.Channel, slack.MsgOptionText(text, false), slack.MsgOptionTS(th.TS))
-		cancel()
-		if err != nil {
+		if err := n.postReply(a, th.Channel, th.TS, text); err != nil {
 			return n.classifyErr(err)
 		}
 	}
@@ -270,6 +269,72 @@ func (n *SlackNotifier) deliverChange(a *alert, th thread) (string, time.Duratio
 	rec := th.record(a.LeakID)
 	n.mu.Unlock()
 	return n.finish(a, ResultDelivered, rec)
+}
+
+// postReply posts text for a in the thread of the message ts. Like a
+// top-level post, it records the intent first; an alert with unanswered
+// posts (a crash or a lost answer after the reply went out) looks for its
+// reply in the thread before posting again, so a restart neither repeats a
+// reply nor counts a grouped finding twice.
+func (n *SlackNotifier) postReply(a *alert, ch, ts, text string) error {
+	n.mu.Lock()
+	unconfirmed := n.posting[a.Seq]
+	n.mu.Unlock()
+	if unconfirmed > 0 {
+		found, err := n.findReply(a, ch, ts)
+		switch {
+		case found:
+			return nil
+		case err == nil:
+			n.mu.Lock()
+			n.posting[a.Seq] = 0 // not in the thread: the unanswered posts never went out
+			n.mu.Unlock()
+		case !missingScope(err):
+			return err
+		default:
+			n.logger.Warn("cannot check Slack for a reply posted before a restart or a lost answer (grant channels:history); posting, which may repeat it",
+				zap.String("leak_id", a.LeakID), zap.Int("unanswered_posts", unconfirmed), zap.Error(err))
+		}
+	}
+	if err := n.beginPost(a); err != nil {
+		return err
+	}
+	ctx, cancel := n.callCtx()
+	defer cancel()
+	_, _, err := n.api.PostMessageContext(ctx, ch, slack.MsgOptionText(text, false), slack.MsgOptionTS(ts),
+		slack.MsgOptionMetadata(replyMetadata(a)))
+	if err != nil {
+		n.postFailed(a, err)
+	}
+	return err
+}
+
+// replyMetadata marks a reply with the alert it tells, for findReply.
+func replyMetadata(a *alert) slack.SlackMetadata {
+	return slack.SlackMetadata{EventType: slackMetadataType,
+		EventPayload: map[string]any{"leak_id": a.LeakID, "alert": strconv.FormatUint(a.Seq, 10)}}
+}
+
+// findReply reports whether the thread of ts holds a reply of ours for a,
+// posted since the alert was queued.
+func (n *SlackNotifier) findReply(a *alert, ch, ts string) (bool, error) {
+	ctx, cancel := n.callCtx()
+	defer cancel()
+	msgs, _, _, err := n.api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
+		ChannelID: ch, Timestamp: ts, Oldest: fmt.Sprintf("%d.000000", a.At.Add(-time.Minute).Unix()), Limit: 200,
+		IncludeAllMetadata: true,
+	})
+	if err != nil {
+		return false, err
+	}
+	want := replyMetadata(a).EventPayload
+	for _, m := range msgs {
+		if m.Metadata.EventType == slackMetadataType && m.Metadata.EventPayload["leak_id"] == want["leak_id"] &&
+			m.Metadata.EventPayload["alert"] == want["alert"] {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (n *SlackNotifier) finishTopLevel(a *alert, ch, ts, sig string) (string, time.Duration, error) {

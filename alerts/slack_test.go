@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slack-go/slack"
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -390,5 +392,85 @@ func TestSlackWebhookRestartDoesNotRepeat(t *testing.T) {
 	closeSlack(t, n2)
 	if _, _, hooks := srv.Snapshot(); len(hooks) != 1 || res2.count(ResultDelivered) != 0 {
 		t.Fatalf("restart re-announced the finding: %d webhook messages", len(hooks))
+	}
+}
+
+// A crash between a thread reply reaching Slack and the outbox's "done"
+// record: the restarted notifier finds the reply in the thread
+// (conversations.replies) and neither repeats it nor, for a finding grouped
+// under another's message, counts it twice. When the reply never went out,
+// it posts it once.
+func TestSlackCrashBetweenReplyAndRecordRepliesOnce(t *testing.T) {
+	cases := []struct {
+		name    string
+		second  *store.Evidence // what the reply is for
+		grouped bool
+	}{
+		{"an update in the finding's thread", func() *store.Evidence {
+			ev := leak("leak1", "00000000000000000000000000000001", "acme", "globex", "initech")
+			ev.Version = 2
+			return ev
+		}(), false},
+		{"a finding grouped under another's message", leak("leak2", "00000000000000000000000000000002", "acme", "globex"), true},
+	}
+	for _, c := range cases {
+		for _, wentOut := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/reply sent %v", c.name, wentOut), func(t *testing.T) {
+				srv := slacktest.NewServer(t)
+				cfg := botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl"))
+				n1, res1 := startSlack(t, cfg)
+				notify(t, n1, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
+				waitFor(t, "the first message", func() bool { return res1.count(ResultDelivered) == 1 })
+				closeSlack(t, n1)
+				ts := messageTS(t, srv, "leak1")
+
+				// What a crash leaves: the intent recorded and, if it went
+				// out, the reply in the thread; no "done" record.
+				n2, err := NewSlack(cfg, zap.NewNop())
+				if err != nil {
+					t.Fatal(err)
+				}
+				notify(t, n2, c.second)
+				a := n2.pending[0]
+				if err := n2.ob.append(outboxRecord{Type: "posting", Seq: a.Seq}); err != nil {
+					t.Fatal(err)
+				}
+				if wentOut {
+					text := n2.replyText(a)
+					if c.grouped {
+						g := *a
+						g.Kind = "grouped"
+						text = n2.replyText(&g)
+					}
+					if _, _, err := n2.api.PostMessageContext(context.Background(), "C0LEAKS", slack.MsgOptionText(text, false),
+						slack.MsgOptionTS(ts), slack.MsgOptionMetadata(replyMetadata(a))); err != nil {
+						t.Fatal(err)
+					}
+				}
+				_ = n2.ob.close()
+
+				n3, res3 := startSlack(t, cfg)
+				waitFor(t, "recovery", func() bool { return n3.Pending() == 0 })
+				closeSlack(t, n3)
+				if got := len(srv.RepliesIn(ts)); got != 1 {
+					t.Fatalf("%d replies in the thread, want 1", got)
+				}
+				if srv.Replies() == 0 {
+					t.Error("the restarted notifier did not look in the thread")
+				}
+				want := ResultDelivered
+				if c.grouped {
+					want = ResultGrouped
+					lastUpdateOf(t, srv, ts, "×2")
+					_, updates, _ := srv.Snapshot()
+					if last := updates[len(updates)-1]; !strings.Contains(last.Blocks, "×2") {
+						t.Errorf("the incident's message ends up saying %.200q, want the count ×2", last.Blocks)
+					}
+				}
+				if res3.count(want) != 1 {
+					t.Errorf("the restarted run's results: %v, want one %s", res3.got, want)
+				}
+			})
+		}
 	}
 }

@@ -30,6 +30,7 @@ type Server struct {
 	arrived   []time.Time // when each request arrived
 	nextTS    int
 	histories int
+	replies   int
 
 	// Set them through Set. Fail429 answers that many requests with 429
 	// Retry-After: 1; then Fail503 that many with 503; FailCode answers
@@ -98,6 +99,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			msgs = append(msgs, map[string]any{"type": "message", "ts": post.TS, "text": post.Text, "metadata": md})
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "messages": msgs})
+	case "/api/conversations.replies":
+		// The thread's parent, then its replies, oldest first, as Slack
+		// answers; each with its metadata.
+		s.replies++
+		ts := r.Form.Get("ts")
+		var msgs []map[string]any
+		for _, post := range s.posts {
+			if post.TS != ts && post.ThreadTS != ts {
+				continue
+			}
+			var md map[string]any
+			_ = json.Unmarshal([]byte(post.Metadata), &md)
+			msgs = append(msgs, map[string]any{"type": "message", "ts": post.TS, "thread_ts": ts, "text": post.Text, "metadata": md})
+		}
+		if len(msgs) == 0 {
+			_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "thread_not_found"})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"ok": true, "messages": msgs})
 	default:
 		_ = json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "unknown_method"})
 	}
@@ -146,6 +166,13 @@ func (s *Server) Arrived() []time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]time.Time(nil), s.arrived...)
+}
+
+// Replies counts conversations.replies calls.
+func (s *Server) Replies() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.replies
 }
 
 // Histories counts conversations.history calls.
