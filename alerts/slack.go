@@ -327,7 +327,9 @@ func (n *SlackNotifier) dispatch() time.Duration {
 	unsure := map[string]bool{}
 	for _, a := range n.pending {
 		if a.Kind == "new" && n.posting[a.Seq] > 0 {
-			if sig := a.signature(); sig != "" {
+			// Unless the incident's message is known: then that post was a
+			// reply in its thread.
+			if sig := a.signature(); sig != "" && !n.groupOpen(sig) {
 				unsure[sig] = true
 			}
 		}
@@ -370,6 +372,13 @@ func (n *SlackNotifier) dispatch() time.Duration {
 		go n.attempt(a, sig)
 	}
 	return wait
+}
+
+// groupOpen reports whether the incident sig has a message that its new
+// findings join (within group_window). Guarded by mu.
+func (n *SlackNotifier) groupOpen(sig string) bool {
+	g := n.groups[sig]
+	return g != nil && n.now().Sub(g.At) < n.cfg.GroupWindow
 }
 
 // attempt delivers one alert once and schedules what follows.
