@@ -580,3 +580,53 @@ func TestSlackSlowFirstPostLookupNeedsAChannelID(t *testing.T) {
 		})
 	}
 }
+
+// A finding grouped under its incident's message whose reply went
+// unanswered looks in the thread before posting again, and the incident's
+// other findings do not wait for it: the message they join is known. Each
+// finding ends up with one reply, and the message counts each once.
+func TestSlackSlowUnansweredReplyIsLookedUpAndHoldsNoOne(t *testing.T) {
+	srv := slacktest.NewServer(t)
+	slow := newSlowSlack(t, srv)
+	cfg := slowConfig(t, srv, slow)
+	n, res := startSlack(t, cfg)
+	defer closeSlack(t, n)
+	notify(t, n, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
+	waitFor(t, "leak1's message", func() bool { return res.count(ResultDelivered) == 1 })
+	ts := messageTS(t, srv, "leak1")
+
+	slow.goSlow(answerLate)
+	notify(t, n, leak("leak2", "00000000000000000000000000000002", "acme", "globex"))
+	if h := slow.nextHeldRequest(t); h != (heldRequest{"/api/chat.postMessage", "leak2"}) {
+		t.Fatalf("first request %+v, want leak2's reply", h)
+	}
+	waitFor(t, "leak2's reply timed out", func() bool { return res.count(ResultRetried) >= 1 })
+	notify(t, n, leak("leak3", "00000000000000000000000000000003", "acme", "globex"))
+	lookup, leak3 := heldRequest{"/api/conversations.replies", ""}, heldRequest{"/api/chat.postMessage", "leak3"}
+	seen := map[heldRequest]bool{}
+	for !seen[lookup] || !seen[leak3] {
+		h := slow.nextHeldRequest(t)
+		if h.Path == "/api/chat.postMessage" && h.Leak == "leak2" {
+			t.Fatal("leak2's unanswered reply was posted again without a look in the thread")
+		}
+		seen[h] = true
+	}
+	slow.recover()
+	waitFor(t, "all handled", func() bool { return n.Pending() == 0 })
+	if got := len(srv.RepliesIn(ts)); got != 2 {
+		t.Fatalf("%d replies under the incident's message, want one each for leak2 and leak3", got)
+	}
+	if res.count(ResultGrouped) != 2 {
+		t.Fatalf("results %v, want leak2 and leak3 grouped", res.got)
+	}
+	_, updates, _ := srv.Snapshot()
+	var last slacktest.Post
+	for _, u := range updates {
+		if u.TS == ts {
+			last = u
+		}
+	}
+	if !strings.Contains(last.Blocks, "×3") {
+		t.Errorf("the incident's message ends up saying %.300q, want ×3", last.Blocks)
+	}
+}
