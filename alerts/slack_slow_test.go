@@ -604,7 +604,10 @@ func TestSlackSlowUnansweredReplyIsLookedUpAndHoldsNoOne(t *testing.T) {
 	notify(t, n, leak("leak3", "00000000000000000000000000000003", "acme", "globex"))
 	lookup, leak3 := heldRequest{"/api/conversations.replies", ""}, heldRequest{"/api/chat.postMessage", "leak3"}
 	seen := map[heldRequest]bool{}
-	for !seen[lookup] || !seen[leak3] {
+	for deadline := time.Now().Add(10 * time.Second); !seen[lookup] || !seen[leak3]; {
+		if time.Now().After(deadline) {
+			t.Fatalf("while leak2's reply is unanswered, Slack got %v; want leak2's lookups and leak3's reply", seen)
+		}
 		h := slow.nextHeldRequest(t)
 		if h.Path == "/api/chat.postMessage" && h.Leak == "leak2" {
 			t.Fatal("leak2's unanswered reply was posted again without a look in the thread")
