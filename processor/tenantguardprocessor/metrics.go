@@ -51,6 +51,8 @@ var (
 		"Capacity of the evidence queue (queue_size).", "processor")
 	descDropped = newDesc(prometheus.CounterValue, "evidence_dropped_total",
 		"Findings lost because the evidence queue was full.", "processor")
+	descHeldForOthers = newDesc(prometheus.CounterValue, "requests_held_for_others_total",
+		"Requests acknowledged only once the requests in flight with them had landed, because one of those judged some of their spans.", "processor")
 	descBacklog = newDesc(prometheus.GaugeValue, "store_backlog_records",
 		"Findings not yet durably stored (journal) or not yet shipped (clickhouse).", "processor", "store")
 	descLastSuccess = newDesc(prometheus.GaugeValue, "store_last_success_timestamp_seconds",
@@ -229,6 +231,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(descQueueLength, float64(qlen), id)
 		emit(descQueueCapacity, float64(p.cfg.QueueSize), id)
 		emit(descDropped, float64(p.queueFull.Load()), id)
+		emit(descHeldForOthers, float64(p.heldForOthers.Load()), id)
 		emit(descBacklog, float64(qlen), id, "journal")
 		// 0 until the first write succeeds, so "no success for 10m" fires
 		// for a store that never worked.

@@ -52,6 +52,7 @@ type tenantguard struct {
 
 	invalidSpans   atomic.Uint64
 	queueFull      atomic.Uint64
+	heldForOthers  atomic.Uint64 // requests that waited for the requests in flight with them (answer)
 	storeFailures  atomic.Uint64
 	stored         atomic.Uint64
 	lastStored     atomic.Int64 // unix nanoseconds of the last successful store write
@@ -154,6 +155,7 @@ func (p *tenantguard) answer(ctx context.Context, r *requestState, ticket uint64
 	p.awaitDurable(ctx, r)
 	p.flights.land(ticket)
 	if judgedElsewhere {
+		p.heldForOthers.Add(1)
 		p.awaitEarlier(ctx, r, boarded)
 	}
 }
