@@ -307,12 +307,15 @@ func (f *flights) lowest() uint64 {
 	return f.open[0]
 }
 
+// land takes t out of flight; landing it again does nothing.
 func (f *flights) land(t uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if i, ok := slices.BinarySearch(f.open, t); ok {
-		f.open = slices.Delete(f.open, i, i+1)
+	i, ok := slices.BinarySearch(f.open, t)
+	if !ok {
+		return
 	}
+	f.open = slices.Delete(f.open, i, i+1)
 	if len(f.waiters) == 0 {
 		return
 	}

@@ -341,7 +341,7 @@ func TestFlightsSignalWhenEarlierRequestsLand(t *testing.T) {
 	if !f.wait(before, landed) {
 		t.Fatal("no wait with three earlier requests in flight")
 	}
-	for _, tk := range []uint64{t1, t2} {
+	for _, tk := range []uint64{t1, t2, t1} { // landing twice does nothing
 		f.land(tk)
 		if len(landed) != 0 {
 			t.Fatalf("signalled after ticket %d landed, with ticket %d still in flight", tk, t0)

@@ -141,6 +141,10 @@ func (p *tenantguard) onFinding(f detector.Finding) {
 func (p *tenantguard) processTraces(ctx context.Context, td ptrace.Traces) (ptrace.Traces, error) {
 	r := p.requests.Get().(*requestState)
 	ticket := p.flights.board()
+	// Landed by answer; this one only counts if feed panicked (the HTTP
+	// receiver recovers a request's panic), so that no ticket stays in
+	// flight for ever.
+	defer p.flights.land(ticket)
 	judgedElsewhere, boarded := p.feed(r, td)
 	p.answer(ctx, r, ticket, judgedElsewhere, boarded)
 	r.reset()
