@@ -23,8 +23,8 @@ import (
 // before, during and after an outage of the ClickHouse engine (a proxy in
 // front of it stopped, its connections cut, then started on the same
 // address). Every request is acknowledged throughout: the spans never wait
-// for ClickHouse. The outage shows as a backlog on /metrics and a warning
-// in the log; once the shipper has caught up, the backlog is 0 and ClickHouse
+// for ClickHouse. The outage shows on /metrics (failed writes, a backlog)
+// and in the log; once the shipper has caught up, the backlog is 0 and ClickHouse
 // holds what the journal holds: `leaks list` reads the same from both, and
 // no finding version is stored twice.
 func TestClickHouseOutageUnderLoadThroughTheCollector(t *testing.T) {
@@ -86,7 +86,6 @@ func TestClickHouseOutageUnderLoadThroughTheCollector(t *testing.T) {
 		return sum
 	}
 
-	const failure = "are retried" // the shipper's warning: "clickhouse shipper: …; the findings stay in … and are retried"
 	send(1)
 	// Merges would collapse a version stored twice (the table keeps the last
 	// version of each finding): once the first findings have made the shipper
@@ -101,12 +100,13 @@ func TestClickHouseOutageUnderLoadThroughTheCollector(t *testing.T) {
 		t.Fatal(err)
 	}
 	px.Stop()
-	warned := strings.Count(c.logs.String(), failure)
+	failedBefore := metric("tenantguard_store_writes_total", "store=clickhouse", "result=error")
 	send(2)
 	eventually(t, 30*time.Second, "the shipper to fail against the stopped server", func() (bool, string) {
-		failures := strings.Count(c.logs.String(), failure) - warned
+		failures := metric("tenantguard_store_writes_total", "store=clickhouse", "result=error") - failedBefore
 		backlog := metric("tenantguard_store_backlog_records", "store=clickhouse")
-		return failures > 0 && backlog > 0, fmt.Sprintf("%d failures logged, backlog %v", failures, backlog)
+		logged := strings.Contains(c.logs.String(), "clickhouse shipper: shipping")
+		return failures > 0 && backlog > 0 && logged, fmt.Sprintf("%v failed writes, backlog %v, logged %v", failures, backlog, logged)
 	})
 	if err := px.Start(); err != nil {
 		t.Fatal(err)
@@ -147,5 +147,9 @@ func TestClickHouseOutageUnderLoadThroughTheCollector(t *testing.T) {
 		t.Errorf("ClickHouse holds %d rows of %d distinct finding versions; the journal %d versions: each must be stored once",
 			rows, versions, len(recs))
 	}
-	t.Logf("%d findings, %d versions, each once in ClickHouse", sent, len(recs))
+	if ok := metric("tenantguard_store_writes_total", "store=clickhouse", "result=ok"); ok < 1 {
+		t.Errorf("store_writes_total{store=clickhouse,result=ok} is %v after everything shipped", ok)
+	}
+	t.Logf("%d findings, %d versions, each once in ClickHouse; %v failed writes", sent, len(recs),
+		metric("tenantguard_store_writes_total", "store=clickhouse", "result=error"))
 }

@@ -57,6 +57,8 @@ var (
 		"Findings not yet durably stored (journal) or not yet shipped (clickhouse).", "processor", "store")
 	descLastSuccess = newDesc(prometheus.GaugeValue, "store_last_success_timestamp_seconds",
 		"When the store last accepted a write, in unix seconds.", "processor", "store")
+	descStoreWrites = newDesc(prometheus.CounterValue, "store_writes_total",
+		"Batches written to an evidence store, by result: ok, or error for each failed attempt (retries count).", "processor", "store", "result")
 	descDeadLetters = newDesc(prometheus.CounterValue, "store_dead_letters_total",
 		"Records a store refused for good and moved to its dead-letter file.", "processor", "store")
 	descUnknownFailures = newDesc(prometheus.CounterValue, "store_unknown_failures_total",
@@ -71,8 +73,6 @@ var (
 	detectionLatency = newHistogramVec("detection_latency_seconds",
 		"Time from the trace's first span reaching the detector to the finding.",
 		[]float64{0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300}, "processor")
-	storeWrites = newCounterVec("store_writes_total",
-		"Batches written to an evidence store, by result (ok, error).", "processor", "store", "result")
 	alertDeliveries = newCounterVec("alert_deliveries_total",
 		"Alert delivery attempts, by notifier and result (delivered, retried, failed, grouped, skipped).", "processor", "notifier", "result")
 )
@@ -125,7 +125,7 @@ type telemetry struct {
 
 func newTelemetry() *telemetry {
 	t := &telemetry{reg: prometheus.NewRegistry(), instances: map[*tenantguard]struct{}{}}
-	t.reg.MustRegister(stateCollector{t}, findingsTotal, detectionLatency, storeWrites, alertDeliveries)
+	t.reg.MustRegister(stateCollector{t}, findingsTotal, detectionLatency, alertDeliveries)
 	return t
 }
 
@@ -142,9 +142,6 @@ func (t *telemetry) register(p *tenantguard) error {
 		}
 	}
 	detectionLatency.WithLabelValues(p.id)
-	for _, result := range []string{"ok", "error"} {
-		storeWrites.WithLabelValues(p.id, "journal", result)
-	}
 	for _, result := range []string{alerts.ResultDelivered, alerts.ResultRetried, alerts.ResultFailed, alerts.ResultGrouped, alerts.ResultSkipped} {
 		alertDeliveries.WithLabelValues(p.id, "log", result)
 		if p.cfg.Alerts.Slack.Enabled() {
@@ -236,6 +233,8 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		// 0 until the first write succeeds, so "no success for 10m" fires
 		// for a store that never worked.
 		emit(descLastSuccess, float64(p.lastStored.Load())/1e9, id, "journal")
+		emit(descStoreWrites, float64(p.journalWrites.Load()), id, "journal", "ok")
+		emit(descStoreWrites, float64(p.storeFailures.Load()), id, "journal", "error")
 		for _, b := range p.backlogs() {
 			emit(descBacklog, float64(b.records), id, b.store)
 			var last float64
@@ -245,6 +244,8 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 			emit(descLastSuccess, last, id, b.store)
 			emit(descDeadLetters, float64(b.deadLetters), id, b.store)
 			emit(descUnknownFailures, float64(b.unknownFailures), id, b.store)
+			emit(descStoreWrites, float64(b.writes), id, b.store, "ok")
+			emit(descStoreWrites, float64(b.writeFailures), id, b.store, "error")
 		}
 		for _, n := range p.pendingAlerts() {
 			emit(descAlertPending, float64(n.pending), id, n.notifier)

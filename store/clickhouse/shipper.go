@@ -65,6 +65,9 @@ type ShipperStatus struct {
 	// records moved to the dead-letter file since start.
 	Shipped     uint64
 	DeadLetters uint64
+	// Writes counts the batches ClickHouse acknowledged and WriteFailures
+	// the attempts that failed (each retry counts), since start.
+	Writes, WriteFailures uint64
 	// Unknown counts failures whose cause the shipper cannot tell (a server
 	// error code it does not know): retried with backoff, never
 	// dead-lettered. A rising count with a stuck backlog needs a look at
@@ -574,6 +577,9 @@ func (s *fileShipper[T]) send(part []journal.LineOf[T]) (outcome, error) {
 			s.fail(fmt.Errorf("shipping %d %s cut short by stop: %w", len(part), s.kind.what, err))
 			return exit, err
 		}
+		s.mu.Lock()
+		s.st.WriteFailures++
+		s.mu.Unlock()
 		s.fail(fmt.Errorf("shipping %d %s (bytes %d to %d of %s): %w", len(part), s.kind.what, first, last, filepath.Base(s.journal), err))
 		switch {
 		case errors.Is(err, ErrRejected):
@@ -619,6 +625,7 @@ func (s *fileShipper[T]) ack(part []journal.LineOf[T], shipped bool) {
 	}
 	s.mu.Lock()
 	s.st.Shipped += uint64(records)
+	s.st.Writes++
 	s.st.LastSuccessAt = s.now()
 	s.mu.Unlock()
 }
