@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,7 +10,6 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
-	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/tenantguard/tenantguard/internal/chserver"
 	"github.com/tenantguard/tenantguard/internal/tcpproxy"
@@ -56,13 +54,7 @@ func TestClickHouseOutageUnderLoadThroughTheCollector(t *testing.T) {
 						crossingTrace(pcommon.TraceID{0x0c, 0x4a, byte(phase), byte(s), byte(r), byte(i), 15: 1}).
 							ResourceSpans().MoveAndAppendTo(td.ResourceSpans())
 					}
-					var err error
-					if s%2 == 0 {
-						_, err = grpcClient.Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(td))
-					} else {
-						err = postProto(c.httpAddr, td)
-					}
-					if err != nil {
+					if err := exportAs(s, grpcClient, c.httpAddr, td); err != nil {
 						errs <- fmt.Errorf("phase %d, sender %d, request %d: %w", phase, s, r, err)
 						return
 					}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,7 +14,6 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
-	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/tenantguard/tenantguard/internal/chserver"
 )
@@ -100,13 +98,7 @@ func TestConcurrentHostileSpansThroughTheCollector(t *testing.T) {
 		wg.Go(func() {
 			for r := range requests {
 				td, w := hostileCrossing(s, r, traces, huge)
-				var err error
-				if s%2 == 0 {
-					_, err = grpcClient.Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(td))
-				} else {
-					err = postProto(c.httpAddr, td)
-				}
-				if err != nil {
+				if err := exportAs(s, grpcClient, c.httpAddr, td); err != nil {
 					errs <- fmt.Errorf("sender %d, request %d: %w", s, r, err)
 					return
 				}

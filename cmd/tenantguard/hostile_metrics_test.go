@@ -137,13 +137,7 @@ func TestHostileServiceNamesCannotBreakMetrics(t *testing.T) {
 					names[i] = fmt.Sprintf("junk-%d-%d-%d\xff", s, r, i)
 				}
 				td := serviceSpans(names...)
-				var err error
-				if s%2 == 0 {
-					_, err = grpcClient.Export(ctx, ptraceotlp.NewExportRequestFromTraces(td))
-				} else {
-					err = postProto(c.httpAddr, td)
-				}
-				if err != nil {
+				if err := exportAs(s, grpcClient, c.httpAddr, td); err != nil {
 					failed.CompareAndSwap(nil, err)
 					return
 				}
@@ -201,6 +195,16 @@ func TestHostileServiceNamesCannotBreakMetrics(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
+}
+
+// exportAs sends td as sender s of a concurrent test: even senders over
+// OTLP/gRPC, odd ones over OTLP/HTTP protobuf.
+func exportAs(s int, grpcClient ptraceotlp.GRPCClient, httpAddr string, td ptrace.Traces) error {
+	if s%2 == 0 {
+		_, err := grpcClient.Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(td))
+		return err
+	}
+	return postProto(httpAddr, td)
 }
 
 // postProto posts td as OTLP/HTTP protobuf and returns an error for
