@@ -304,6 +304,34 @@ func (c *collector) leaks(t *testing.T, args ...string) []string {
 	return lines
 }
 
+// awaitClosedInClickHouse waits until every one of the n findings `leaks
+// list args...` gives is closed (its traces passed idle_window, so no
+// version is still to come) and ClickHouse reads line for line what the
+// journal reads, and returns those lines.
+func (c *collector) awaitClosedInClickHouse(t *testing.T, n int, args ...string) []string {
+	t.Helper()
+	var lines []string
+	eventually(t, 60*time.Second, "every finding closed, and ClickHouse holding what the journal holds", func() (bool, string) {
+		lines = c.leaks(t, append([]string{"--journal"}, args...)...)
+		closed := 0
+		for _, l := range lines {
+			if parseLeakLine(t, l).Status == "closed" {
+				closed++
+			}
+		}
+		fromCH := c.leaks(t, args...)
+		same := 0
+		for i := range min(len(fromCH), len(lines)) {
+			if fromCH[i] == lines[i] {
+				same++
+			}
+		}
+		return len(lines) == n && closed == n && len(fromCH) == n && same == n,
+			fmt.Sprintf("journal %d findings (%d closed), ClickHouse %d, %d lines the same, want %d", len(lines), closed, len(fromCH), same, n)
+	})
+	return lines
+}
+
 // findings reads the journal and returns the latest version of each finding.
 // A torn last line (a read racing an append) is tolerated: the caller polls.
 func (c *collector) findings(t *testing.T) []store.Evidence {

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -148,28 +147,9 @@ func TestConcurrentHostileSpansThroughTheCollector(t *testing.T) {
 		t.Error("the journal holds the 16 KiB query text (evidence values are digests unless clear-listed)")
 	}
 
-	// leaks list reads ClickHouse once the shipper has caught up, and
-	// agrees with the journal line for line.
-	journalLines := c.leaks(t, "--journal", "--rule", "cross_tenant_trace")
-	if len(journalLines) != len(want) {
-		t.Errorf("leaks list --journal gives %d crossings, want %d", len(journalLines), len(want))
-	}
-	for _, l := range journalLines {
-		parseLeakLine(t, l)
-	}
-	eventually(t, 60*time.Second, "ClickHouse to hold every crossing", func() (bool, string) {
-		n := len(c.leaks(t, "--rule", "cross_tenant_trace"))
-		return n >= len(journalLines), fmt.Sprintf("%d of %d in ClickHouse", n, len(journalLines))
-	})
-	if fromCH := c.leaks(t, "--rule", "cross_tenant_trace"); !slices.Equal(fromCH, journalLines) {
-		t.Errorf("leaks list from ClickHouse differs from the journal's (%d and %d lines)", len(fromCH), len(journalLines))
-		for i := range min(len(fromCH), len(journalLines)) {
-			if fromCH[i] != journalLines[i] {
-				t.Errorf("first difference, line %d:\nClickHouse: %.400s\njournal:    %.400s", i, fromCH[i], journalLines[i])
-				break
-			}
-		}
-	}
+	// leaks list reads ClickHouse, once the shipper has caught up, as it
+	// reads the journal, line for line.
+	c.awaitClosedInClickHouse(t, len(want), "--rule", "cross_tenant_trace")
 	var crossings, rejected float64
 	for k, v := range c.scrapeMetrics(t) {
 		switch {
