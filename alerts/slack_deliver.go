@@ -274,8 +274,8 @@ func (n *SlackNotifier) deliverChange(a *alert, th thread) (string, time.Duratio
 // postReply posts text for a in the thread of the message ts. Like a
 // top-level post, it records the intent first; an alert with unanswered
 // posts (a crash or a lost answer after the reply went out) looks for its
-// reply in the thread before posting again, so a restart neither repeats a
-// reply nor counts a grouped finding twice.
+// reply in the thread before posting again, so that neither a restart nor
+// a retry repeats it.
 func (n *SlackNotifier) postReply(a *alert, ch, ts, text string) error {
 	n.mu.Lock()
 	unconfirmed := n.posting[a.Seq]
