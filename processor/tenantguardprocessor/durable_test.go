@@ -449,3 +449,105 @@ func TestConcurrentHalvesOfTracesAreAllDurable(t *testing.T) {
 		t.Errorf("left in flight: tickets %v, %d waiting", p.flights.open, len(p.flights.waiters))
 	}
 }
+
+// startLingering starts a processor of 4 shards on an appendLog journal,
+// its evidence worker waiting at most lingerMax for requests being read.
+func startLingering(t *testing.T, lingerMax time.Duration) (*tenantguard, *Config, *appendLog) {
+	t.Helper()
+	cfg := testConfig(t)
+	cfg.Alerts.Log.Enabled = false
+	log := &appendLog{}
+	p := startProcessor(t, cfg, nil)
+	det, ex, err := newDetector(cfg, func(c *detector.Config) { c.Shards = 4 }, p.onFinding, componenttest.NewNopTelemetrySettings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.det, p.extract, p.lingerMax = det, ex, lingerMax
+	p.openStore = func() (store.Store, error) {
+		j, err := journal.Open(cfg.Store.Journal.Path)
+		log.Store = j
+		return log, err
+	}
+	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	return p, cfg, log
+}
+
+// readingLeak starts reading request A, a leaking trace, and leaves it
+// open (its shard released): a request still being read. It returns
+// another trace on a shard A does not hold, and what finishes A.
+func readingLeak(t *testing.T, p *tenantguard) (other byte, finish func()) {
+	t.Helper()
+	a := p.requests.Get().(*requestState)
+	ticket := p.reading.board()
+	b := p.det.NewBatch()
+	b.Annotate = a.annotate
+	p.extract.Feed(b, leakingTrace(1))
+	held := b.ShardOf(detector.TraceID(traceID(1)))
+	other = 2
+	for b.ShardOf(detector.TraceID(traceID(other))) == held {
+		other++
+	}
+	return other, func() {
+		b.Close()
+		p.reading.land(ticket)
+		p.writeRaised(a)
+		p.awaitDurable(context.Background(), a)
+	}
+}
+
+// The evidence worker, woken by one request's finding while another
+// request is being read, waits for that one to raise its own, and both go
+// in one write and one fsync (a group commit that also takes the requests
+// not yet waiting).
+func TestConcurrentRequestsShareAnFsync(t *testing.T) {
+	p, cfg, log := startLingering(t, time.Minute) // A's end, not a timer, ends the wait
+	defer p.shutdown(context.Background())
+	other, finishA := readingLeak(t, p)
+	finished := false
+	defer func() { // before shutdown, whose flush needs the shard A holds
+		if !finished {
+			finishA()
+		}
+	}()
+	bDone := make(chan struct{})
+	go func() {
+		defer close(bDone)
+		consume(t, p, leakingTrace(other))
+	}()
+	waitFor(t, "the evidence worker to wait for the request being read", func() (bool, string) {
+		p.reading.mu.Lock()
+		defer p.reading.mu.Unlock()
+		return len(p.reading.waiters) > 0, "nobody waits for the readers"
+	})
+	finishA()
+	finished = true
+	<-bDone
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if len(log.appends) != 1 || len(log.appends[0]) != 2 {
+		t.Fatalf("two concurrent requests' findings took %d journal writes (%v), want one holding both", len(log.appends), log.appends)
+	}
+	if got := len(journaled(t, cfg)); got != 2 {
+		t.Errorf("%d findings in the journal, want 2", got)
+	}
+}
+
+// The worker waits for a request being read at most lingerMax: a request
+// that never finishes reading does not hold the others' acknowledgement.
+func TestLingerIsBounded(t *testing.T) {
+	p, cfg, _ := startLingering(t, lingerMax)
+	defer p.shutdown(context.Background())
+	other, finishA := readingLeak(t, p)
+	defer finishA()
+	withTimeout(t, durableAckWait, "a request whose finding waits behind a request still being read", func() {
+		consume(t, p, leakingTrace(other))
+	})
+	if got := len(journaled(t, cfg)); got != 1 {
+		t.Errorf("%d findings in the journal once the second request returned, want its own", got)
+	}
+	if !p.storeHealthy.Load() {
+		t.Error("a wait ran out durableAckWait")
+	}
+}

@@ -37,6 +37,11 @@ type tenantguard struct {
 	queue    *evidenceQueue    // findings on their way to the journal
 	acks     durableAcks       // requests waiting for their findings to be durable
 	flights  flights           // requests in flight, for those whose spans others judged
+	// reading are the requests being read, until they have raised
+	// everything: the evidence worker waits for them (linger).
+	reading   flights
+	lingerMax time.Duration // bounds that wait: lingerMax unless a test changes it
+	lingered  chan struct{} // the evidence worker's, signalled by reading.land
 	requests sync.Pool         // *requestState
 	// storeHealthy is set while the last store write (or open) succeeded:
 	// requests wait for durability only then.
@@ -74,6 +79,7 @@ func newTenantguard(set processor.Settings, cfg *Config, sh *shared) (*tenantgua
 		stop:   make(chan struct{}),
 	}
 	p.alertQueue = newEvidenceQueue(cfg.QueueSize)
+	p.lingerMax, p.lingered = lingerMax, make(chan struct{}, 1)
 	p.requests.New = p.newRequest
 	det, ex, err := newDetector(cfg, nil, p.onFinding, set.TelemetrySettings)
 	if err != nil {
@@ -269,7 +275,8 @@ func (p *tenantguard) openFirstStore() store.Store {
 
 // evidenceLoop writes queued findings to the store. It takes the whole
 // queue at once, so the requests waiting for their findings share one
-// write and one fsync. A failing store is retried with capped exponential
+// write and one fsync; woken, it first lets the requests being read finish
+// (linger), so that theirs share it too. A failing store is retried with capped exponential
 // backoff; its batch goes back to the queue, so nothing is lost while memory
 // lasts and what does not fit is logged with its trace id.
 func (p *tenantguard) evidenceLoop(st store.Store) {
@@ -287,6 +294,7 @@ func (p *tenantguard) evidenceLoop(st store.Store) {
 		if !stopping && backoff == 0 {
 			select {
 			case <-p.queue.wake:
+				p.linger()
 			case <-p.stop:
 				stopping = true
 			}
