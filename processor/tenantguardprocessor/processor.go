@@ -42,7 +42,7 @@ type tenantguard struct {
 	reading   flights
 	lingerMax time.Duration // bounds that wait: lingerMax unless a test changes it
 	lingered  chan struct{} // the evidence worker's, signalled by reading.land
-	requests sync.Pool         // *requestState
+	requests  sync.Pool     // *requestState
 	// storeHealthy is set while the last store write (or open) succeeded:
 	// requests wait for durability only then.
 	storeHealthy atomic.Bool
