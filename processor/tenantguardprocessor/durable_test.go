@@ -96,9 +96,12 @@ func TestHungStoreDoesNotHoldRequests(t *testing.T) {
 
 // startOnJournal starts a processor whose store is cfg's journal as wrap
 // returns it: a seam that notes or holds its appends.
-func startOnJournal(t *testing.T, cfg *Config, wrap func(store.Store) store.Store) *tenantguard {
+func startOnJournal(t *testing.T, cfg *Config, wrap func(store.Store) store.Store, prepare ...func(*tenantguard)) *tenantguard {
 	t.Helper()
 	p := startProcessor(t, cfg, nil)
+	for _, f := range prepare {
+		f(p)
+	}
 	p.openStore = func() (store.Store, error) {
 		j, err := journal.Open(cfg.Store.Journal.Path)
 		if err != nil {
@@ -110,6 +113,18 @@ func startOnJournal(t *testing.T, cfg *Config, wrap func(store.Store) store.Stor
 		t.Fatal(err)
 	}
 	return p
+}
+
+// withShards gives the processor a detector of n shards, whatever
+// GOMAXPROCS (a startOnJournal preparation).
+func withShards(t *testing.T, cfg *Config, n int) func(*tenantguard) {
+	return func(p *tenantguard) {
+		det, ex, err := newDetector(cfg, func(c *detector.Config) { c.Shards = n }, p.onFinding, componenttest.NewNopTelemetrySettings())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.det, p.extract = det, ex
+	}
 }
 
 // gatedStore is the real journal whose appends after the first open ones
@@ -259,20 +274,7 @@ func TestRequestWaitsForItsSpansJudgedByAnother(t *testing.T) {
 	var release sync.Once
 	open := func() { release.Do(func() { close(gs.gate) }) }
 	defer open()
-	p := startProcessor(t, cfg, nil)
-	det, ex, err := newDetector(cfg, func(c *detector.Config) { c.Shards = 2 }, p.onFinding, componenttest.NewNopTelemetrySettings())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.det, p.extract = det, ex
-	p.openStore = func() (store.Store, error) {
-		j, err := journal.Open(cfg.Store.Journal.Path)
-		gs.Store = j
-		return gs, err
-	}
-	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
-		t.Fatal(err)
-	}
+	p := startOnJournal(t, cfg, func(j store.Store) store.Store { gs.Store = j; return gs }, withShards(t, cfg, 2))
 	defer p.shutdown(context.Background())
 
 	const x = 1
@@ -457,20 +459,8 @@ func startLingering(t *testing.T, lingerMax time.Duration) (*tenantguard, *Confi
 	cfg := testConfig(t)
 	cfg.Alerts.Log.Enabled = false
 	log := &appendLog{}
-	p := startProcessor(t, cfg, nil)
-	det, ex, err := newDetector(cfg, func(c *detector.Config) { c.Shards = 4 }, p.onFinding, componenttest.NewNopTelemetrySettings())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.det, p.extract, p.lingerMax = det, ex, lingerMax
-	p.openStore = func() (store.Store, error) {
-		j, err := journal.Open(cfg.Store.Journal.Path)
-		log.Store = j
-		return log, err
-	}
-	if err := p.start(context.Background(), componenttest.NewNopHost()); err != nil {
-		t.Fatal(err)
-	}
+	p := startOnJournal(t, cfg, func(j store.Store) store.Store { log.Store = j; return log },
+		withShards(t, cfg, 4), func(p *tenantguard) { p.lingerMax = lingerMax })
 	return p, cfg, log
 }
 
