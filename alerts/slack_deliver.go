@@ -318,23 +318,52 @@ func replyMetadata(a *alert) slack.SlackMetadata {
 // findReply reports whether the thread of ts holds a reply of ours for a,
 // posted since the alert was queued.
 func (n *SlackNotifier) findReply(a *alert, ch, ts string) (bool, error) {
-	ctx, cancel := n.callCtx()
-	defer cancel()
-	msgs, _, _, err := n.api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
-		ChannelID: ch, Timestamp: ts, Oldest: fmt.Sprintf("%d.000000", a.At.Add(-time.Minute).Unix()), Limit: 200,
-		IncludeAllMetadata: true,
-	})
-	if err != nil {
-		return false, err
-	}
 	want := replyMetadata(a).EventPayload
-	for _, m := range msgs {
-		if m.Metadata.EventType == slackMetadataType && m.Metadata.EventPayload["leak_id"] == want["leak_id"] &&
-			m.Metadata.EventPayload["alert"] == want["alert"] {
-			return true, nil
-		}
+	params := &slack.GetConversationRepliesParameters{
+		ChannelID: ch, Timestamp: ts, Oldest: lookupOldest(a), Limit: lookupPageSize, IncludeAllMetadata: true,
 	}
+	for range lookupPages {
+		ctx, cancel := n.callCtx()
+		msgs, hasMore, next, err := n.api.GetConversationRepliesContext(ctx, params)
+		cancel()
+		if err != nil {
+			return false, err
+		}
+		for _, m := range msgs {
+			if m.Metadata.EventType == slackMetadataType && m.Metadata.EventPayload["leak_id"] == want["leak_id"] &&
+				m.Metadata.EventPayload["alert"] == want["alert"] {
+				return true, nil
+			}
+		}
+		if !hasMore || next == "" {
+			return false, nil
+		}
+		params.Cursor = next
+	}
+	n.lookupCut(a, "thread")
 	return false, nil
+}
+
+// A lookup reads the messages posted since the alert was queued (a minute
+// of clock skew allowed), a page at a time, at most lookupPages: Slack
+// answers with one page, and after a long outage a busy channel or thread
+// holds many pages above the message looked for (history is newest first).
+const (
+	lookupPageSize = 200
+	lookupPages    = 25
+)
+
+func lookupOldest(a *alert) string {
+	return fmt.Sprintf("%d.000000", a.At.Add(-time.Minute).Unix())
+}
+
+// lookupCut says that a lookup read its last page without reaching the
+// alert's time: the message may be there, further back, and posting may
+// repeat it.
+func (n *SlackNotifier) lookupCut(a *alert, where string) {
+	n.logger.Warn("stopped looking for a Slack message posted before a restart or a lost answer after "+
+		strconv.Itoa(lookupPages*lookupPageSize)+" messages of the "+where+"; posting, which may repeat it",
+		zap.String("leak_id", a.LeakID))
 }
 
 func (n *SlackNotifier) finishTopLevel(a *alert, ch, ts, sig string) (string, time.Duration, error) {
@@ -365,8 +394,6 @@ func (n *SlackNotifier) finish(a *alert, result string, recs ...outboxRecord) (s
 // findPosted looks for a message of ours carrying this leak id, posted
 // since the alert was queued.
 func (n *SlackNotifier) findPosted(a *alert) (string, string, error) {
-	ctx, cancel := n.callCtx()
-	defer cancel()
 	ch := n.cfg.Channel
 	n.mu.Lock()
 	for _, t := range n.threads {
@@ -376,17 +403,27 @@ func (n *SlackNotifier) findPosted(a *alert) (string, string, error) {
 		}
 	}
 	n.mu.Unlock()
-	resp, err := n.api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{
-		ChannelID: ch, Oldest: fmt.Sprintf("%d.000000", a.At.Add(-time.Minute).Unix()), Limit: 200, IncludeAllMetadata: true,
-	})
-	if err != nil {
-		return "", "", err
+	params := &slack.GetConversationHistoryParameters{
+		ChannelID: ch, Oldest: lookupOldest(a), Limit: lookupPageSize, IncludeAllMetadata: true,
 	}
-	for _, m := range resp.Messages {
-		if m.Metadata.EventType == slackMetadataType && m.Metadata.EventPayload["leak_id"] == a.LeakID {
-			return ch, m.Timestamp, nil
+	for range lookupPages {
+		ctx, cancel := n.callCtx()
+		resp, err := n.api.GetConversationHistoryContext(ctx, params)
+		cancel()
+		if err != nil {
+			return "", "", err
 		}
+		for _, m := range resp.Messages {
+			if m.Metadata.EventType == slackMetadataType && m.Metadata.EventPayload["leak_id"] == a.LeakID {
+				return ch, m.Timestamp, nil
+			}
+		}
+		if !resp.HasMore || resp.ResponseMetaData.NextCursor == "" {
+			return "", "", nil
+		}
+		params.Cursor = resp.ResponseMetaData.NextCursor
 	}
+	n.lookupCut(a, "channel")
 	return "", "", nil
 }
 

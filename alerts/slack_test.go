@@ -315,6 +315,91 @@ func TestSlackCrashBetweenPostAndRecordPostsOnce(t *testing.T) {
 	}
 }
 
+// TestSlackLookupsPageThroughABusyChannel: after a crash between a post and
+// its record, the restarted notifier finds the message even when more than
+// a page of other messages came after it in the channel (history is newest
+// first), or before it in the thread (replies are oldest first).
+func TestSlackLookupsPageThroughABusyChannel(t *testing.T) {
+	const others = 2*lookupPageSize + 50
+	chatter := func(t *testing.T, srv *slacktest.Server, threadTS string) {
+		api := slack.New("xoxb-someone-else", slack.OptionAPIURL(srv.URL+"/api/"))
+		for i := range others {
+			opts := []slack.MsgOption{slack.MsgOptionText(fmt.Sprintf("chatter %d", i), false)}
+			if threadTS != "" {
+				opts = append(opts, slack.MsgOptionTS(threadTS))
+			}
+			if _, _, err := api.PostMessage("C0LEAKS", opts...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Run("channel", func(t *testing.T) {
+		srv := slacktest.NewServer(t)
+		cfg := botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl"))
+		n, err := NewSlack(cfg, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		notify(t, n, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
+		a := n.pending[0]
+		if err := n.ob.append(outboxRecord{Type: "posting", Seq: a.Seq}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := n.api.PostMessageContext(context.Background(), cfg.Channel, slackMessageOptions(n, a)...); err != nil {
+			t.Fatal(err)
+		}
+		_ = n.ob.close()
+		chatter(t, srv, "")
+
+		n2, res := startSlack(t, cfg)
+		waitFor(t, "recovery", func() bool { return n2.Pending() == 0 })
+		closeSlack(t, n2)
+		if got := len(srv.TopLevel()); got != others+1 {
+			t.Fatalf("%d top-level messages, want the %d others and ours once", got, others)
+		}
+		if res.count(ResultDelivered) != 1 || srv.Histories() != 3 {
+			t.Fatalf("results %v, %d history pages read; want delivered, found on the third page", res.got, srv.Histories())
+		}
+	})
+	t.Run("thread", func(t *testing.T) {
+		srv := slacktest.NewServer(t)
+		cfg := botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl"))
+		n1, res1 := startSlack(t, cfg)
+		notify(t, n1, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
+		waitFor(t, "the first message", func() bool { return res1.count(ResultDelivered) == 1 })
+		closeSlack(t, n1)
+		ts := messageTS(t, srv, "leak1")
+
+		n2, err := NewSlack(cfg, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		update := leak("leak1", "00000000000000000000000000000001", "acme", "globex", "initech")
+		update.Version = 2
+		notify(t, n2, update)
+		a := n2.pending[0]
+		if err := n2.ob.append(outboxRecord{Type: "posting", Seq: a.Seq}); err != nil {
+			t.Fatal(err)
+		}
+		chatter(t, srv, ts) // the thread busy between the alert and its reply
+		if _, _, err := n2.api.PostMessageContext(context.Background(), "C0LEAKS", slack.MsgOptionText(n2.replyText(a), false),
+			slack.MsgOptionTS(ts), slack.MsgOptionMetadata(replyMetadata(a))); err != nil {
+			t.Fatal(err)
+		}
+		_ = n2.ob.close()
+
+		n3, _ := startSlack(t, cfg)
+		waitFor(t, "recovery", func() bool { return n3.Pending() == 0 })
+		closeSlack(t, n3)
+		if got := len(srv.RepliesIn(ts)); got != others+1 {
+			t.Fatalf("%d replies in the thread, want the %d others and ours once", got, others)
+		}
+		if srv.Replies() != 3 {
+			t.Errorf("%d pages of the thread read, want 3 (ours is the last reply)", srv.Replies())
+		}
+	})
+}
+
 func TestSlackRedactsAndEscapes(t *testing.T) {
 	srv := slacktest.NewServer(t)
 	cfg := botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl"))
