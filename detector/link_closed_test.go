@@ -105,7 +105,7 @@ func TestLinkToAClosedTraceKeepsDataBearingSpansFirst(t *testing.T) {
 	h.batch(consumer(tid(2), "globex", producer, 41))
 	wantLinkEdge(t, h.rec.last(t, tid(2), cross), detector.EdgeEnd{
 		TraceID: producer, SpanID: sid(41), Service: "worker", Name: "publish batch", Tenant: "acme"})
-	// Then the root, then the first spans in arrival order.
+	// Then the root, then the latest spans first.
 	h.batch(consumer(tid(3), "globex", producer, 1))
 	if f := h.rec.last(t, tid(3), cross); f.Edges[0].From.Service != "gateway" {
 		t.Fatalf("the root is among the spans kept: %+v", f.Edges)
@@ -113,7 +113,7 @@ func TestLinkToAClosedTraceKeepsDataBearingSpansFirst(t *testing.T) {
 	n := h.rec.len()
 	h.batch(consumer(tid(4), "globex", producer, 2), // no tenant
 		consumer(tid(5), "globex", producer, 99), // never existed
-		consumer(tid(6), "globex", producer, 40)) // beyond the cap
+		consumer(tid(6), "globex", producer, 3)) // beyond the cap: the earliest step
 	h.closeAll() // the unresolved links wait an idle window for their producer
 	for _, f := range h.rec.since(n) {
 		for _, e := range f.Edges {
@@ -135,10 +135,16 @@ func TestLinkToAReopenedProducer(t *testing.T) {
 	h.batch(span(producer, 1, 0, "checkout", "publish order", ten("acme")))
 	h.closeAll()
 	h.clock.Advance(10 * time.Second)
+	buried := h.d.BuriedSpansForTest()
 	h.batch(span(producer, 2, 1, "audit", "record", ten("acme"))) // late
 	h.closeAll()
 	if st := h.d.Stats(); st.SpansLate != 1 || st.TracesActive != 0 {
 		t.Fatalf("want one late span and the trace closed again: %+v", st)
+	}
+	// The second close keeps the first close's span once (the reopened
+	// trace held it again, to find edges to it) and the late one.
+	if got := h.d.BuriedSpansForTest() - buried; got != 2 {
+		t.Errorf("the second close buried %d spans, want 2", got)
 	}
 	h.batch(consumer(tid(2), "globex", producer, 1), consumer(tid(3), "globex", producer, 2))
 	wantLinkEdge(t, h.rec.last(t, tid(2), cross), detector.EdgeEnd{

@@ -26,6 +26,7 @@ const (
 	flagEvidence             // a mismatch, a foreign key or an unscoped query
 	flagBlocked              // the span refused access
 	flagData                 // the span read or wrote stored data
+	flagBuried               // put back from the trace's tomb by a late span (unburySpans)
 )
 
 // linkEdge is a span link whose producer carries a tenant: the far end

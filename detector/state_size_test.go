@@ -19,7 +19,7 @@ func TestStateRecordSizes(t *testing.T) {
 		{"spanRec", unsafe.Sizeof(spanRec{}), 24},
 		{"traceState", unsafe.Sizeof(traceState{}), 328},
 		{"indexSlot", unsafe.Sizeof(indexSlot{}), 8},
-		{"buriedSpan", unsafe.Sizeof(buriedSpan{}), 24},
+		{"buriedSpan", unsafe.Sizeof(buriedSpan{}), 32},
 		{"coverageRow", unsafe.Sizeof(coverageRow{}), 240},
 	} {
 		if c.got != c.want {

@@ -15,21 +15,26 @@ import (
 // one, and the spans a later consumer may link to. A tomb is its slab entry
 // (328 bytes) and index slot (8 bytes, table.go) and its tenants; a clean
 // single-tenant trace allocates nothing more. Its link targets are up to
-// maxBuriedSpans of its spans that carry a tenant, 24 bytes each in the
-// shard's ring of buried spans, so a tomb costs about 400 + 8×24 = 592
+// maxBuriedSpans of its spans that carry a tenant, 32 bytes each in the
+// shard's ring of buried spans, so a tomb costs about 400 + 8×32 = 656
 // bytes at most, besides its tenants and findings. A late span
 // reopens the entry in place.
 
 // buriedSpan is a span of a closed trace that carries a tenant, kept for
 // the late window so that a consumer linking to it later gets an edge with
-// both ends: the producer's service and span name, not only its tenant.
-// A tomb finds its spans by sequence number, so they need no trace id.
-// 24 bytes, and no pointer (see endpoint).
+// both ends (the producer's service and span name, not only its tenant),
+// and so that late spans that reopen the trace find their crossing edges
+// to it (reopen puts it back among the trace's spans). A tomb finds its
+// spans by sequence number, so they need no trace id. 32 bytes, and no
+// pointer (see endpoint).
 type buriedSpan struct {
 	id     SpanID
+	parent SpanID
 	at     int64  // unix nanoseconds of the close that buried it
 	ep     uint32 // the endpoint's id, held
 	tenant uint8  // index into the tomb's tenants
+	key    uint8  // spanRec.key
+	flags  uint8  // spanRec.flags, but flagEvidence (see unburySpans)
 }
 
 // maxBuriedSpans caps the spans a tomb keeps as link targets. Producers
@@ -115,14 +120,37 @@ func (sh *shard) reopen(ts *traceState, now time.Time) {
 	ts.lastSeen = 0
 	ts.tombTenants = uint8(len(ts.tenants))
 	sh.slab.fill(ts)
+	sh.unburySpans(ts)
+}
+
+// unburySpans puts a reopened trace's buried spans back among its spans
+// (marked flagBuried), so that a crossing edge between a span of the
+// closed part and a late one is found, with its outcome. Without them a
+// trace split by the idle window was judged with no edge known, and a
+// refused attempt whose refused span had closed first came out as a
+// crossing that succeeded. Their evidence details (mismatches, keys) are
+// in the tomb's findings, which the late versions merge (mergePrior), so
+// they are not evidence spans again.
+func (sh *shard) unburySpans(ts *traceState) {
+	for seq := ts.buriedFirst; seq < ts.buriedFirst+uint64(ts.buriedN); seq++ {
+		b := sh.buriedAt(seq)
+		if b == nil || len(ts.spans) >= sh.d.cfg.MaxSpansPerTrace {
+			continue
+		}
+		ts.spans = append(ts.spans, spanRec{id: b.id, parent: b.parent, ep: sh.eps.holdID(b.ep),
+			tenant: b.tenant + 1, key: b.key, flags: b.flags | flagBuried})
+	}
 }
 
 // buryLinkTargets keeps the spans of a closing trace that a consumer may
-// link to: those carrying a tenant, data-bearing ones first, then roots,
-// then the rest in arrival order, at most maxBuriedSpans. A trace reopened
-// by late spans within the late window keeps what its earlier close kept
-// first (reopen kept its range): its tenants begin with the earlier
-// tomb's, so their indexes hold. at is the close's time, in unix nanoseconds.
+// link to, or a late span may be the parent or child of: those carrying a
+// tenant, data-bearing ones first, then roots, then the rest latest first
+// (the spans that arrive last in a part are usually its topmost ones, whose
+// parents are still to come), at most maxBuriedSpans. A trace reopened by
+// late spans within the late window keeps what its earlier close kept first
+// (reopen kept its range and put those spans back, flagged flagBuried, so
+// they are not kept twice): its tenants begin with the earlier tomb's, so
+// their indexes hold. at is the close's time, in unix nanoseconds.
 func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
 	oldFirst, oldN := ts.buriedFirst, ts.buriedN
 	ts.buriedFirst = sh.buriedSeq + uint64(sh.buried.len()) // the next push's
@@ -154,16 +182,21 @@ func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
 		rest
 	)
 	for pass := dataBearing; pass <= rest && n < maxBuriedSpans; pass++ {
-		for i := range ts.spans {
+		for k := range ts.spans {
+			i := k
+			if pass == rest {
+				i = len(ts.spans) - 1 - k
+			}
 			r := &ts.spans[i]
-			if r.tenant == 0 {
+			if r.tenant == 0 || r.flags&flagBuried != 0 {
 				continue
 			}
 			isData, isRoot := r.flags&flagData != 0, r.parent.IsEmpty()
 			if (pass == dataBearing) != isData || (pass == root) != (isRoot && !isData) {
 				continue
 			}
-			push(buriedSpan{id: r.id, ep: sh.eps.holdID(r.ep), tenant: r.tenant - 1})
+			push(buriedSpan{id: r.id, parent: r.parent, ep: sh.eps.holdID(r.ep), tenant: r.tenant - 1, key: r.key,
+				flags: r.flags &^ flagEvidence})
 			if n++; n == maxBuriedSpans {
 				break
 			}

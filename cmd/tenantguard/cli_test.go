@@ -230,10 +230,10 @@ func TestScanDirReadsOnlyOTLP(t *testing.T) {
 }
 
 // TestScanSaysWhenTheCollectorCouldJudgeOtherwise: late_span.jsonl's
-// traces came in two requests; scan judges them whole (critical), the
-// collector judges the second request as late spans (high). The text
-// report, SARIF and the summary say so; a trace read in one request has
-// no such note.
+// traces came in two requests; scan judges them whole, the collector
+// judges the second request as late spans, against what the closed trace
+// kept (there, enough to judge them the same). The text report, SARIF and
+// the summary say so; a trace read in one request has no such note.
 func TestScanSaysWhenTheCollectorCouldJudgeOtherwise(t *testing.T) {
 	late := filepath.Join(scanScenarioDir, "late_span.jsonl")
 	r := runCLI(t, "", "scan", "--config", scanConfigPath, late)

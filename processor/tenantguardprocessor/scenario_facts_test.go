@@ -443,20 +443,23 @@ var scenarioFacts = map[string]func(t *testing.T, run *scenarioRun){
 		if f.SpanCount != 4 {
 			t.Errorf("span_count = %d, want 4 (3 before the close, 1 late)", f.SpanCount)
 		}
-		// The edge said before the close is kept. Known limitation: a
-		// tombstone keeps tenants and findings, not spans, so the late
-		// span's parent (reports-svc's globex span) is unknown, its globex →
-		// initech edge is not found and the finding stays high; the trace
-		// seen whole has that edge and is critical (SELECT report_rows
-		// reads initech's rows). The same holds for the payment trace below.
-		if len(f.Edges) == 0 {
-			t.Fatal("the edge found before the close was lost")
+		// The edge said before the close is kept, and the late span finds
+		// its own: its parent (reports-svc's globex span) is one of the
+		// spans the closed trace kept, which come back with the late span.
+		// So the late version says what the trace seen whole says: globex →
+		// initech too, critical (SELECT report_rows reads initech's rows).
+		// The same holds for the payment trace below.
+		if len(f.Edges) != 2 {
+			t.Fatalf("want the edge found before the close and the late span's, got %d edges", len(f.Edges))
 		}
 		expectEdge(t, f.Edges[0],
 			edgeWant{"d71544edba40f308", "gateway", "GET /reports/{id}", "acme"},
 			edgeWant{"231a2065d42e117c", "reports-svc", "GET /reports/{id}", "globex"}, 1)
-		if f.Severity.Rank() < detector.SeverityHigh.Rank() {
-			t.Errorf("severity %s, want at least high", f.Severity)
+		expectEdge(t, f.Edges[1],
+			edgeWant{"231a2065d42e117c", "reports-svc", "GET /reports/{id}", "globex"},
+			edgeWant{"01108498113b6e52", "reports-svc", "SELECT report_rows", "initech"}, 0)
+		if f.Severity != detector.SeverityCritical {
+			t.Errorf("severity %s, want critical, as seen whole", f.Severity)
 		}
 
 		// acme's payment was clean when it closed; ledger-svc's late write
@@ -467,11 +470,16 @@ var scenarioFacts = map[string]func(t *testing.T, run *scenarioRun){
 		expectTenants(t, p, "acme", "globex")
 		whole := runScenario(t, scenarioConfig(t), withoutAdvances(readScenario(t, filepath.Join(scenarioDir, "late_span.jsonl"))))
 		w := findingFor(t, whole.final, detector.RuleCrossTenantTrace, payment)
-		if w.LeakID != p.LeakID || !slices.Equal(w.Tenants, p.Tenants) {
-			t.Errorf("seen whole: %s %q; late: %s %q; want the same leak id and tenants", w.LeakID, w.Tenants, p.LeakID, p.Tenants)
+		if w.LeakID != p.LeakID || !slices.Equal(w.Tenants, p.Tenants) || w.Severity != p.Severity || len(p.Edges) != 1 || len(w.Edges) != 1 {
+			t.Errorf("seen whole: %s %q %s %d edges; late: %s %q %s %d edges; want the same leak id, tenants, severity and one edge",
+				w.LeakID, w.Tenants, w.Severity, len(w.Edges), p.LeakID, p.Tenants, p.Severity, len(p.Edges))
+		} else {
+			expectEdge(t, p.Edges[0],
+				edgeWant{"9acee72db94d5e76", "billing-api", "POST /invoices/{id}/pay", "acme"},
+				edgeWant{"5a7b496b95f82440", "ledger-svc", "INSERT ledger_entries", "globex"}, 0)
 		}
-		if wr := findingFor(t, whole.final, detector.RuleCrossTenantTrace, report); wr.LeakID != f.LeakID {
-			t.Errorf("report seen whole: leak id %s, late: %s", wr.LeakID, f.LeakID)
+		if wr := findingFor(t, whole.final, detector.RuleCrossTenantTrace, report); wr.LeakID != f.LeakID || wr.Severity != f.Severity {
+			t.Errorf("report seen whole: leak id %s %s, late: %s %s", wr.LeakID, wr.Severity, f.LeakID, f.Severity)
 		}
 
 		if run.stats.SpansLate != 2 {
