@@ -113,7 +113,7 @@ func TestLinkToAClosedTraceKeepsDataBearingSpansFirst(t *testing.T) {
 	n := h.rec.len()
 	h.batch(consumer(tid(4), "globex", producer, 2), // no tenant
 		consumer(tid(5), "globex", producer, 99), // never existed
-		consumer(tid(6), "globex", producer, 3)) // beyond the cap: the earliest step
+		consumer(tid(6), "globex", producer, 3))  // beyond the cap: the earliest step
 	h.closeAll() // the unresolved links wait an idle window for their producer
 	for _, f := range h.rec.since(n) {
 		for _, e := range f.Edges {
