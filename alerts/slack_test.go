@@ -283,19 +283,17 @@ func TestSlackPendingAlertsSurviveRestart(t *testing.T) {
 
 // A crash after Slack accepted the message but before the outbox recorded
 // it must not produce a second top-level message.
-func TestSlackCrashBetweenPostAndRecordPostsOnce(t *testing.T) {
-	srv := slacktest.NewServer(t)
-	outbox := filepath.Join(t.TempDir(), "outbox.jsonl")
-	cfg := botConfig(t, srv, outbox)
+// crashAfterPost leaves what a crash between a post and its record
+// leaves: leak1's alert queued, the intent to post it recorded, Slack
+// holding the message, and no "done" record.
+func crashAfterPost(t *testing.T, cfg config.Slack) {
+	t.Helper()
 	n, err := NewSlack(cfg, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := leak("leak1", "00000000000000000000000000000001", "acme", "globex")
-	notify(t, n, ev) // queued and durable, but the sender never started
+	notify(t, n, leak("leak1", "00000000000000000000000000000001", "acme", "globex")) // the sender never started
 	a := n.pending[0]
-	// What a crash leaves: the intent is recorded, Slack has the message,
-	// the "done" record never made it.
 	if err := n.ob.append(outboxRecord{Type: "posting", Seq: a.Seq}); err != nil {
 		t.Fatal(err)
 	}
@@ -303,6 +301,35 @@ func TestSlackCrashBetweenPostAndRecordPostsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = n.ob.close()
+}
+
+// crashBeforeReplyRecord delivers leak1's message, then queues second with
+// a notifier that records its intent to reply in that thread and stops
+// there, as a crash would: the caller posts the reply (or not) with n and
+// a, then closes n's outbox. It returns the thread's ts.
+func crashBeforeReplyRecord(t *testing.T, srv *slacktest.Server, cfg config.Slack, second *store.Evidence) (ts string, n *SlackNotifier, a *alert) {
+	t.Helper()
+	n1, res1 := startSlack(t, cfg)
+	notify(t, n1, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
+	waitFor(t, "the first message", func() bool { return res1.count(ResultDelivered) == 1 })
+	closeSlack(t, n1)
+	ts = messageTS(t, srv, "leak1")
+	n, err := NewSlack(cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	notify(t, n, second)
+	a = n.pending[0]
+	if err := n.ob.append(outboxRecord{Type: "posting", Seq: a.Seq}); err != nil {
+		t.Fatal(err)
+	}
+	return ts, n, a
+}
+
+func TestSlackCrashBetweenPostAndRecordPostsOnce(t *testing.T) {
+	srv := slacktest.NewServer(t)
+	cfg := botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl"))
+	crashAfterPost(t, cfg)
 
 	n2, res := startSlack(t, cfg)
 	waitFor(t, "recovery", func() bool { return n2.Pending() == 0 })
@@ -336,19 +363,7 @@ func TestSlackLookupsPageThroughABusyChannel(t *testing.T) {
 	t.Run("channel", func(t *testing.T) {
 		srv := slacktest.NewServer(t)
 		cfg := botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl"))
-		n, err := NewSlack(cfg, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		notify(t, n, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
-		a := n.pending[0]
-		if err := n.ob.append(outboxRecord{Type: "posting", Seq: a.Seq}); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := n.api.PostMessageContext(context.Background(), cfg.Channel, slackMessageOptions(n, a)...); err != nil {
-			t.Fatal(err)
-		}
-		_ = n.ob.close()
+		crashAfterPost(t, cfg)
 		chatter(t, srv, "")
 
 		n2, res := startSlack(t, cfg)
@@ -364,23 +379,9 @@ func TestSlackLookupsPageThroughABusyChannel(t *testing.T) {
 	t.Run("thread", func(t *testing.T) {
 		srv := slacktest.NewServer(t)
 		cfg := botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl"))
-		n1, res1 := startSlack(t, cfg)
-		notify(t, n1, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
-		waitFor(t, "the first message", func() bool { return res1.count(ResultDelivered) == 1 })
-		closeSlack(t, n1)
-		ts := messageTS(t, srv, "leak1")
-
-		n2, err := NewSlack(cfg, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
 		update := leak("leak1", "00000000000000000000000000000001", "acme", "globex", "initech")
 		update.Version = 2
-		notify(t, n2, update)
-		a := n2.pending[0]
-		if err := n2.ob.append(outboxRecord{Type: "posting", Seq: a.Seq}); err != nil {
-			t.Fatal(err)
-		}
+		ts, n2, a := crashBeforeReplyRecord(t, srv, cfg, update)
 		chatter(t, srv, ts) // the thread busy between the alert and its reply
 		if _, _, err := n2.api.PostMessageContext(context.Background(), "C0LEAKS", slack.MsgOptionText(n2.replyText(a), false),
 			slack.MsgOptionTS(ts), slack.MsgOptionMetadata(replyMetadata(a))); err != nil {
@@ -503,23 +504,9 @@ func TestSlackCrashBetweenReplyAndRecordRepliesOnce(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/reply sent %v", c.name, wentOut), func(t *testing.T) {
 				srv := slacktest.NewServer(t)
 				cfg := botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl"))
-				n1, res1 := startSlack(t, cfg)
-				notify(t, n1, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
-				waitFor(t, "the first message", func() bool { return res1.count(ResultDelivered) == 1 })
-				closeSlack(t, n1)
-				ts := messageTS(t, srv, "leak1")
-
 				// What a crash leaves: the intent recorded and, if it went
 				// out, the reply in the thread; no "done" record.
-				n2, err := NewSlack(cfg, zap.NewNop())
-				if err != nil {
-					t.Fatal(err)
-				}
-				notify(t, n2, c.second)
-				a := n2.pending[0]
-				if err := n2.ob.append(outboxRecord{Type: "posting", Seq: a.Seq}); err != nil {
-					t.Fatal(err)
-				}
+				ts, n2, a := crashBeforeReplyRecord(t, srv, cfg, c.second)
 				if wentOut {
 					text := n2.replyText(a)
 					if c.grouped {
