@@ -341,3 +341,79 @@ func testDetectionDepth(t *testing.T) {
 	t.Logf("findings journaled %s after start, all assertions done in %s",
 		detected.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 }
+
+// testRefusedAttemptsSplitByTheIdleWindow: 150 IDOR attempts against the
+// filtering inventory-svc (acme's token on globex's URL, refused), whose
+// traces the idle window (2s) splits: inventory-svc's exporter flushes its
+// spans, the traces close, and only then does the gateway's exporter flush
+// its span, a late span to every trace. Each is a blocked attempt with its
+// refused edge, as it is when the trace arrives whole; before the closed
+// part's spans came back with the late span, every one of them was a
+// cross_tenant_trace (a crossing that succeeded, no edge known).
+func testRefusedAttemptsSplitByTheIdleWindow(t *testing.T) {
+	t.Parallel()
+	c := startCollector(t, withProcessorYAML(detectionDepthYAML))
+	d := startDemo(t, c, false)
+	ctx := context.Background()
+	const attempts = 150
+	traces := map[string]bool{}
+	for range attempts {
+		resp, err := d.client.TenantInventory(ctx, demoapp.TenantAcme, demoapp.TenantGlobex, demoapp.ItemGlobexWidget)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("acme's token on /t/globex/inventory: status %d, want 403", resp.StatusCode)
+		}
+		traces[resp.TraceID.String()] = true
+	}
+	flushed := func(tp interface{ ForceFlush(context.Context) error }) {
+		t.Helper()
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := tp.ForceFlush(fctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flushed(d.invTP)
+	eventually(t, 20*time.Second, "inventory-svc's parts of the traces to close", func() (bool, string) {
+		expired, live := c.metricSum(t, "tenantguard_traces_expired_total"), c.metricSum(t, "tenantguard_traces_in_memory")
+		return expired >= attempts && live == 0, fmt.Sprintf("%v traces expired, %v in memory", expired, live)
+	})
+	flushed(d.gwTP)
+
+	var findings []store.Evidence
+	eventually(t, 20*time.Second, "a closed blocked attempt for every trace", func() (bool, string) {
+		findings = c.findings(t)
+		n := 0
+		for _, e := range findings {
+			if traces[e.TraceID] && e.Rule == ruleBlocked && e.Status == "closed" {
+				n++
+			}
+		}
+		return n == attempts, fmt.Sprintf("%d of %d", n, attempts)
+	})
+	if n := c.metricSum(t, "tenantguard_spans_late_total"); n != attempts {
+		t.Errorf("%v late spans, want the gateway's span of each trace (%d)", n, attempts)
+	}
+	// A trace's closing versions are written together: a crossing finding
+	// raised for it is in the journal by now.
+	crossings := 0
+	for _, e := range findings {
+		if !traces[e.TraceID] {
+			continue
+		}
+		switch e.Rule {
+		case ruleCross:
+			crossings++
+		case ruleBlocked:
+			if len(e.CrossingEdges) != 1 || e.CrossingEdges[0].Outcome != "blocked" ||
+				e.CrossingEdges[0].From.Tenant != demoapp.TenantAcme || e.CrossingEdges[0].To.Tenant != demoapp.TenantGlobex {
+				t.Fatalf("blocked attempt %s: edges %+v, want acme → globex, blocked", e.TraceID, e.CrossingEdges)
+			}
+		}
+	}
+	if crossings != 0 {
+		t.Errorf("%d of %d refused attempts reported as crossings that succeeded", crossings, attempts)
+	}
+}
