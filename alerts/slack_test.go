@@ -326,14 +326,32 @@ func crashBeforeReplyRecord(t *testing.T, srv *slacktest.Server, cfg config.Slac
 	return ts, n, a
 }
 
+// postReplyBeforeCrash posts the reply of a in the thread ts, as the notifier would
+// have before a crash.
+func postReplyBeforeCrash(t *testing.T, n *SlackNotifier, a *alert, ts, text string) {
+	t.Helper()
+	if _, _, err := n.api.PostMessageContext(context.Background(), "C0LEAKS", slack.MsgOptionText(text, false),
+		slack.MsgOptionTS(ts), slack.MsgOptionMetadata(replyMetadata(a))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recoverSlack restarts the notifier on cfg's outbox, lets it deliver what
+// the crash left, and stops it; it returns the results it reported.
+func recoverSlack(t *testing.T, cfg config.Slack) *results {
+	t.Helper()
+	n, res := startSlack(t, cfg)
+	waitFor(t, "recovery", func() bool { return n.Pending() == 0 })
+	closeSlack(t, n)
+	return res
+}
+
 func TestSlackCrashBetweenPostAndRecordPostsOnce(t *testing.T) {
 	srv := slacktest.NewServer(t)
 	cfg := botConfig(t, srv, filepath.Join(t.TempDir(), "outbox.jsonl"))
 	crashAfterPost(t, cfg)
 
-	n2, res := startSlack(t, cfg)
-	waitFor(t, "recovery", func() bool { return n2.Pending() == 0 })
-	closeSlack(t, n2)
+	res := recoverSlack(t, cfg)
 	if got := len(srv.TopLevel()); got != 1 {
 		t.Fatalf("crash recovery posted again: %d top-level messages", got)
 	}
@@ -366,9 +384,7 @@ func TestSlackLookupsPageThroughABusyChannel(t *testing.T) {
 		crashAfterPost(t, cfg)
 		chatter(t, srv, "")
 
-		n2, res := startSlack(t, cfg)
-		waitFor(t, "recovery", func() bool { return n2.Pending() == 0 })
-		closeSlack(t, n2)
+		res := recoverSlack(t, cfg)
 		if got := len(srv.TopLevel()); got != others+1 {
 			t.Fatalf("%d top-level messages, want the %d others and ours once", got, others)
 		}
@@ -383,15 +399,10 @@ func TestSlackLookupsPageThroughABusyChannel(t *testing.T) {
 		update.Version = 2
 		ts, n2, a := crashBeforeReplyRecord(t, srv, cfg, update)
 		chatter(t, srv, ts) // the thread busy between the alert and its reply
-		if _, _, err := n2.api.PostMessageContext(context.Background(), "C0LEAKS", slack.MsgOptionText(n2.replyText(a), false),
-			slack.MsgOptionTS(ts), slack.MsgOptionMetadata(replyMetadata(a))); err != nil {
-			t.Fatal(err)
-		}
+		postReplyBeforeCrash(t, n2, a, ts, n2.replyText(a))
 		_ = n2.ob.close()
 
-		n3, _ := startSlack(t, cfg)
-		waitFor(t, "recovery", func() bool { return n3.Pending() == 0 })
-		closeSlack(t, n3)
+		recoverSlack(t, cfg)
 		if got := len(srv.RepliesIn(ts)); got != others+1 {
 			t.Fatalf("%d replies in the thread, want the %d others and ours once", got, others)
 		}
@@ -514,16 +525,11 @@ func TestSlackCrashBetweenReplyAndRecordRepliesOnce(t *testing.T) {
 						g.Kind = "grouped"
 						text = n2.replyText(&g)
 					}
-					if _, _, err := n2.api.PostMessageContext(context.Background(), "C0LEAKS", slack.MsgOptionText(text, false),
-						slack.MsgOptionTS(ts), slack.MsgOptionMetadata(replyMetadata(a))); err != nil {
-						t.Fatal(err)
-					}
+					postReplyBeforeCrash(t, n2, a, ts, text)
 				}
 				_ = n2.ob.close()
 
-				n3, res3 := startSlack(t, cfg)
-				waitFor(t, "recovery", func() bool { return n3.Pending() == 0 })
-				closeSlack(t, n3)
+				res3 := recoverSlack(t, cfg)
 				if got := len(srv.RepliesIn(ts)); got != 1 {
 					t.Fatalf("%d replies in the thread, want 1", got)
 				}
