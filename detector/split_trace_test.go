@@ -1,7 +1,10 @@
 package detector_test
 
 import (
+	"fmt"
+	"math/rand"
 	"testing"
+	"time"
 
 	"github.com/tenantguard/tenantguard/detector"
 )
@@ -64,6 +67,55 @@ func TestTraceSplitAcrossTheIdleWindowKeepsItsCrossingEdge(t *testing.T) {
 			for _, g := range h.rec.of(tr, tc.wantNoOpenRul) {
 				if g.Status == detector.StatusOpen || g.Status == detector.StatusClosed {
 					t.Errorf("a %s finding was raised: %s", tc.wantNoOpenRul, describe([]detector.Finding{g}))
+				}
+			}
+		})
+	}
+}
+
+// Random traffic whose traces close, reopen, close again and get evicted,
+// with span caps hit on reopen: the endpoint holds stay exact and versions
+// keep their order (the harness checks both when the test ends), and every
+// edge of a blocked attempt is a refused one.
+func TestReopenedTracesUnderRandomTraffic(t *testing.T) {
+	for seed := range int64(8) {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			h := closedLinkHarness(t, func(c *detector.Config) {
+				c.MaxTraces = 16
+				c.MaxSpansPerTrace = 6
+			})
+			rng := rand.New(rand.NewSource(seed))
+			services := []string{"gateway", "orders", "inventory", "billing", "ledger"}
+			tenants := []string{"acme", "globex", "initech"}
+			for range 600 {
+				var spans []detector.Span
+				for range 1 + rng.Intn(5) {
+					s := span(tid(1+rng.Intn(40)), 1+rng.Intn(12), rng.Intn(13), services[rng.Intn(len(services))], "op")
+					if rng.Intn(4) > 0 {
+						s.Tenants = []detector.RawTenant{ten(tenants[rng.Intn(len(tenants))])}
+					}
+					if rng.Intn(5) == 0 {
+						s.HTTPStatus = 403
+					}
+					spans = append(spans, s)
+				}
+				h.batch(spans...)
+				if rng.Intn(6) == 0 {
+					h.clock.Advance(time.Duration(rng.Intn(1500)) * time.Millisecond)
+					h.d.Sweep()
+				}
+			}
+			if st := h.d.Stats(); st.SpansLate == 0 || st.TracesEvicted == 0 {
+				t.Fatalf("the traffic should reopen and evict traces: %+v", st)
+			}
+			for _, f := range h.rec.all() {
+				if f.Rule != detector.RuleBlockedAttempt {
+					continue
+				}
+				for _, e := range f.Edges {
+					if e.Outcome != detector.OutcomeBlocked {
+						t.Fatalf("blocked attempt with an edge that succeeded: %+v", e)
+					}
 				}
 			}
 		})
