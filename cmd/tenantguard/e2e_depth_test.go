@@ -344,13 +344,14 @@ func testDetectionDepth(t *testing.T) {
 
 // testRefusedAttemptsSplitByTheIdleWindow: 150 IDOR attempts against the
 // filtering inventory-svc (acme's token on globex's URL, refused), whose
-// traces the idle window (2s) splits: inventory-svc's exporter flushes its
-// spans, the traces close, and only then does the gateway's exporter flush
-// its span, a late span to every trace. Each is a blocked attempt with its
-// refused edge, as it is when the trace arrives whole; before the closed
-// part's spans came back with the late span, every one of them was a
-// cross_tenant_trace (a crossing that succeeded, no edge known).
-func testRefusedAttemptsSplitByTheIdleWindow(t *testing.T) {
+// traces the idle window (2s) splits: one service's exporter flushes its
+// spans (inventory-svc's, or the gateway's if gatewayFirst), the traces
+// close, and only then does the other's flush, late spans to every trace.
+// Each is a blocked attempt with its refused edge, as it is when the trace
+// arrives whole; before the closed part's spans came back with the late
+// spans, every one of them was a cross_tenant_trace (a crossing that
+// succeeded, no edge known).
+func testRefusedAttemptsSplitByTheIdleWindow(t *testing.T, gatewayFirst bool) {
 	t.Parallel()
 	c := startCollector(t, withProcessorYAML(detectionDepthYAML))
 	d := startDemo(t, c, false)
@@ -375,12 +376,16 @@ func testRefusedAttemptsSplitByTheIdleWindow(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	flushed(d.invTP)
-	eventually(t, 20*time.Second, "inventory-svc's parts of the traces to close", func() (bool, string) {
+	first, late := d.invTP, d.gwTP
+	if gatewayFirst {
+		first, late = late, first
+	}
+	flushed(first)
+	eventually(t, 20*time.Second, "the first parts of the traces to close", func() (bool, string) {
 		expired, live := c.metricSum(t, "tenantguard_traces_expired_total"), c.metricSum(t, "tenantguard_traces_in_memory")
 		return expired >= attempts && live == 0, fmt.Sprintf("%v traces expired, %v in memory", expired, live)
 	})
-	flushed(d.gwTP)
+	flushed(late)
 
 	var findings []store.Evidence
 	eventually(t, 20*time.Second, "a closed blocked attempt for every trace", func() (bool, string) {
@@ -393,8 +398,8 @@ func testRefusedAttemptsSplitByTheIdleWindow(t *testing.T) {
 		}
 		return n == attempts, fmt.Sprintf("%d of %d", n, attempts)
 	})
-	if n := c.metricSum(t, "tenantguard_spans_late_total"); n != attempts {
-		t.Errorf("%v late spans, want the gateway's span of each trace (%d)", n, attempts)
+	if n := c.metricSum(t, "tenantguard_spans_late_total"); n < attempts {
+		t.Errorf("%v late spans, want at least one a trace (%d)", n, attempts)
 	}
 	// A trace's closing versions are written together: a crossing finding
 	// raised for it is in the journal by now.

@@ -48,7 +48,8 @@ func TestE2E(t *testing.T) {
 	t.Run("forgetful_inventory/gateway_first", func(t *testing.T) { testForgetfulInventory(t, true) })
 	t.Run("testdata_scenario", testTestdataScenario)
 	t.Run("detection_depth", testDetectionDepth)
-	t.Run("refused_attempts_split_by_the_idle_window", testRefusedAttemptsSplitByTheIdleWindow)
+	t.Run("refused_attempts_split_by_the_idle_window/inventory_first", func(t *testing.T) { testRefusedAttemptsSplitByTheIdleWindow(t, false) })
+	t.Run("refused_attempts_split_by_the_idle_window/gateway_first", func(t *testing.T) { testRefusedAttemptsSplitByTheIdleWindow(t, true) })
 	t.Cleanup(func() { t.Logf("TestE2E total %s", time.Since(start).Round(time.Millisecond)) })
 }
 
