@@ -79,6 +79,10 @@ type Span struct {
 	// Data says the span read or wrote stored data (database, cache,
 	// object storage, messaging): a foreign tenant there is a worse leak.
 	Data DataKind
+	// Calls says the span is a client or producer span: what it calls may
+	// run in another service, whose spans can reach the detector long
+	// after this one's (see buryLinkTargets).
+	Calls bool
 	// Links are the span's links (producer → consumer, batch jobs).
 	Links []Link
 	// Identifiers are the values under Config.Bindings' attributes.

@@ -73,6 +73,54 @@ func TestTraceSplitAcrossTheIdleWindowKeepsItsCrossingEdge(t *testing.T) {
 	}
 }
 
+// The usual instrumentation puts a client span without a tenant between
+// the caller's server span and the callee's: storefront's GET /cart (acme)
+// → its client span → inventory's GET /stock (globex, refused). Split
+// between the services, in either order, the refused edge is still found
+// through the client span (one hop), whichever part closed first.
+func TestTraceSplitAroundATenantlessClientSpan(t *testing.T) {
+	caller := func(tr detector.TraceID) []detector.Span {
+		return []detector.Span{
+			span(tr, 1, 0, "storefront", "GET /cart", ten("acme")),
+			client(span(tr, 2, 1, "storefront", "GET inventory")), // no tenant
+		}
+	}
+	callee := func(tr detector.TraceID) []detector.Span {
+		s := span(tr, 3, 2, "inventory", "GET /stock", ten("globex"))
+		s.HTTPStatus = 403
+		return []detector.Span{s}
+	}
+	for _, calleeFirst := range []bool{false, true} {
+		t.Run(fmt.Sprint("callee first ", calleeFirst), func(t *testing.T) {
+			h := closedLinkHarness(t, nil)
+			tr := tid(1)
+			first, late := caller(tr), callee(tr)
+			if calleeFirst {
+				first, late = late, first
+			}
+			h.batch(first...)
+			h.closeAll()
+			h.batch(late...)
+			h.closeAll()
+			f := h.rec.last(t, tr, detector.RuleBlockedAttempt)
+			if len(f.Edges) != 1 || f.Edges[0].Hops != 1 || f.Edges[0].From.Tenant != "acme" || f.Edges[0].To.Tenant != "globex" ||
+				f.Edges[0].Outcome != detector.OutcomeBlocked {
+				t.Fatalf("blocked attempt edges %+v, want acme → globex through one span, blocked", f.Edges)
+			}
+			for _, g := range h.rec.of(tr, cross) {
+				if g.Status == detector.StatusOpen || g.Status == detector.StatusClosed {
+					t.Errorf("the refused call is also a crossing: %s", describe([]detector.Finding{g}))
+				}
+			}
+		})
+	}
+}
+
+func client(s detector.Span) detector.Span {
+	s.Calls = true
+	return s
+}
+
 // Random traffic whose traces close, reopen, close again and get evicted,
 // with span caps hit on reopen: the endpoint holds stay exact and versions
 // keep their order (the harness checks both when the test ends), and every
@@ -97,6 +145,7 @@ func TestReopenedTracesUnderRandomTraffic(t *testing.T) {
 					if rng.Intn(5) == 0 {
 						s.HTTPStatus = 403
 					}
+					s.Calls = rng.Intn(3) == 0
 					spans = append(spans, s)
 				}
 				h.batch(spans...)

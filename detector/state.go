@@ -27,6 +27,7 @@ const (
 	flagBlocked              // the span refused access
 	flagData                 // the span read or wrote stored data
 	flagBuried               // put back from the trace's tomb by a late span (unburySpans)
+	flagCalls                // a client or producer span (Span.Calls)
 )
 
 // linkEdge is a span link whose producer carries a tenant: the far end
@@ -244,6 +245,9 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) *traceState {
 	}
 	if s.Data != DataNone {
 		rec.flags |= flagData
+	}
+	if s.Calls {
+		rec.flags |= flagCalls
 	}
 	var primary string
 	mismatch := false
@@ -490,9 +494,9 @@ func (sh *shard) linkEnd(l Link) (EdgeEnd, bool) {
 		return EdgeEnd{}, false
 	}
 	for seq := ts.buriedFirst; seq < ts.buriedFirst+uint64(ts.buriedN); seq++ {
-		if b := sh.buriedAt(seq); b != nil && b.id == l.SpanID {
+		if b := sh.buriedAt(seq); b != nil && b.id == l.SpanID && b.tenant != 0 {
 			ep := sh.eps.at(b.ep)
-			return EdgeEnd{TraceID: l.TraceID, SpanID: b.id, Service: ep.service, Name: ep.name, Tenant: ts.tenants[b.tenant]}, true
+			return EdgeEnd{TraceID: l.TraceID, SpanID: b.id, Service: ep.service, Name: ep.name, Tenant: ts.tenants[b.tenant-1]}, true
 		}
 	}
 	return EdgeEnd{}, false

@@ -32,7 +32,7 @@ type buriedSpan struct {
 	parent SpanID
 	at     int64  // unix nanoseconds of the close that buried it
 	ep     uint32 // the endpoint's id, held
-	tenant uint8  // index into the tomb's tenants
+	tenant uint8  // as spanRec.tenant: 1-based into the tomb's tenants, 0 for none (a call)
 	key    uint8  // spanRec.key
 	flags  uint8  // spanRec.flags, but flagEvidence (see unburySpans)
 }
@@ -138,7 +138,7 @@ func (sh *shard) unburySpans(ts *traceState) {
 			continue
 		}
 		ts.spans = append(ts.spans, spanRec{id: b.id, parent: b.parent, ep: sh.eps.holdID(b.ep),
-			tenant: b.tenant + 1, key: b.key, flags: b.flags | flagBuried})
+			tenant: b.tenant, key: b.key, flags: b.flags | flagBuried})
 	}
 }
 
@@ -146,7 +146,11 @@ func (sh *shard) unburySpans(ts *traceState) {
 // link to, or a late span may be the parent or child of: those carrying a
 // tenant, data-bearing ones first, then roots, then the rest latest first
 // (the spans that arrive last in a part are usually its topmost ones, whose
-// parents are still to come), at most maxBuriedSpans. A trace reopened by
+// parents are still to come), then, while there is room, calls without a
+// tenant (client or producer spans, not to a store), latest first: a late
+// callee's edge walks through the client span between it and its caller's
+// server span (no link resolves to one), at most maxBuriedSpans. A trace
+// reopened by
 // late spans within the late window keeps what its earlier close kept first
 // (reopen kept its range and put those spans back, flagged flagBuried, so
 // they are not kept twice): its tenants begin with the earlier tomb's, so
@@ -180,22 +184,27 @@ func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
 		dataBearing = iota
 		root
 		rest
+		tenantlessCalls
 	)
-	for pass := dataBearing; pass <= rest && n < maxBuriedSpans; pass++ {
+	for pass := dataBearing; pass <= tenantlessCalls && n < maxBuriedSpans; pass++ {
 		for k := range ts.spans {
 			i := k
-			if pass == rest {
+			if pass >= rest {
 				i = len(ts.spans) - 1 - k
 			}
 			r := &ts.spans[i]
-			if r.tenant == 0 || r.flags&flagBuried != 0 {
+			if (r.tenant == 0) != (pass == tenantlessCalls) || r.flags&flagBuried != 0 {
 				continue
 			}
 			isData, isRoot := r.flags&flagData != 0, r.parent.IsEmpty()
-			if (pass == dataBearing) != isData || (pass == root) != (isRoot && !isData) {
+			if pass == tenantlessCalls {
+				if r.flags&flagCalls == 0 || isData {
+					continue
+				}
+			} else if (pass == dataBearing) != isData || (pass == root) != (isRoot && !isData) {
 				continue
 			}
-			push(buriedSpan{id: r.id, parent: r.parent, ep: sh.eps.holdID(r.ep), tenant: r.tenant - 1, key: r.key,
+			push(buriedSpan{id: r.id, parent: r.parent, ep: sh.eps.holdID(r.ep), tenant: r.tenant, key: r.key,
 				flags: r.flags &^ flagEvidence})
 			if n++; n == maxBuriedSpans {
 				break

@@ -23,6 +23,7 @@ func TestEvidenceHoles(t *testing.T) {
 	tenantguardBinary(t)
 	t.Run("link_to_closed_producer", testLinkToClosedProducer)
 	t.Run("derivation_at_the_cut", testDerivationAtTheCut)
+	t.Run("refused_call_split_after_the_client_span", testRefusedCallSplitAfterTheClientSpan)
 }
 
 // holeSpan appends a span with a tenant.id to a new ResourceSpans of td.
@@ -152,5 +153,56 @@ func testDerivationAtTheCut(t *testing.T) {
 	}
 	if n := c.metricSum(t, "tenantguard_tenant_values_rejected_total"); n != 1 {
 		t.Errorf("%v tenant values rejected, want 1", n)
+	}
+}
+
+// The caller's part of a trace closes first (idle_window 2s): storefront's
+// acme server span and its client span, which carries no tenant, as
+// instrumentation usually leaves it. inventory-svc's refusal for globex
+// arrives later, a late span whose parent is that client span. The refused
+// edge is still found, through the client span (the span kind is what
+// marks it as a call worth keeping when the trace closes).
+func testRefusedCallSplitAfterTheClientSpan(t *testing.T) {
+	t.Parallel()
+	c := startCollector(t)
+	trace := holeTraceID(5)
+	td := ptrace.NewTraces()
+	holeSpan(td, "storefront-svc", trace, 1, 0, "GET /cart", "acme").SetKind(ptrace.SpanKindServer)
+	holeSpan(td, "storefront-svc", trace, 2, 1, "GET", "").SetKind(ptrace.SpanKindClient)
+	c.postOTLP(t, td)
+	eventually(t, 15*time.Second, "the caller's part to close after the idle window", func() (bool, string) {
+		expired, live := c.metricSum(t, "tenantguard_traces_expired_total"), c.metricSum(t, "tenantguard_traces_in_memory")
+		return expired >= 1 && live == 0, fmt.Sprintf("%v traces expired, %v in memory", expired, live)
+	})
+	td = ptrace.NewTraces()
+	refusal := holeSpan(td, "inventory-svc", trace, 3, 2, "GET /stock", "globex")
+	refusal.SetKind(ptrace.SpanKindServer)
+	refusal.Attributes().PutInt("http.response.status_code", 403)
+	c.postOTLP(t, td)
+
+	var blocked store.Evidence
+	eventually(t, 15*time.Second, "the blocked attempt, closed again", func() (bool, string) {
+		for _, e := range c.findings(t) {
+			if e.TraceID == trace.String() && e.Rule == ruleBlocked && e.Status == "closed" {
+				blocked = e
+				return true, ""
+			}
+		}
+		return false, "not yet"
+	})
+	// The trace's closing versions are written together: a crossing
+	// finding raised for it would be in the journal by now.
+	for _, e := range c.findings(t) {
+		if e.TraceID == trace.String() && e.Rule == ruleCross {
+			t.Errorf("the refused call is also reported as a crossing (%s, %d edges)", e.Status, len(e.CrossingEdges))
+		}
+	}
+	if len(blocked.CrossingEdges) != 1 {
+		t.Fatalf("blocked attempt edges %+v, want the refused one", blocked.CrossingEdges)
+	}
+	e := blocked.CrossingEdges[0]
+	if e.From.Service != "storefront-svc" || e.From.Tenant != "acme" || e.To.Service != "inventory-svc" || e.To.Tenant != "globex" ||
+		e.Hops != 1 || e.Outcome != "blocked" {
+		t.Errorf("edge %+v, want storefront-svc (acme) → inventory-svc (globex) through the client span, blocked", e)
 	}
 }

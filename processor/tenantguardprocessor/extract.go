@@ -325,6 +325,7 @@ func (e *Extractor) read(sc *scratch, i int, rs ptrace.ResourceSpans, ss ptrace.
 		EndUnixNano:   uint64(sp.EndTimestamp()),
 		StatusError:   sp.Status().Code() == ptrace.StatusCodeError,
 		GRPCStatus:    -1,
+		Calls:         sp.Kind() == ptrace.SpanKindClient || sp.Kind() == ptrace.SpanKindProducer,
 	}
 	e.readSpan(s, sc, sp.Attributes())
 	if links := sp.Links(); links.Len() > 0 {
