@@ -74,15 +74,41 @@ func TestTraceSplitAcrossTheIdleWindowKeepsItsCrossingEdge(t *testing.T) {
 }
 
 // The usual instrumentation puts a client span without a tenant between
-// the caller's server span and the callee's: storefront's GET /cart (acme)
-// → its client span → inventory's GET /stock (globex, refused). Split
+// the caller's server span and the callee's, often below a handler span
+// without one too: storefront's GET /cart (acme) → [CartHandler.load] →
+// its client span → inventory's GET /stock (globex, refused). Split
 // between the services, in either order, the refused edge is still found
-// through the client span (one hop), whichever part closed first.
+// through those spans, whichever part closed first.
 func TestTraceSplitAroundATenantlessClientSpan(t *testing.T) {
+	for _, handler := range []bool{false, true} {
+		for _, calleeFirst := range []bool{false, true} {
+			t.Run(fmt.Sprintf("handler span %v/callee first %v", handler, calleeFirst), func(t *testing.T) {
+				testSplitAroundClientSpan(t, handler, calleeFirst)
+			})
+		}
+	}
+}
+
+func testSplitAroundClientSpan(t *testing.T, handler, calleeFirst bool) {
+	hops := 1
 	caller := func(tr detector.TraceID) []detector.Span {
+		if !handler {
+			return []detector.Span{
+				span(tr, 1, 0, "storefront", "GET /cart", ten("acme")),
+				client(span(tr, 2, 1, "storefront", "GET inventory")), // no tenant
+			}
+		}
+		hops = 2
 		return []detector.Span{
 			span(tr, 1, 0, "storefront", "GET /cart", ten("acme")),
-			client(span(tr, 2, 1, "storefront", "GET inventory")), // no tenant
+			span(tr, 4, 1, "storefront", "CartHandler.load"), // no tenant
+			client(span(tr, 2, 4, "storefront", "GET inventory")),
+			// A call to a store below the handler: not a call a late span hangs from.
+			func() detector.Span {
+				s := client(span(tr, 5, 4, "storefront", "GET"))
+				s.Data = detector.DataCache
+				return s
+			}(),
 		}
 	}
 	callee := func(tr detector.TraceID) []detector.Span {
@@ -90,29 +116,25 @@ func TestTraceSplitAroundATenantlessClientSpan(t *testing.T) {
 		s.HTTPStatus = 403
 		return []detector.Span{s}
 	}
-	for _, calleeFirst := range []bool{false, true} {
-		t.Run(fmt.Sprint("callee first ", calleeFirst), func(t *testing.T) {
-			h := closedLinkHarness(t, nil)
-			tr := tid(1)
-			first, late := caller(tr), callee(tr)
-			if calleeFirst {
-				first, late = late, first
-			}
-			h.batch(first...)
-			h.closeAll()
-			h.batch(late...)
-			h.closeAll()
-			f := h.rec.last(t, tr, detector.RuleBlockedAttempt)
-			if len(f.Edges) != 1 || f.Edges[0].Hops != 1 || f.Edges[0].From.Tenant != "acme" || f.Edges[0].To.Tenant != "globex" ||
-				f.Edges[0].Outcome != detector.OutcomeBlocked {
-				t.Fatalf("blocked attempt edges %+v, want acme → globex through one span, blocked", f.Edges)
-			}
-			for _, g := range h.rec.of(tr, cross) {
-				if g.Status == detector.StatusOpen || g.Status == detector.StatusClosed {
-					t.Errorf("the refused call is also a crossing: %s", describe([]detector.Finding{g}))
-				}
-			}
-		})
+	h := closedLinkHarness(t, nil)
+	tr := tid(1)
+	first, late := caller(tr), callee(tr)
+	if calleeFirst {
+		first, late = late, first
+	}
+	h.batch(first...)
+	h.closeAll()
+	h.batch(late...)
+	h.closeAll()
+	f := h.rec.last(t, tr, detector.RuleBlockedAttempt)
+	if len(f.Edges) != 1 || f.Edges[0].Hops != hops || f.Edges[0].From.Tenant != "acme" || f.Edges[0].To.Tenant != "globex" ||
+		f.Edges[0].Outcome != detector.OutcomeBlocked {
+		t.Fatalf("blocked attempt edges %+v, want acme → globex through %d spans, blocked", f.Edges, hops)
+	}
+	for _, g := range h.rec.of(tr, cross) {
+		if g.Status == detector.StatusOpen || g.Status == detector.StatusClosed {
+			t.Errorf("the refused call is also a crossing: %s", describe([]detector.Finding{g}))
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ package detector
 import (
 	"math"
 	"math/bits"
+	"slices"
 	"time"
 )
 
@@ -147,10 +148,10 @@ func (sh *shard) unburySpans(ts *traceState) {
 // tenant, data-bearing ones first, then roots, then the rest latest first
 // (the spans that arrive last in a part are usually its topmost ones, whose
 // parents are still to come), then, while there is room, calls without a
-// tenant (client or producer spans, not to a store), latest first: a late
-// callee's edge walks through the client span between it and its caller's
-// server span (no link resolves to one), at most maxBuriedSpans. A trace
-// reopened by
+// tenant (client or producer spans, not to a store), latest first, with
+// the spans without a tenant above them: a late callee's edge walks
+// through them to its caller's span (no link resolves to one), at most
+// maxBuriedSpans. A trace reopened by
 // late spans within the late window keeps what its earlier close kept first
 // (reopen kept its range and put those spans back, flagged flagBuried, so
 // they are not kept twice): its tenants begin with the earlier tomb's, so
@@ -184,24 +185,19 @@ func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
 		dataBearing = iota
 		root
 		rest
-		tenantlessCalls
 	)
-	for pass := dataBearing; pass <= tenantlessCalls && n < maxBuriedSpans; pass++ {
+	for pass := dataBearing; pass <= rest && n < maxBuriedSpans; pass++ {
 		for k := range ts.spans {
 			i := k
-			if pass >= rest {
+			if pass == rest {
 				i = len(ts.spans) - 1 - k
 			}
 			r := &ts.spans[i]
-			if (r.tenant == 0) != (pass == tenantlessCalls) || r.flags&flagBuried != 0 {
+			if r.tenant == 0 || r.flags&flagBuried != 0 {
 				continue
 			}
 			isData, isRoot := r.flags&flagData != 0, r.parent.IsEmpty()
-			if pass == tenantlessCalls {
-				if r.flags&flagCalls == 0 || isData {
-					continue
-				}
-			} else if (pass == dataBearing) != isData || (pass == root) != (isRoot && !isData) {
+			if (pass == dataBearing) != isData || (pass == root) != (isRoot && !isData) {
 				continue
 			}
 			push(buriedSpan{id: r.id, parent: r.parent, ep: sh.eps.holdID(r.ep), tenant: r.tenant, key: r.key,
@@ -211,7 +207,39 @@ func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
 			}
 		}
 	}
+	// Then the calls without a tenant, latest first, each with the spans
+	// without a tenant between it and its caller's span (a handler span),
+	// so that a late callee's edge can walk up to a span with a tenant.
+	var bare [maxBuriedSpans]SpanID // kept by this loop
+	nbare := 0
+	for k := len(ts.spans) - 1; k >= 0 && n < maxBuriedSpans; k-- {
+		r := &ts.spans[k]
+		if r.tenant != 0 || r.flags&(flagCalls|flagData|flagBuried) != flagCalls {
+			continue
+		}
+		for r != nil && r.tenant == 0 && r.flags&flagBuried == 0 && n < maxBuriedSpans && !slices.Contains(bare[:nbare], r.id) {
+			bare[nbare] = r.id
+			nbare++
+			push(buriedSpan{id: r.id, parent: r.parent, ep: sh.eps.holdID(r.ep), key: r.key, flags: r.flags &^ flagEvidence})
+			n++
+			r = ts.spanByID(r.parent)
+		}
+	}
 	ts.buriedN = uint8(n)
+}
+
+// spanByID is the trace's span with this id, nil when it holds none (or id
+// is empty: a root's parent). A linear search: it serves closes only.
+func (ts *traceState) spanByID(id SpanID) *spanRec {
+	if id.IsEmpty() {
+		return nil
+	}
+	for i := range ts.spans {
+		if ts.spans[i].id == id {
+			return &ts.spans[i]
+		}
+	}
+	return nil
 }
 
 // buriedAt is the buried span with sequence number seq, nil when it is no
