@@ -381,10 +381,7 @@ func testRefusedAttemptsSplitByTheIdleWindow(t *testing.T, gatewayFirst bool) {
 		first, late = late, first
 	}
 	flushed(first)
-	eventually(t, 20*time.Second, "the first parts of the traces to close", func() (bool, string) {
-		expired, live := c.metricSum(t, "tenantguard_traces_expired_total"), c.metricSum(t, "tenantguard_traces_in_memory")
-		return expired >= attempts && live == 0, fmt.Sprintf("%v traces expired, %v in memory", expired, live)
-	})
+	c.awaitTracesClosed(t, attempts, "the first parts of the traces")
 	flushed(late)
 
 	var findings []store.Evidence

@@ -50,6 +50,16 @@ func holeTraceID(n byte) pcommon.TraceID {
 	return pcommon.TraceID{0x40, 0x1e, 0x13, n, 0, 0, 0, 0, 0, 0, 0, 0, byte(time.Now().UnixNano()), 0, 0, n}
 }
 
+// awaitTracesClosed waits until at least n traces have closed after the
+// idle window and none is left in memory.
+func (c *collector) awaitTracesClosed(t *testing.T, n int, what string) {
+	t.Helper()
+	eventually(t, 20*time.Second, what+" to close after the idle window", func() (bool, string) {
+		expired, live := c.metricSum(t, "tenantguard_traces_expired_total"), c.metricSum(t, "tenantguard_traces_in_memory")
+		return expired >= float64(n) && live == 0, fmt.Sprintf("%v traces expired, %v in memory", expired, live)
+	})
+}
+
 // metricSum adds up a metric's samples over its labels.
 func (c *collector) metricSum(t *testing.T, name string) float64 {
 	t.Helper()
@@ -74,10 +84,7 @@ func testLinkToClosedProducer(t *testing.T) {
 	publish := holeSpan(td, "checkout-svc", producer, 2, 1, "publish orders", "acme")
 	publish.Attributes().PutStr("messaging.system", "kafka")
 	c.postOTLP(t, td)
-	eventually(t, 15*time.Second, "the producer's trace to close after the idle window", func() (bool, string) {
-		expired, live := c.metricSum(t, "tenantguard_traces_expired_total"), c.metricSum(t, "tenantguard_traces_in_memory")
-		return expired >= 1 && live == 0, fmt.Sprintf("%v traces expired, %v in memory", expired, live)
-	})
+	c.awaitTracesClosed(t, 1, "the producer's trace")
 
 	td = ptrace.NewTraces()
 	consume := holeSpan(td, "fulfilment-svc", consumer, 1, 0, "process orders", "globex")
@@ -170,10 +177,7 @@ func testRefusedCallSplitAfterTheClientSpan(t *testing.T) {
 	holeSpan(td, "storefront-svc", trace, 1, 0, "GET /cart", "acme").SetKind(ptrace.SpanKindServer)
 	holeSpan(td, "storefront-svc", trace, 2, 1, "GET", "").SetKind(ptrace.SpanKindClient)
 	c.postOTLP(t, td)
-	eventually(t, 15*time.Second, "the caller's part to close after the idle window", func() (bool, string) {
-		expired, live := c.metricSum(t, "tenantguard_traces_expired_total"), c.metricSum(t, "tenantguard_traces_in_memory")
-		return expired >= 1 && live == 0, fmt.Sprintf("%v traces expired, %v in memory", expired, live)
-	})
+	c.awaitTracesClosed(t, 1, "the caller's part")
 	td = ptrace.NewTraces()
 	refusal := holeSpan(td, "inventory-svc", trace, 3, 2, "GET /stock", "globex")
 	refusal.SetKind(ptrace.SpanKindServer)
