@@ -146,6 +146,17 @@ func (s *slowSlack) recover() {
 }
 
 // nextHeld waits for the next request Slack holds and returns its path.
+// postHangs makes Slack slow to answer, notifies ev and waits until its
+// post (a message or a thread reply) is the request Slack holds.
+func (s *slowSlack) postHangs(t *testing.T, n *SlackNotifier, ev *store.Evidence) {
+	t.Helper()
+	s.goSlow(answerLate)
+	notify(t, n, ev)
+	if h := s.nextHeldRequest(t); h != (heldRequest{"/api/chat.postMessage", ev.LeakID}) {
+		t.Fatalf("first request %+v, want %s's post", h, ev.LeakID)
+	}
+}
+
 func (s *slowSlack) nextHeld(t *testing.T) string {
 	t.Helper()
 	return s.nextHeldRequest(t).Path
@@ -362,11 +373,7 @@ func TestSlackSlowBacklogIsKeptAndDeliveredOnceEach(t *testing.T) {
 		ids[i] = fmt.Sprintf("leak%02d", i)
 		evs[i] = leak(ids[i], fmt.Sprintf("%032x", i+1), "acme", fmt.Sprintf("tenant-%02d", i))
 	}
-	slow.goSlow(answerLate)
-	notify(t, n, evs[0])
-	if p := slow.nextHeld(t); p != "/api/chat.postMessage" {
-		t.Fatalf("first request %s, want the post", p)
-	}
+	slow.postHangs(t, n, evs[0])
 	for i, ev := range evs[1:] {
 		notifyReturnsWhileHeld(t, n, slow, ev)
 		if got := n.Pending(); got != i+2 {
@@ -414,11 +421,7 @@ func TestSlackSlowIncidentWaitsForAnUnansweredFirstPost(t *testing.T) {
 	n, res := startSlack(t, cfg)
 	defer closeSlack(t, n)
 
-	slow.goSlow(answerLate)
-	notify(t, n, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
-	if h := slow.nextHeldRequest(t); h != (heldRequest{"/api/chat.postMessage", "leak1"}) {
-		t.Fatalf("first request %+v, want leak1's post", h)
-	}
+	slow.postHangs(t, n, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
 	waitFor(t, "leak1's post timed out", func() bool { return res.count(ResultRetried) >= 1 })
 	// Same rule, tenants and edge: the same incident. Never tried, it would
 	// go before leak1's retry, so its post would be the next request.
@@ -446,11 +449,7 @@ func TestSlackSlowRestartKeepsTheBacklogAndPostsOnce(t *testing.T) {
 	cfg := slowConfig(t, srv, slow)
 	n, res := startSlack(t, cfg)
 
-	slow.goSlow(answerLate)
-	notify(t, n, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
-	if p := slow.nextHeld(t); p != "/api/chat.postMessage" {
-		t.Fatalf("first request %s, want the post", p)
-	}
+	slow.postHangs(t, n, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
 	notifyReturnsWhileHeld(t, n, slow, leak("leak2", "00000000000000000000000000000002", "acme", "umbrella"))
 	waitFor(t, "a retry", func() bool { return res.count(ResultRetried) >= 1 })
 	// Close waits at most for the call in flight, which the timeout bounds.
@@ -564,11 +563,7 @@ func TestSlackSlowFirstPostLookupNeedsAChannelID(t *testing.T) {
 			n, res := startSlack(t, cfg)
 			defer closeSlack(t, n)
 
-			slow.goSlow(answerLate)
-			notify(t, n, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
-			if p := slow.nextHeld(t); p != "/api/chat.postMessage" {
-				t.Fatalf("first request %s, want the post", p)
-			}
+			slow.postHangs(t, n, leak("leak1", "00000000000000000000000000000001", "acme", "globex"))
 			if p := slow.nextHeld(t); p != "/api/conversations.history" {
 				t.Fatalf("the retry sent %s; it must check the channel history first", p)
 			}
@@ -595,11 +590,7 @@ func TestSlackSlowUnansweredReplyIsLookedUpAndHoldsNoOne(t *testing.T) {
 	waitFor(t, "leak1's message", func() bool { return res.count(ResultDelivered) == 1 })
 	ts := messageTS(t, srv, "leak1")
 
-	slow.goSlow(answerLate)
-	notify(t, n, leak("leak2", "00000000000000000000000000000002", "acme", "globex"))
-	if h := slow.nextHeldRequest(t); h != (heldRequest{"/api/chat.postMessage", "leak2"}) {
-		t.Fatalf("first request %+v, want leak2's reply", h)
-	}
+	slow.postHangs(t, n, leak("leak2", "00000000000000000000000000000002", "acme", "globex"))
 	waitFor(t, "leak2's reply timed out", func() bool { return res.count(ResultRetried) >= 1 })
 	notify(t, n, leak("leak3", "00000000000000000000000000000003", "acme", "globex"))
 	lookup, leak3 := heldRequest{"/api/conversations.replies", ""}, heldRequest{"/api/chat.postMessage", "leak3"}
