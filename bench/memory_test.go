@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -159,3 +160,48 @@ func scrape(tb testing.TB, addr string) map[string]float64 {
 	}
 	return out
 }
+
+// BenchmarkGCMark: what tenantguard's state costs the garbage collector.
+// A collector allocates for every request it decodes, so its GC runs every
+// second or so and marks whatever tenantguard holds each time (BENCHMARKS.md
+// section 7). Here one processor holds gcMarkTraces traces of the reference
+// load in memory (1% of them crossing, or none), and forced collections are
+// timed (process CPU, all threads) against the same processor empty, side by
+// side: the difference is what each of the collector's GC cycles pays for
+// the state.
+//
+//	go test -run '^$' -bench '^BenchmarkGCMark$' -benchtime 20x -count 4
+func BenchmarkGCMark(b *testing.B) {
+	for _, c := range []struct {
+		held int
+		leak float64
+	}{{0, 0}, {gcMarkTraces, 0.01}, {gcMarkTraces, 0}} {
+		b.Run(fmt.Sprintf("traces=%d/leak=%g", c.held, c.leak), func(b *testing.B) {
+			h := newTenantguard(b, tgOpts{idle: benchkit.HeldWait, maxTraces: gcMarkTraces})
+			shape := benchkit.DefaultShape()
+			shape.LeakRate = c.leak
+			shape.Requests = max(c.held/shape.TracesPerRequest, shape.Interleave)
+			if c.held > 0 {
+				ring := benchkit.NewRing(shape)
+				for _, td := range ring.Requests {
+					h.Consume(b, td)
+				}
+			}
+			runtime.GC()
+			start := benchkit.ProcessCPU()
+			for b.Loop() {
+				runtime.GC()
+			}
+			cpu := benchkit.ProcessCPU() - start
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "gc-cpu-µs/cycle")
+			// The next run's state must not be measured with this one's: the
+			// harness's own cleanup holds h until the benchmark ends.
+			h.Close(b)
+			h.Proc = nil
+		})
+	}
+}
+
+// gcMarkTraces is the whole-collector load's state: its 100,000 traces
+// stay in memory for the run (bench/load).
+const gcMarkTraces = 100_000

@@ -158,7 +158,8 @@ func (sh *shard) countTrace(ts *traceState) {
 	row.counts.Spans += uint64(ts.spanCount)
 	row.counts.SpansMissingTenant += uint64(ts.cov.missing)
 	row.counts.UnscopedQueries += uint64(ts.cov.unscoped)
-	for i, svc := range ts.services {
+	for i, id := range ts.services {
+		svc := sh.eps.at(id).service
 		var gap uint64
 		if i < 64 {
 			gap = ts.cov.gaps >> i & 1
@@ -172,9 +173,9 @@ func (sh *shard) countTrace(ts *traceState) {
 		}
 		row.addService(svc, ServiceTraces{Traces: 1, TracesWithoutTenant: gap})
 	}
-	cross := ts.findings[idxCross]
+	cross := ts.n().findings[idxCross]
 	succeeded := cross != nil && cross.emitted && cross.status == StatusClosed
-	refused := ts.findings[idxBlocked] != nil && ts.findings[idxBlocked].emitted
+	refused := ts.n().findings[idxBlocked] != nil && ts.n().findings[idxBlocked].emitted
 	if len(ts.tenants) == 0 {
 		row.counts.Traces++
 		return
@@ -185,9 +186,9 @@ func (sh *shard) countTrace(ts *traceState) {
 	// tenants and findings that close did not see.
 	counted := int(ts.tombTenants)
 	var hadCross, hadRefused bool
-	if ts.prior != nil {
-		_, hadCross = ts.prior.findings[RuleCrossTenantTrace]
-		_, hadRefused = ts.prior.findings[RuleBlockedAttempt]
+	if ts.n().prior != nil {
+		_, hadCross = ts.n().prior.findings[RuleCrossTenantTrace]
+		_, hadRefused = ts.n().prior.findings[RuleBlockedAttempt]
 	}
 	for i, t := range ts.tenants {
 		if i > 0 {

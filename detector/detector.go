@@ -399,7 +399,7 @@ func (b *Batch) Close() (judgedElsewhere bool) {
 			if ts.listed != ^b.seq && ts.listed != b.seq && ts.holdsFinding() {
 				judgedElsewhere = true
 			}
-		case ts == nil || ts.prior != nil:
+		case ts == nil || ts.n().prior != nil:
 			// Closed since Add, its entry gone or a tomb that kept a finding.
 			judgedElsewhere = true
 		}

@@ -68,8 +68,12 @@ func (sh *shard) checkEndpointRefs() error {
 	t := sh.eps
 	held := map[uint32]int32{}
 	for i := int32(0); i < sh.slab.n; i++ {
-		for _, r := range sh.slab.at(i).spans {
+		ts := sh.slab.at(i)
+		for _, r := range ts.spans {
 			held[r.ep]++
+		}
+		for _, id := range ts.services {
+			held[id]++
 		}
 	}
 	for i := range sh.buried.len() {

@@ -122,16 +122,16 @@ func (sh *shard) remember(f *Finding) {
 		return
 	}
 	if ts.kind == entryLive {
-		for _, tf := range ts.findings {
+		for _, tf := range ts.n().findings {
 			if tf != nil && tf.leakID == f.LeakID && tf.last != nil {
 				tf.last = with(tf.last)
 				return
 			}
 		}
 	}
-	if ts.prior != nil { // a tomb's, or a reopened trace's
-		if prev := ts.prior.findings[f.Rule]; prev != nil && prev.LeakID == f.LeakID {
-			ts.prior.findings[f.Rule] = with(prev)
+	if ts.n().prior != nil { // a tomb's, or a reopened trace's
+		if prev := ts.n().prior.findings[f.Rule]; prev != nil && prev.LeakID == f.LeakID {
+			ts.n().prior.findings[f.Rule] = with(prev)
 		}
 	}
 }

@@ -59,10 +59,10 @@ type edgeRef struct {
 func (sh *shard) evaluate(ts *traceState, now time.Time) {
 	ts.dirty = false
 	ts.listed = ^sh.holder.seq
-	if ts.allowedBy != "" {
+	if ts.n().allowedBy != "" {
 		// Streaming means a finding may have gone out before the allow-listed
 		// span arrived; withdraw it so nobody acts on it.
-		for _, f := range ts.findings {
+		for _, f := range ts.n().findings {
 			if f != nil && f.status == StatusOpen {
 				f.status = StatusAllowed
 				sh.emit(ts, f, now, true)
@@ -86,10 +86,10 @@ func (sh *shard) evaluate(ts *traceState, now time.Time) {
 			// roots) is treated as a leak: streaming detection errs towards
 			// telling on-call.
 			sh.judge(ts, idxCross, now)
-		case ts.findings[idxCross] != nil && ts.findings[idxCross].status == StatusOpen:
+		case ts.n().findings[idxCross] != nil && ts.n().findings[idxCross].status == StatusOpen:
 			// Every crossing turned out refused: the blocked_attempt finding
 			// tells the story now.
-			f := ts.findings[idxCross]
+			f := ts.n().findings[idxCross]
 			f.status = StatusReclassified
 			sh.emit(ts, f, now, true)
 		}
@@ -97,27 +97,27 @@ func (sh *shard) evaluate(ts *traceState, now time.Time) {
 	if len(blocked) > 0 {
 		sh.judge(ts, idxBlocked, now)
 	}
-	if len(ts.mismatches) > 0 {
+	if len(ts.n().mismatches) > 0 {
 		sh.judge(ts, idxMismatch, now)
 	}
-	if len(ts.keys) > 0 {
+	if len(ts.n().keys) > 0 {
 		sh.judge(ts, idxKey, now)
 	}
 }
 
 // judge creates or updates the trace's finding for one rule.
 func (sh *shard) judge(ts *traceState, idx int, now time.Time) {
-	f := ts.findings[idx]
+	f := ts.n().findings[idx]
 	if f == nil {
 		rule := ruleByIndex[idx]
 		f = &finding{rule: rule, status: StatusOpen, detectedAt: now, leakID: LeakID(ts.id, rule)}
-		if ts.prior != nil {
-			if prev := ts.prior.findings[rule]; prev != nil {
+		if ts.n().prior != nil {
+			if prev := ts.n().prior.findings[rule]; prev != nil {
 				// Reopened by a late span: continue the same finding.
 				f.emitted, f.detectedAt, f.shape, f.last = true, prev.DetectedAt, shapeOf(prev), prev
 			}
 		}
-		ts.findings[idx] = f
+		sh.note(ts).findings[idx] = f
 	}
 	if f.status != StatusOpen {
 		return
@@ -186,7 +186,7 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 		Status:     f.status,
 		TraceID:    ts.id,
 		Tenants:    sortedCopy(ts.tenants),
-		Services:   sortedCopy(ts.services),
+		Services:   sh.serviceNames(ts),
 		SpanCount:  ts.spanCount,
 		ArrivedAt:  timeAt(ts.arrived, now),
 		FirstSeen:  timeAt(ts.firstSeen, now),
@@ -194,7 +194,7 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 		DetectedAt: f.detectedAt,
 	}
 	if f.status == StatusAllowed {
-		out.AllowedBy = ts.allowedBy
+		out.AllowedBy = ts.n().allowedBy
 	}
 	ev := evidenceSet{max: sh.d.cfg.MaxEvidenceSpans}
 	switch f.rule {
@@ -234,7 +234,7 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 			seen[t] = struct{}{}
 		}
 	values:
-		for _, m := range ts.mismatches {
+		for _, m := range ts.n().mismatches {
 			for _, v := range m.Values {
 				if len(out.Tenants) >= maxTenantsPerTrace {
 					break values
@@ -246,16 +246,16 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 			}
 		}
 		slices.Sort(out.Tenants)
-		out.Mismatches = append([]Mismatch(nil), ts.mismatches...)
+		out.Mismatches = append([]Mismatch(nil), ts.n().mismatches...)
 		out.Severity, out.Reason = sh.offenderSeverity(ts, SeverityHigh, "the disagreeing request was served")
 	case RuleForeignSigningKey:
-		for _, k := range ts.keys {
+		for _, k := range ts.n().keys {
 			if k.KeyTenant != "" {
 				out.Tenants = addTenant(out.Tenants, k.KeyTenant)
 			}
 		}
 		slices.Sort(out.Tenants)
-		out.Keys = append([]KeyUse(nil), ts.keys...)
+		out.Keys = append([]KeyUse(nil), ts.n().keys...)
 		out.Severity, out.Reason = sh.offenderSeverity(ts, SeverityCritical, "a token verified with another tenant's (or a global) key was accepted")
 	}
 	if f.rule == RuleTenantMismatch || f.rule == RuleForeignSigningKey {
@@ -266,8 +266,8 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 		}
 	}
 	out.Spans = ev.spans
-	if ts.prior != nil {
-		if prev := ts.prior.findings[f.rule]; prev != nil {
+	if ts.n().prior != nil {
+		if prev := ts.n().prior.findings[f.rule]; prev != nil {
 			mergePrior(&out, prev, sh.d.cfg.MaxEvidenceSpans)
 		}
 	}
@@ -336,7 +336,7 @@ func (sh *shard) edge(ts *traceState, e edgeRef, ev *evidenceSet) CrossingEdge {
 		ce.Outcome = OutcomeBlocked
 	}
 	if e.from < 0 {
-		ce.From, ce.Link = ts.links[e.link].from, true
+		ce.From, ce.Link = ts.n().links[e.link].from, true
 	} else {
 		from := &ts.spans[e.from]
 		fromEP := sh.eps.at(from.ep)
@@ -489,7 +489,7 @@ func (sh *shard) crossingEdges(ts *traceState) []edgeRef {
 			edges = append(edges, edgeRef{from: a.span, to: int32(i), hops: int(a.hops), blocked: c.flags&flagBlocked != 0})
 		}
 	}
-	for li, le := range ts.links {
+	for li, le := range ts.n().links {
 		if to := &ts.spans[le.to]; to.tenant != 0 && ts.tenantOf(to) != le.from.Tenant {
 			edges = append(edges, edgeRef{from: -1, to: le.to, link: int32(li), blocked: le.blocked})
 		}

@@ -39,26 +39,26 @@ type linkEdge struct {
 }
 
 type traceState struct {
-	id         TraceID
-	tenants    []string // distinct tenants in arrival order (shared tenants excluded)
-	services   []string
-	spans      []spanRec
-	mismatches []Mismatch
-	keys       []KeyUse
-	links      []linkEdge
-	spanCount  int
+	// The fields with pointers come first, together: the garbage collector
+	// reads every pointer word of every entry on each cycle, so they should
+	// share as few cache lines as possible (see traceNotes).
+	tenants []string // distinct tenants in arrival order (shared tenants excluded)
+	// services are the trace's distinct services in arrival order, each as
+	// the id of its first endpoint, held (endpointTable.hold): ids, not
+	// names, so that the collector does not mark a string per service and
+	// trace on every cycle (traceNotes says why that matters).
+	services []uint32
+	spans    []spanRec
+	notes    *traceNotes // nil for most traces
+	cov      traceCoverage
+	id       TraceID
 	// Times are unix nanoseconds (8 bytes, not time.Time's 24: a quarter
 	// of the entry): findings turn them back into times (timeAt).
 	arrived   int64 // first span's arrival here
 	firstSeen int64 // earliest span start, or first arrival
 	lastSeen  int64 // latest arrival: drives the idle window (0 in a tomb)
 	lastEnd   int64 // latest span end: what evidence calls last seen (0: none)
-	allowedBy string
-	cov       traceCoverage
-	findings  [numRules]*finding
-	// prior holds what this detector said about the trace before it was
-	// closed, when late spans reopened it; for a tomb, what it said then.
-	prior *tombstone
+	spanCount int
 	// buriedFirst and buriedN are the sequence number of the first span
 	// the trace's tomb keeps as a link target and how many it keeps (see
 	// buryLinkTargets), kept while late spans reopen it.
@@ -79,6 +79,44 @@ type traceState struct {
 	// tombTenants are how many of tenants a reopened trace's tomb gave it
 	// (the first ones): its earlier close counted them (coverage.go).
 	tombTenants uint8
+}
+
+// traceNotes holds what few traces have: their findings, the evidence
+// details behind them, the allow rule that excused them, and what the
+// detector said before a close. They sit behind one pointer, nil for most
+// traces, because the garbage collector reads every pointer word of every
+// entry on each cycle: with them in the entry (14 pointer words over five
+// cache lines), 100,000 traces in memory cost each collection ~19 ms of
+// CPU (bench/BenchmarkGCMark), and a collector collects every second or so.
+type traceNotes struct {
+	findings [numRules]*finding
+	// prior holds what this detector said about the trace before it was
+	// closed, when late spans reopened it; for a tomb, what it said then.
+	prior      *tombstone
+	mismatches []Mismatch
+	keys       []KeyUse
+	links      []linkEdge
+	allowedBy  string
+}
+
+// noNotes are the notes of a trace that has none: read, never written
+// (TestMain checks).
+var noNotes traceNotes
+
+// n is the trace's notes, to read.
+func (ts *traceState) n() *traceNotes {
+	if ts.notes != nil {
+		return ts.notes
+	}
+	return &noNotes
+}
+
+// note is the trace's notes, to write: made when it has none.
+func (sh *shard) note(ts *traceState) *traceNotes {
+	if ts.notes == nil {
+		ts.notes = sh.slab.getNotes()
+	}
+	return ts.notes
 }
 
 type shard struct {
@@ -226,16 +264,16 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) *traceState {
 		sh.bindService(ep)
 	}
 	ep.svc.spans++
-	svcAt := indexOf(ts.services, ep.service)
+	svcAt := sh.serviceAt(ts, ep)
 	if svcAt < 0 && len(ts.services) < maxServicesPerTrace {
-		ts.services = append(ts.services, ep.service)
+		ts.services = append(ts.services, sh.eps.hold(ep))
 		svcAt = len(ts.services) - 1
 	}
-	if ts.allowedBy == "" {
+	if ts.n().allowedBy == "" {
 		if s.AllowedBy != "" {
-			ts.allowedBy = strings.Clone(s.AllowedBy)
+			sh.note(ts).allowedBy = strings.Clone(s.AllowedBy)
 		} else if _, ok := d.allowSvc[ep.service]; ok && len(d.allowSvc) > 0 {
-			ts.allowedBy = "allow.services: " + ep.service
+			sh.note(ts).allowedBy = "allow.services: " + ep.service
 		}
 	}
 
@@ -327,6 +365,36 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) *traceState {
 	return ts
 }
 
+// serviceAt is the index of ep's service in ts.services, -1 when absent.
+func (sh *shard) serviceAt(ts *traceState, ep *endpoint) int {
+	for i, id := range ts.services {
+		if id == ep.id || sh.eps.at(id).service == ep.service {
+			return i
+		}
+	}
+	return -1
+}
+
+// serviceNames are the trace's services, by name, sorted.
+func (sh *shard) serviceNames(ts *traceState) []string {
+	out := make([]string, len(ts.services))
+	for i, id := range ts.services {
+		out[i] = sh.eps.at(id).service
+	}
+	slices.Sort(out)
+	return out
+}
+
+// releaseServices lets go of the trace's services: their endpoints, then
+// their buffer, which goes to the next traces.
+func (sh *shard) releaseServices(ts *traceState) {
+	for _, id := range ts.services {
+		sh.eps.drop(id)
+	}
+	sh.slab.services.put(ts.services)
+	ts.services = nil
+}
+
 // recordMismatch describes a mismatching span; norm holds its values as
 // ingest normalised them ("" for no tenant).
 // maxMismatchValues caps the tenant values kept per disagreeing span: a
@@ -335,11 +403,11 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) *traceState {
 const maxMismatchValues = maxTenantsPerTrace
 
 func (sh *shard) recordMismatch(ts *traceState, s *Span, ep *endpoint, norm []string) {
-	if len(ts.mismatches) >= sh.d.cfg.MaxEvidenceSpans {
+	if len(ts.n().mismatches) >= sh.d.cfg.MaxEvidenceSpans {
 		return
 	}
-	for i := range ts.mismatches {
-		if ts.mismatches[i].SpanID == s.SpanID {
+	for i := range ts.n().mismatches {
+		if ts.n().mismatches[i].SpanID == s.SpanID {
 			return // the same span delivered again
 		}
 	}
@@ -357,7 +425,8 @@ func (sh *shard) recordMismatch(ts *traceState, s *Span, ep *endpoint, norm []st
 			m.Values = append(m.Values, v)
 		}
 	}
-	ts.mismatches = append(ts.mismatches, m)
+	nt := sh.note(ts)
+	nt.mismatches = append(nt.mismatches, m)
 }
 
 // checkKeys applies the identifier bindings: a key bound to another tenant
@@ -379,11 +448,12 @@ func (sh *shard) checkKeys(ts *traceState, s *Span, ep *endpoint, spanTenant str
 			continue
 		}
 		found = true
-		if len(ts.keys) >= sh.d.cfg.MaxEvidenceSpans || hasKeyUse(ts.keys, s.SpanID, b.attribute) {
+		if len(ts.n().keys) >= sh.d.cfg.MaxEvidenceSpans || hasKeyUse(ts.n().keys, s.SpanID, b.attribute) {
 			continue
 		}
 		use.Identifier = strings.Clone(id.Value)
-		ts.keys = append(ts.keys, use)
+		nt := sh.note(ts)
+		nt.keys = append(nt.keys, use)
 	}
 	return found
 }
@@ -513,17 +583,18 @@ func (sh *shard) addLink(pl pendingLink, from EdgeEnd) *traceState {
 		if ts.spans[i].id != pl.span {
 			continue
 		}
-		for _, le := range ts.links {
+		for _, le := range ts.n().links {
 			if le.to == int32(i) && le.from.TraceID == from.TraceID && le.from.SpanID == from.SpanID {
 				return ts // a redelivered consumer span
 			}
 		}
-		if len(ts.links) >= sh.d.cfg.MaxEvidenceSpans {
+		if len(ts.n().links) >= sh.d.cfg.MaxEvidenceSpans {
 			return ts
 		}
 		from.Service, from.Name = sh.strs.intern(from.Service), sh.strs.intern(from.Name)
 		from.Tenant = sh.strs.intern(from.Tenant)
-		ts.links = append(ts.links, linkEdge{from: from, to: int32(i), blocked: ts.spans[i].flags&flagBlocked != 0})
+		nt := sh.note(ts)
+		nt.links = append(nt.links, linkEdge{from: from, to: int32(i), blocked: ts.spans[i].flags&flagBlocked != 0})
 		if !contains(ts.tenants, from.Tenant) && len(ts.tenants) < maxTenantsPerTrace {
 			ts.tenants = append(ts.tenants, from.Tenant)
 		}
@@ -573,7 +644,7 @@ func (sh *shard) close(ts *traceState, now time.Time) {
 		sh.evaluate(ts, now)
 	}
 	var last map[Rule]*Finding
-	for _, f := range ts.findings {
+	for _, f := range ts.n().findings {
 		if f == nil {
 			continue
 		}
@@ -633,5 +704,5 @@ func indexOf(xs []string, s string) int {
 // holdsFinding reports whether judging the trace can have raised a finding
 // version: it holds a finding, or a reopened trace's tomb held one.
 func (ts *traceState) holdsFinding() bool {
-	return ts.prior != nil || slices.ContainsFunc(ts.findings[:], func(f *finding) bool { return f != nil })
+	return ts.n().prior != nil || slices.ContainsFunc(ts.n().findings[:], func(f *finding) bool { return f != nil })
 }

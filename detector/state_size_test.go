@@ -17,7 +17,7 @@ func TestStateRecordSizes(t *testing.T) {
 		got, want uintptr
 	}{
 		{"spanRec", unsafe.Sizeof(spanRec{}), 24},
-		{"traceState", unsafe.Sizeof(traceState{}), 328},
+		{"traceState", unsafe.Sizeof(traceState{}), 192},
 		{"indexSlot", unsafe.Sizeof(indexSlot{}), 8},
 		{"buriedSpan", unsafe.Sizeof(buriedSpan{}), 32},
 		{"coverageRow", unsafe.Sizeof(coverageRow{}), 240},

@@ -129,15 +129,18 @@ type slab struct {
 	// Buffers for the entries' slices: an entry that has none (a new one,
 	// or a tomb, which gives up its spans and services) takes one here.
 	tenants  bufPool[string]
-	services bufPool[string]
+	services bufPool[uint32]
 	spans    bufPool[spanRec]
+	// notes recycles traces' notes, so that a leak storm settles into
+	// reusing them.
+	notes []*traceNotes
 }
 
 func newSlab(entries int) slab {
 	return slab{
 		max: int32(entries), free: -1,
 		tenants:  bufPool[string]{size: 1, keep: maxTenantsPerTrace},
-		services: bufPool[string]{size: 4, keep: maxServicesPerTrace},
+		services: bufPool[uint32]{size: 4, keep: maxServicesPerTrace},
 		spans:    bufPool[spanRec]{size: 12, keep: 64},
 	}
 }
@@ -188,7 +191,33 @@ func (p *bufPool[T]) put(b []T) {
 	}
 }
 
-const slabPageBits = 8 // 256 entries (96 KiB) a page
+// getNotes returns empty notes for a trace that needs some.
+func (s *slab) getNotes() *traceNotes {
+	if n := len(s.notes); n > 0 {
+		nt := s.notes[n-1]
+		s.notes[n-1] = nil
+		s.notes = s.notes[:n-1]
+		return nt
+	}
+	return new(traceNotes)
+}
+
+// putNotes takes back a trace's notes (nil: none), emptied; it keeps at
+// most maxFreeNotes.
+func (s *slab) putNotes(nt *traceNotes) {
+	if nt == nil {
+		return
+	}
+	*nt = traceNotes{}
+	if len(s.notes) < maxFreeNotes {
+		s.notes = append(s.notes, nt)
+	}
+}
+
+// maxFreeNotes bounds the notes kept for reuse (144 bytes each).
+const maxFreeNotes = 1024
+
+const slabPageBits = 8 // 256 entries (48 KiB) a page
 
 func (s *slab) at(i int32) *traceState { return &s.pages[i>>slabPageBits][i&(1<<slabPageBits-1)] }
 
@@ -302,8 +331,9 @@ func (sh *shard) releaseSpans(ts *traceState) {
 func (sh *shard) drop(ts *traceState) {
 	sh.traces.remove(sh.d.hash32(ts.id), ts.self+1)
 	sh.slab.tenants.put(ts.tenants)
-	sh.slab.services.put(ts.services)
+	sh.releaseServices(ts)
 	sh.releaseSpans(ts)
+	sh.slab.putNotes(ts.notes)
 	*ts = traceState{self: ts.self}
 	sh.slab.give(ts)
 }

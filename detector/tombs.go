@@ -14,11 +14,11 @@ import (
 // tenants, the last version of each finding (prior), so a late span from
 // another tenant is caught and joined to the same finding, not a poorer
 // one, and the spans a later consumer may link to. A tomb is its slab entry
-// (328 bytes) and index slot (8 bytes, table.go) and its tenants; a clean
+// (192 bytes) and index slot (8 bytes, table.go) and its tenants; a clean
 // single-tenant trace allocates nothing more. Its link targets are up to
 // maxBuriedSpans of its spans that carry a tenant, 32 bytes each in the
-// shard's ring of buried spans, so a tomb costs about 400 + 8×32 = 656
-// bytes at most, besides its tenants and findings. A late span
+// shard's ring of buried spans, so a tomb costs about 200 + 8×32 = 456
+// bytes at most, besides its tenants and its notes (findings). A late span
 // reopens the entry in place.
 
 // buriedSpan is a span of a closed trace that carries a tenant, kept for
@@ -64,7 +64,7 @@ func (sh *shard) bury(ts *traceState, last map[Rule]*Finding, now time.Time) {
 		sh.drop(ts)
 		return
 	}
-	if prior := ts.prior; prior != nil {
+	if prior := ts.n().prior; prior != nil {
 		for r, f := range prior.findings {
 			if _, ok := last[r]; !ok {
 				if last == nil {
@@ -74,19 +74,21 @@ func (sh *shard) bury(ts *traceState, last map[Rule]*Finding, now time.Time) {
 			}
 		}
 	}
-	ts.prior = nil
-	if last != nil {
-		ts.prior = &tombstone{findings: last}
-	}
 	at := now.UnixNano()
 	sh.buryLinkTargets(ts, at)
 	// A tomb keeps its id, tenants, prior and link targets; the close time
 	// goes in lastSeen. The rest is emptied; its spans' and services'
-	// buffers go to the next traces.
-	sh.slab.services.put(ts.services)
+	// buffers go to the next traces, and its notes hold only the prior.
+	sh.releaseServices(ts)
 	sh.releaseSpans(ts)
+	sh.slab.putNotes(ts.notes)
+	var notes *traceNotes
+	if last != nil {
+		notes = sh.slab.getNotes()
+		notes.prior = &tombstone{findings: last}
+	}
 	*ts = traceState{
-		id: ts.id, tenants: ts.tenants, prior: ts.prior,
+		id: ts.id, tenants: ts.tenants, notes: notes,
 		lastSeen: now.UnixNano(), buriedFirst: ts.buriedFirst, buriedN: ts.buriedN,
 		self: ts.self, prev: -1, next: -1, kind: entryTomb,
 	}
@@ -115,7 +117,8 @@ func (sh *shard) reopen(ts *traceState, now time.Time) {
 	} else {
 		clear(ts.tenants)
 		ts.tenants = ts.tenants[:0]
-		ts.prior = nil
+		sh.slab.putNotes(ts.notes) // a tomb's notes hold only its prior
+		ts.notes = nil
 		ts.buriedN = 0
 	}
 	ts.lastSeen = 0
