@@ -78,6 +78,8 @@ fi
 if want 6; then
 echo "== 6. memory budget under unique trace ids"
 tg -test.bench '^BenchmarkMemoryBudget$' -test.benchtime 1x -test.count 3 | tee "$out/budget.txt"
+echo "== 6. what the state costs the garbage collector per collection (100,000 traces held, against none)"
+tg -test.bench '^BenchmarkGCMark$' -test.benchtime 20x -test.count "$COUNT" | tee "$out/gcmark.txt"
 fi
 
 if want 7; then
