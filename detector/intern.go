@@ -11,6 +11,10 @@ import "strings"
 type interner struct {
 	cur, prev map[string]interned
 	limit     int
+	// last is what the latest intern found or made: ingest asks for the
+	// row of the tenant it has just interned (rowOf), and finds it here
+	// without probing the map a second time.
+	last interned
 }
 
 // interned is a string's one copy and, for a tenant, its coverage row of
@@ -28,6 +32,7 @@ func newInterner(limit int) *interner {
 
 func (in *interner) intern(s string) string {
 	if v, ok := in.cur[s]; ok {
+		in.last = v
 		return v.s
 	}
 	if v, ok := in.prev[s]; ok {
@@ -43,6 +48,7 @@ func (in *interner) intern(s string) string {
 // compiler does not copy b for the map index.
 func (in *interner) internBytes(b []byte) string {
 	if v, ok := in.cur[string(b)]; ok {
+		in.last = v
 		return v.s
 	}
 	if v, ok := in.prev[string(b)]; ok {
@@ -60,12 +66,17 @@ func (in *interner) put(v interned) {
 		in.cur = make(map[string]interned, len(in.prev))
 	}
 	in.cur[v.s] = v
+	in.last = v
 }
 
 // rowOf is the coverage row remembered for the interned tenant s in hour
 // h, nil when there is none.
 func (in *interner) rowOf(s string, h int64) *coverageRow {
-	if v, ok := in.cur[s]; ok && v.row != nil && v.hour == h {
+	v, ok := in.last, in.last.s == s
+	if !ok {
+		v, ok = in.cur[s]
+	}
+	if ok && v.row != nil && v.hour == h {
 		return v.row
 	}
 	return nil
@@ -73,6 +84,9 @@ func (in *interner) rowOf(s string, h int64) *coverageRow {
 
 // forgetTakenRows lets go of the rows TakeCoverage handed over.
 func (in *interner) forgetTakenRows() {
+	if in.last.row != nil && in.last.row.taken {
+		in.last.row = nil
+	}
 	for _, m := range []map[string]interned{in.cur, in.prev} {
 		for k, v := range m {
 			if v.row != nil && v.row.taken {
@@ -90,6 +104,9 @@ func (in *interner) setRow(s string, h int64, row *coverageRow) {
 	if v, ok := in.cur[s]; ok && (v.row != row || v.hour != h) {
 		v.row, v.hour = row, h
 		in.cur[s] = v
+	}
+	if in.last.s == s {
+		in.last.row, in.last.hour = row, h
 	}
 }
 
