@@ -44,7 +44,7 @@ func (d *Detector) SetEndpointLimitForTest(n int) {
 }
 
 // CheckEndpointRefsForTest recounts who holds each endpoint id (the span
-// records of live traces, the ring of buried spans) and checks the counts,
+// records and service lists of the traces, the ring of buried spans) and checks the counts,
 // that every id held names an endpoint, and that the ids the table finds by
 // name are its own and not retired.
 func (d *Detector) CheckEndpointRefsForTest() error {

@@ -18,8 +18,8 @@ type interner struct {
 }
 
 // interned is a string's one copy and, for a tenant, its coverage row of
-// the hour (coverage.go): ingest has just looked the tenant up here, so
-// the slot is in cache when rememberRow asks for the row.
+// the hour (coverage.go), which ingest asks for right after interning the
+// tenant (rememberRow answers from interner.last).
 type interned struct {
 	s    string
 	row  *coverageRow
@@ -126,7 +126,7 @@ type endpoint struct {
 	gen uint64
 
 	// The id is the endpoint's index in its table's byID. refs counts the
-	// span records and buried spans that hold it; an endpoint the table no
+	// span records, buried spans and trace service lists that hold it; an endpoint the table no
 	// longer finds by name (retired) frees its id when refs reaches 0, and
 	// not before, so an id in a record always names its endpoint.
 	id      uint32
@@ -240,8 +240,8 @@ func (t *endpointTable) release(e *endpoint) {
 // at is the endpoint with id, which a record holding it keeps alive.
 func (t *endpointTable) at(id uint32) *endpoint { return t.byID[id] }
 
-// hold and drop count a record (a span record or a buried span) taking and
-// letting go of an endpoint; holdID is hold for a record copied from
+// hold and drop count a record (a span record, a buried span or a trace's
+// entry in its services) taking and letting go of an endpoint; holdID is hold for a record copied from
 // another that holds it.
 func (t *endpointTable) hold(e *endpoint) uint32 {
 	e.refs++

@@ -375,8 +375,11 @@ func (sh *shard) serviceAt(ts *traceState, ep *endpoint) int {
 	return -1
 }
 
-// serviceNames are the trace's services, by name, sorted.
+// serviceNames are the trace's services, by name, sorted (nil for none).
 func (sh *shard) serviceNames(ts *traceState) []string {
+	if len(ts.services) == 0 {
+		return nil
+	}
 	out := make([]string, len(ts.services))
 	for i, id := range ts.services {
 		out[i] = sh.eps.at(id).service
