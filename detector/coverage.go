@@ -173,9 +173,10 @@ func (sh *shard) countTrace(ts *traceState) {
 		}
 		row.addService(svc, ServiceTraces{Traces: 1, TracesWithoutTenant: gap})
 	}
-	cross := ts.n().findings[idxCross]
+	notes := ts.n()
+	cross, blocked := notes.findings[idxCross], notes.findings[idxBlocked]
 	succeeded := cross != nil && cross.emitted && cross.status == StatusClosed
-	refused := ts.n().findings[idxBlocked] != nil && ts.n().findings[idxBlocked].emitted
+	refused := blocked != nil && blocked.emitted
 	if len(ts.tenants) == 0 {
 		row.counts.Traces++
 		return
@@ -186,9 +187,9 @@ func (sh *shard) countTrace(ts *traceState) {
 	// tenants and findings that close did not see.
 	counted := int(ts.tombTenants)
 	var hadCross, hadRefused bool
-	if ts.n().prior != nil {
-		_, hadCross = ts.n().prior.findings[RuleCrossTenantTrace]
-		_, hadRefused = ts.n().prior.findings[RuleBlockedAttempt]
+	if prior := notes.prior; prior != nil {
+		_, hadCross = prior.findings[RuleCrossTenantTrace]
+		_, hadRefused = prior.findings[RuleBlockedAttempt]
 	}
 	for i, t := range ts.tenants {
 		if i > 0 {

@@ -129,9 +129,9 @@ func (sh *shard) remember(f *Finding) {
 			}
 		}
 	}
-	if ts.n().prior != nil { // a tomb's, or a reopened trace's
-		if prev := ts.n().prior.findings[f.Rule]; prev != nil && prev.LeakID == f.LeakID {
-			ts.n().prior.findings[f.Rule] = with(prev)
+	if prior := ts.n().prior; prior != nil { // a tomb's, or a reopened trace's
+		if prev := prior.findings[f.Rule]; prev != nil && prev.LeakID == f.LeakID {
+			prior.findings[f.Rule] = with(prev)
 		}
 	}
 }

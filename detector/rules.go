@@ -80,18 +80,18 @@ func (sh *shard) evaluate(ts *traceState, now time.Time) {
 		}
 	}
 	if len(ts.tenants) >= 2 {
+		cross := ts.n().findings[idxCross]
 		switch {
 		case len(succeeded) > 0 || len(edges) == 0:
 			// No edge known yet (a parent still to come, tenants in separate
 			// roots) is treated as a leak: streaming detection errs towards
 			// telling on-call.
 			sh.judge(ts, idxCross, now)
-		case ts.n().findings[idxCross] != nil && ts.n().findings[idxCross].status == StatusOpen:
+		case cross != nil && cross.status == StatusOpen:
 			// Every crossing turned out refused: the blocked_attempt finding
 			// tells the story now.
-			f := ts.n().findings[idxCross]
-			f.status = StatusReclassified
-			sh.emit(ts, f, now, true)
+			cross.status = StatusReclassified
+			sh.emit(ts, cross, now, true)
 		}
 	}
 	if len(blocked) > 0 {
@@ -111,8 +111,8 @@ func (sh *shard) judge(ts *traceState, idx int, now time.Time) {
 	if f == nil {
 		rule := ruleByIndex[idx]
 		f = &finding{rule: rule, status: StatusOpen, detectedAt: now, leakID: LeakID(ts.id, rule)}
-		if ts.n().prior != nil {
-			if prev := ts.n().prior.findings[rule]; prev != nil {
+		if prior := ts.n().prior; prior != nil {
+			if prev := prior.findings[rule]; prev != nil {
 				// Reopened by a late span: continue the same finding.
 				f.emitted, f.detectedAt, f.shape, f.last = true, prev.DetectedAt, shapeOf(prev), prev
 			}
@@ -266,8 +266,8 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 		}
 	}
 	out.Spans = ev.spans
-	if ts.n().prior != nil {
-		if prev := ts.n().prior.findings[f.rule]; prev != nil {
+	if prior := ts.n().prior; prior != nil {
+		if prev := prior.findings[f.rule]; prev != nil {
 			mergePrior(&out, prev, sh.d.cfg.MaxEvidenceSpans)
 		}
 	}
