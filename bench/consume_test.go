@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tenantguard/tenantguard/bench/benchkit"
+	"github.com/tenantguard/tenantguard/bench/experiment"
 )
 
 // BenchmarkTenantguard: the processor alone, across the traffic parameters
@@ -61,7 +62,7 @@ func BenchmarkCompare(b *testing.B) {
 			h := newTenantguard(b, tgOpts{})
 			benchkit.RunThroughput(b, h, benchkit.NewRing(shape), benchkit.WarmFor(shape, 100_000))
 		})
-		for _, kind := range experiments {
+		for _, kind := range experiment.Kinds {
 			b.Run(benchkit.Name(kind, shape), func(b *testing.B) {
 				h := newExperiment(b, kind, 100_000)
 				benchkit.RunThroughput(b, h, benchkit.NewRing(shape), benchkit.WarmFor(shape, 100_000))
@@ -82,7 +83,7 @@ func BenchmarkCompareFresh(b *testing.B) {
 	b.Run(benchkit.Name(benchkit.Tenantguard, shape), func(b *testing.B) {
 		benchkit.RunFresh(b, ring, func(b *testing.B) *benchkit.Harness { return newTenantguard(b, tgOpts{}) })
 	})
-	for _, kind := range experiments {
+	for _, kind := range experiment.Kinds {
 		b.Run(benchkit.Name(kind, shape), func(b *testing.B) {
 			benchkit.RunFresh(b, ring, func(*testing.B) *benchkit.Harness { return newExperiment(b, kind, 100_000) })
 		})

@@ -84,7 +84,7 @@ fi
 
 if want 7; then
   echo "== 7. whole collector, with and without tenantguard"
-  go run ./load -spans 1000000 -rate 50000 -reps 3 | tee "$out/load.txt"
+  go run ./load -spans 1000000 -rate 50000 -reps 3 -experiment bounded | tee "$out/load.txt" # and the bounded prototype where tenantguard stands
 fi
 
 if want 9; then

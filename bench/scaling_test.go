@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tenantguard/tenantguard/bench/benchkit"
+	"github.com/tenantguard/tenantguard/bench/experiment"
 )
 
 // BenchmarkScalingCeiling is the experiment behind issue 15's 2-core
@@ -51,12 +52,12 @@ func BenchmarkScalingCeiling(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 	})
 	for _, leak := range []float64{0, 0.01} {
-		for _, kind := range []string{prototypeKind, boundedKind, benchkit.Tenantguard} {
+		for _, kind := range []string{experiment.Prototype, experiment.Bounded, benchkit.Tenantguard} {
 			for _, senders := range []int{1, 4} {
-				if kind == prototypeKind && (leak > 0 || senders > 1) {
+				if kind == experiment.Prototype && (leak > 0 || senders > 1) {
 					continue // no evidence, so leaking traffic is the same work; not concurrent
 				}
-				if kind == boundedKind && (leak == 0 || senders > 1) {
+				if kind == experiment.Bounded && (leak == 0 || senders > 1) {
 					continue // the prototype's work when nothing leaks; not concurrent
 				}
 				shape := benchkit.DefaultShape()

@@ -7,6 +7,14 @@
 //
 //	cd bench && go run ./load -spans 1000000 -rate 50000 -reps 3 | tee results/load.txt
 //
+// With -experiment KIND (bounded, prototype, ...: package experiment) each
+// repetition runs a third variant, the same config with that experiment
+// where tenantguard stands, and the collector is ./load/collector, which
+// holds all three, so the floor of the work is measured in the same
+// collector, the same run:
+//
+//	cd bench && go run ./load -experiment bounded -reps 6
+//
 // Results are printed in the benchmark format, so benchstat reads them:
 //
 //	go run golang.org/x/perf/cmd/benchstat@latest -col /collector results/load.txt
@@ -16,6 +24,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -24,6 +33,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +48,7 @@ import (
 	_ "google.golang.org/grpc/encoding/gzip" // the collector's otlp exporter compresses with gzip by default
 
 	"github.com/tenantguard/tenantguard/bench/benchkit"
+	"github.com/tenantguard/tenantguard/bench/experiment"
 )
 
 func main() {
@@ -46,11 +57,16 @@ func main() {
 		rate  = flag.Int("rate", 50_000, "spans per second the generator sends")
 		reps  = flag.Int("reps", 3, "repetitions of the pair (with, without); runs alternate")
 		repo  = flag.String("repo", "..", "repository root (where cmd/tenantguard is)")
-		bin   = flag.String("bin", "", "a built tenantguard collector (default: go build it from -repo)")
+		bin   = flag.String("bin", "", "a built collector: cmd/tenantguard, or ./load/collector with -experiment (default: go build it from -repo)")
 		leak  = flag.Float64("leak", 0.01, "fraction of traces that cross tenants")
+		exp   = flag.String("experiment", "", "also run the collector with this experiment (package experiment) where tenantguard stands; the collector is then ./load/collector")
 	)
 	flag.Parse()
-	if err := run(*spans, *rate, *reps, *repo, *bin, *leak); err != nil {
+	if *exp != "" && !slices.Contains(experiment.Kinds, *exp) {
+		fmt.Fprintf(os.Stderr, "load: -experiment %q is not one of %v\n", *exp, experiment.Kinds)
+		os.Exit(2)
+	}
+	if err := run(*spans, *rate, *reps, *repo, *bin, *leak, *exp); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
 	}
@@ -66,7 +82,14 @@ type result struct {
 	collectorLogSize int64
 }
 
-func run(spans, rate, reps int, repo, bin string, leak float64) error {
+// The variants of a repetition: the collector without tenantguard, with it,
+// and (-experiment) with an experiment in its place.
+const (
+	without = "without"
+	withTG  = "with-tenantguard"
+)
+
+func run(spans, rate, reps int, repo, bin string, leak float64, exp string) error {
 	tmp, err := os.MkdirTemp("", "tenantguard-load-")
 	if err != nil {
 		return err
@@ -77,6 +100,10 @@ func run(spans, rate, reps int, repo, bin string, leak float64) error {
 		start := time.Now()
 		cmd := exec.Command("go", "build", "-o", bin, "./cmd/tenantguard")
 		cmd.Dir = repo
+		if exp != "" {
+			cmd = exec.Command("go", "build", "-o", bin, "./load/collector")
+			cmd.Dir = filepath.Join(repo, "bench")
+		}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("building the collector: %w\n%s", err, out)
 		}
@@ -92,17 +119,23 @@ func run(spans, rate, reps int, repo, bin string, leak float64) error {
 	shape.LeakRate = leak
 	ring := benchkit.NewRing(shape)
 
+	variants := []string{without, withTG}
+	if exp != "" {
+		variants = append(variants, "with-"+exp)
+	}
 	fmt.Printf("# whole collector: OTLP/gRPC in, memory_limiter[, tenantguard], batch, otlp_grpc out to a loopback sink\n")
+	if exp != "" {
+		fmt.Printf("# collector ./load/collector; variant with-%s: the experiment %s where tenantguard stands\n", exp, exp)
+	}
 	fmt.Printf("# %d spans per run at %d spans/s, traffic %s\n", spans, rate, shape)
 	fmt.Printf("goos: linux\ngoarch: amd64\npkg: github.com/tenantguard/tenantguard/bench/load\n")
 	var all []result
 	for rep := range reps {
-		order := []bool{false, true}
-		if rep%2 == 1 {
-			order = []bool{true, false}
-		}
-		for _, with := range order {
-			r, err := runOnce(bin, tmp, sink, ring, spans, rate, with)
+		// Each repetition starts one variant later, so every variant runs
+		// first, second, ... equally often.
+		for i := range variants {
+			variant := variants[(rep+i)%len(variants)]
+			r, err := runOnce(bin, tmp, sink, ring, spans, rate, variant)
 			if err != nil {
 				return err
 			}
@@ -126,9 +159,11 @@ func run(spans, rate, reps int, repo, bin string, leak float64) error {
 	}
 	cpu := func(r result) float64 { return r.cpu.Seconds() }
 	rss := func(r result) float64 { return float64(r.peakRSS) / (1 << 20) }
-	fmt.Printf("# medians over %d runs each: CPU %.2fs with, %.2fs without: ratio %.3f; peak RSS %.0f MiB with, %.0f MiB without: ratio %.3f\n",
-		reps, med("with-tenantguard", cpu), med("without", cpu), med("with-tenantguard", cpu)/med("without", cpu),
-		med("with-tenantguard", rss), med("without", rss), med("with-tenantguard", rss)/med("without", rss))
+	for _, v := range variants[1:] {
+		fmt.Printf("# medians over %d runs each: CPU %.2fs %s, %.2fs without: ratio %.3f; peak RSS %.0f MiB %s, %.0f MiB without: ratio %.3f\n",
+			reps, med(v, cpu), v, med(without, cpu), med(v, cpu)/med(without, cpu),
+			med(v, rss), v, med(without, rss), med(v, rss)/med(without, rss))
+	}
 	return nil
 }
 
@@ -178,14 +213,33 @@ const tenantguardTmpl = `  tenantguard:
 // senders is how many exports may be in flight at once.
 const senders = 4
 
-func runOnce(bin, tmp string, sink *sink, ring *benchkit.Ring, spans, rate int, with bool) (result, error) {
-	variant := "without"
+// experimentTmpl puts an experiment where tenantguard stands, with the
+// same max_traces and its file on the same disk.
+const experimentTmpl = `  experiment:
+    kind: %s
+    max_traces: 100000
+    dir: %s
+`
+
+func runOnce(bin, tmp string, sink *sink, ring *benchkit.Ring, spans, rate int, variant string) (result, error) {
 	procs := "memory_limiter, batch"
 	tg := ""
-	if with {
-		variant = "with-tenantguard"
+	expFile := "" // a durable experiment's file of crossings, checked after the run
+	switch {
+	case variant == withTG:
 		procs = "memory_limiter, tenantguard, batch"
 		tg = fmt.Sprintf(tenantguardTmpl, filepath.Join(tmp, fmt.Sprintf("leaks-%d.jsonl", time.Now().UnixNano())))
+	case variant != without:
+		dir, err := os.MkdirTemp(tmp, "experiment-")
+		if err != nil {
+			return result{}, err
+		}
+		kind := strings.TrimPrefix(variant, "with-")
+		procs = "memory_limiter, experiment, batch"
+		tg = fmt.Sprintf(experimentTmpl, kind, dir)
+		if kind == experiment.Durable || kind == experiment.Bounded {
+			expFile = filepath.Join(dir, "evidence.jsonl")
+		}
 	}
 	addr, err := freeAddr()
 	if err != nil {
@@ -292,6 +346,7 @@ func runOnce(bin, tmp string, sink *sink, ring *benchkit.Ring, spans, rate int, 
 	bodies := make([][]byte, len(ring.Requests))
 	start := time.Now()
 	var sendErr error
+	crossings := 0 // crossing traces sent
 	for i := range n {
 		slot := i % len(ring.Requests)
 		if slot == 0 {
@@ -316,6 +371,7 @@ func runOnce(bin, tmp string, sink *sink, ring *benchkit.Ring, spans, rate int, 
 			break
 		}
 		work <- bodies[slot]
+		crossings += len(ring.Leaks[slot])
 	}
 	close(work)
 	wg.Wait()
@@ -343,6 +399,17 @@ func runOnce(bin, tmp string, sink *sink, ring *benchkit.Ring, spans, rate int, 
 	hwm, err := procHWM(pid)
 	if err != nil {
 		return result{}, err
+	}
+	if expFile != "" {
+		// The experiment writes each request's crossings before the
+		// request goes on, so all are in its file by now: one line each.
+		b, err := os.ReadFile(expFile)
+		if err != nil {
+			return result{}, err
+		}
+		if lines := bytes.Count(b, []byte("\n")); lines != crossings {
+			return result{}, fmt.Errorf("collector (%s) wrote %d crossings, want the %d sent", variant, lines, crossings)
+		}
 	}
 	st, _ := logf.Stat()
 	return result{variant: variant, cpu: cpu1 - cpu0, peakRSS: hwm, sendWall: sendWall,
