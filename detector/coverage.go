@@ -81,13 +81,6 @@ type traceCoverage struct {
 	// gaps has bit i set when traceState.services[i] sent a span without
 	// a tenant (the list holds at most 64 services).
 	gaps uint64
-	// row is the lead tenant's row in the hour the trace arrived, looked up
-	// when ingest saw that tenant (its name is in cache then), so that the
-	// close finds it without hashing the tenant again; nil when the row did
-	// not exist yet (the close creates it, so rows are created in the order
-	// traces close, as without this shortcut). A row a take has handed over
-	// meanwhile is marked taken and not used.
-	row *coverageRow
 }
 
 // withoutTenant records a span of the service at index i of
@@ -116,13 +109,12 @@ type coverageHour struct {
 	named int // tenants counted under their own name
 }
 
-// coverageRow is one tenant's counts in one hour: 240 bytes, Go's 240-byte
+// coverageRow is one tenant's counts in one hour: 232 bytes, in Go's 240-byte
 // size class, so a row may start mid-line. Closing a trace of up to four
 // services touches four or five cache lines of it (the fields read first,
 // then the counts, then the services in the order they were seen). A row
 // padded to 256 bytes, 256-byte aligned, did not measure better.
 type coverageRow struct {
-	taken    bool           // handed over by TakeCoverage (traceCoverage.row)
 	services []serviceTally // inline[:n], then grown onto the heap
 	counts   CoverageCounts
 	// inline holds the first five services: no memory access elsewhere
@@ -145,20 +137,15 @@ func (sh *shard) countTrace(ts *traceState) {
 	}
 	h := time.Unix(0, ts.arrived).Unix() / 3600
 	hr := sh.cov.hour(h)
-	row := ts.cov.row
-	if row == nil || row.taken {
-		if len(ts.tenants) == 0 {
-			row = hr.row(NoTenant, max)
-		} else {
-			// The next traces of the tenant find the row at ingest.
-			row = hr.row(ts.tenants[0], max)
-			sh.strs.setRow(ts.tenants[0], h, row)
-		}
+	lead := NoTenant
+	if ts.tenants.n > 0 {
+		lead = sh.tenantsOf(ts)[0]
 	}
+	row := hr.row(lead, max)
 	row.counts.Spans += uint64(ts.spanCount)
 	row.counts.SpansMissingTenant += uint64(ts.cov.missing)
 	row.counts.UnscopedQueries += uint64(ts.cov.unscoped)
-	for i, id := range ts.services {
+	for i, id := range sh.servicesOf(ts) {
 		svc := sh.eps.at(id).service
 		var gap uint64
 		if i < 64 {
@@ -173,11 +160,11 @@ func (sh *shard) countTrace(ts *traceState) {
 		}
 		row.addService(svc, ServiceTraces{Traces: 1, TracesWithoutTenant: gap})
 	}
-	notes := ts.n()
+	notes := sh.n(ts)
 	cross, blocked := notes.findings[idxCross], notes.findings[idxBlocked]
 	succeeded := cross != nil && cross.emitted && cross.status == StatusClosed
 	refused := blocked != nil && blocked.emitted
-	if len(ts.tenants) == 0 {
+	if int(ts.tenants.n) == 0 {
 		row.counts.Traces++
 		return
 	}
@@ -191,7 +178,7 @@ func (sh *shard) countTrace(ts *traceState) {
 		_, hadCross = prior.findings[RuleCrossTenantTrace]
 		_, hadRefused = prior.findings[RuleBlockedAttempt]
 	}
-	for i, t := range ts.tenants {
+	for i, t := range sh.tenantsOf(ts) {
 		if i > 0 {
 			row = hr.row(t, max)
 		}
@@ -222,19 +209,6 @@ func (c *coverageTable) hour(h int64) *coverageHour {
 	}
 	c.last, c.lastHour = hr, h
 	return hr
-}
-
-// rememberRow points a trace at its lead tenant's row, if the row exists
-// already, when ingest has just seen that tenant (see traceCoverage.row).
-// It creates nothing: rows are created when traces close.
-func (sh *shard) rememberRow(ts *traceState, lead string) {
-	if sh.d.cfg.CoverageMaxTenants <= 0 {
-		return
-	}
-	// The interner's slot for lead is in cache: normalize has just looked
-	// it up. The row itself is not read here (it is cold; the close reads
-	// it, and checks it was not taken meanwhile).
-	ts.cov.row = sh.strs.rowOf(lead, time.Unix(0, ts.arrived).Unix()/3600)
 }
 
 // row returns the tenant's row, or OtherTenants' once the hour has max
@@ -309,7 +283,6 @@ func (d *Detector) TakeCoverage(before time.Time) []TenantHour {
 			delete(sh.cov.hours, h)
 			sh.cov.last = nil
 			for tenant, r := range hr.rows {
-				r.taken = true // traces holding it count into a new row
 				k := key{h, tenant}
 				m, ok := merged[k]
 				if !ok {
@@ -322,7 +295,6 @@ func (d *Detector) TakeCoverage(before time.Time) []TenantHour {
 				}
 			}
 		}
-		sh.strs.forgetTakenRows()
 		sh.mu.Unlock()
 	}
 	out := make([]TenantHour, 0, len(merged))

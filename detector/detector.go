@@ -396,10 +396,10 @@ func (b *Batch) Close() (judgedElsewhere bool) {
 		case ts != nil && ts.kind == entryLive:
 			// Not dirty: the spans of this batch were judged already. By
 			// whom: listed says (evaluate).
-			if ts.listed != ^b.seq && ts.listed != b.seq && ts.holdsFinding() {
+			if ts.listed != ^b.seq && ts.listed != b.seq && sh.holdsFinding(ts) {
 				judgedElsewhere = true
 			}
-		case ts == nil || ts.n().prior != nil:
+		case ts == nil || sh.n(ts).prior != nil:
 			// Closed since Add, its entry gone or a tomb that kept a finding.
 			judgedElsewhere = true
 		}

@@ -69,10 +69,10 @@ func (sh *shard) checkEndpointRefs() error {
 	held := map[uint32]int32{}
 	for i := int32(0); i < sh.slab.n; i++ {
 		ts := sh.slab.at(i)
-		for _, r := range ts.spans {
+		for _, r := range sh.spansOf(ts) {
 			held[r.ep]++
 		}
-		for _, id := range ts.services {
+		for _, id := range sh.servicesOf(ts) {
 			held[id]++
 		}
 	}

@@ -122,14 +122,14 @@ func (sh *shard) remember(f *Finding) {
 		return
 	}
 	if ts.kind == entryLive {
-		for _, tf := range ts.n().findings {
+		for _, tf := range sh.n(ts).findings {
 			if tf != nil && tf.leakID == f.LeakID && tf.last != nil {
 				tf.last = with(tf.last)
 				return
 			}
 		}
 	}
-	if prior := ts.n().prior; prior != nil { // a tomb's, or a reopened trace's
+	if prior := sh.n(ts).prior; prior != nil { // a tomb's, or a reopened trace's
 		if prev := prior.findings[f.Rule]; prev != nil && prev.LeakID == f.LeakID {
 			prior.findings[f.Rule] = with(prev)
 		}

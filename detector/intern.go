@@ -9,105 +9,48 @@ import "strings"
 // bounded even under unbounded name cardinality, while strings already held
 // by traces stay valid (they are ordinary Go strings).
 type interner struct {
-	cur, prev map[string]interned
+	cur, prev map[string]string
 	limit     int
-	// last is what the latest intern found or made: ingest asks for the
-	// row of the tenant it has just interned (rowOf), and finds it here
-	// without probing the map a second time.
-	last interned
-}
-
-// interned is a string's one copy and, for a tenant, its coverage row of
-// the hour (coverage.go), which ingest asks for right after interning the
-// tenant (rememberRow answers from interner.last).
-type interned struct {
-	s    string
-	row  *coverageRow
-	hour int64 // the row's hour
 }
 
 func newInterner(limit int) *interner {
-	return &interner{cur: make(map[string]interned, 256), limit: limit}
+	return &interner{cur: make(map[string]string, 256), limit: limit}
 }
 
 func (in *interner) intern(s string) string {
 	if v, ok := in.cur[s]; ok {
-		in.last = v
-		return v.s
+		return v
 	}
 	if v, ok := in.prev[s]; ok {
 		in.put(v)
-		return v.s
+		return v
 	}
-	v := interned{s: strings.Clone(s)}
+	v := strings.Clone(s)
 	in.put(v)
-	return v.s
+	return v
 }
 
 // internBytes looks up without allocating when the string is known; the
 // compiler does not copy b for the map index.
 func (in *interner) internBytes(b []byte) string {
 	if v, ok := in.cur[string(b)]; ok {
-		in.last = v
-		return v.s
+		return v
 	}
 	if v, ok := in.prev[string(b)]; ok {
 		in.put(v)
-		return v.s
+		return v
 	}
-	v := interned{s: string(b)}
+	v := string(b)
 	in.put(v)
-	return v.s
+	return v
 }
 
-func (in *interner) put(v interned) {
+func (in *interner) put(v string) {
 	if len(in.cur) >= in.limit {
 		in.prev = in.cur
-		in.cur = make(map[string]interned, len(in.prev))
+		in.cur = make(map[string]string, len(in.prev))
 	}
-	in.cur[v.s] = v
-	in.last = v
-}
-
-// rowOf is the coverage row remembered for the interned tenant s in hour
-// h, nil when there is none.
-func (in *interner) rowOf(s string, h int64) *coverageRow {
-	v, ok := in.last, in.last.s == s
-	if !ok {
-		v, ok = in.cur[s]
-	}
-	if ok && v.row != nil && v.hour == h {
-		return v.row
-	}
-	return nil
-}
-
-// forgetTakenRows lets go of the rows TakeCoverage handed over.
-func (in *interner) forgetTakenRows() {
-	if in.last.row != nil && in.last.row.taken {
-		in.last.row = nil
-	}
-	for _, m := range []map[string]interned{in.cur, in.prev} {
-		for k, v := range m {
-			if v.row != nil && v.row.taken {
-				v.row = nil
-				m[k] = v
-			}
-		}
-	}
-}
-
-// setRow remembers the interned tenant s's coverage row in hour h (a
-// string not in the current generation is left alone: its next intern
-// brings it back, and a later close remembers the row again).
-func (in *interner) setRow(s string, h int64, row *coverageRow) {
-	if v, ok := in.cur[s]; ok && (v.row != row || v.hour != h) {
-		v.row, v.hour = row, h
-		in.cur[s] = v
-	}
-	if in.last.s == s {
-		in.last.row, in.last.hour = row, h
-	}
+	in.cur[v] = v
 }
 
 // endpoint is a (service, span name) pair, interned so a span record holds

@@ -8,7 +8,7 @@ import (
 )
 
 // TestMain checks, once every test has run, that nothing wrote into
-// noNotes, the notes every trace without any reads (traceState.n): a write
+// noNotes, the notes every trace without any reads (shard.n): a write
 // there would give every such trace another's findings.
 func TestMain(m *testing.M) {
 	code := m.Run()

@@ -59,10 +59,10 @@ type edgeRef struct {
 func (sh *shard) evaluate(ts *traceState, now time.Time) {
 	ts.dirty = false
 	ts.listed = ^sh.holder.seq
-	if ts.n().allowedBy != "" {
+	if sh.n(ts).allowedBy != "" {
 		// Streaming means a finding may have gone out before the allow-listed
 		// span arrived; withdraw it so nobody acts on it.
-		for _, f := range ts.n().findings {
+		for _, f := range sh.n(ts).findings {
 			if f != nil && f.status == StatusOpen {
 				f.status = StatusAllowed
 				sh.emit(ts, f, now, true)
@@ -79,8 +79,8 @@ func (sh *shard) evaluate(ts *traceState, now time.Time) {
 			succeeded = append(succeeded, e)
 		}
 	}
-	if len(ts.tenants) >= 2 {
-		cross := ts.n().findings[idxCross]
+	if int(ts.tenants.n) >= 2 {
+		cross := sh.n(ts).findings[idxCross]
 		switch {
 		case len(succeeded) > 0 || len(edges) == 0:
 			// No edge known yet (a parent still to come, tenants in separate
@@ -97,21 +97,21 @@ func (sh *shard) evaluate(ts *traceState, now time.Time) {
 	if len(blocked) > 0 {
 		sh.judge(ts, idxBlocked, now)
 	}
-	if len(ts.n().mismatches) > 0 {
+	if len(sh.n(ts).mismatches) > 0 {
 		sh.judge(ts, idxMismatch, now)
 	}
-	if len(ts.n().keys) > 0 {
+	if len(sh.n(ts).keys) > 0 {
 		sh.judge(ts, idxKey, now)
 	}
 }
 
 // judge creates or updates the trace's finding for one rule.
 func (sh *shard) judge(ts *traceState, idx int, now time.Time) {
-	f := ts.n().findings[idx]
+	f := sh.n(ts).findings[idx]
 	if f == nil {
 		rule := ruleByIndex[idx]
 		f = &finding{rule: rule, status: StatusOpen, detectedAt: now, leakID: LeakID(ts.id, rule)}
-		if prior := ts.n().prior; prior != nil {
+		if prior := sh.n(ts).prior; prior != nil {
 			if prev := prior.findings[rule]; prev != nil {
 				// Reopened by a late span: continue the same finding.
 				f.emitted, f.detectedAt, f.shape, f.last = true, prev.DetectedAt, shapeOf(prev), prev
@@ -180,12 +180,13 @@ func indexOfRule(r Rule) int {
 // build assembles a finding version from the trace's state (and, for a
 // trace reopened by late spans, what was said before it closed).
 func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
+	spans := sh.spansOf(ts)
 	out := Finding{
 		LeakID:     f.leakID,
 		Rule:       f.rule,
 		Status:     f.status,
 		TraceID:    ts.id,
-		Tenants:    sortedCopy(ts.tenants),
+		Tenants:    sortedCopy(sh.tenantsOf(ts)),
 		Services:   sh.serviceNames(ts),
 		SpanCount:  ts.spanCount,
 		ArrivedAt:  timeAt(ts.arrived, now),
@@ -194,7 +195,7 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 		DetectedAt: f.detectedAt,
 	}
 	if f.status == StatusAllowed {
-		out.AllowedBy = ts.n().allowedBy
+		out.AllowedBy = sh.n(ts).allowedBy
 	}
 	ev := evidenceSet{max: sh.d.cfg.MaxEvidenceSpans}
 	switch f.rule {
@@ -209,14 +210,14 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 		if f.rule == RuleCrossTenantTrace {
 			// A crossing without a known edge still needs one span per tenant.
 			var first [maxTenantsPerTrace + 1]int32 // 1-based tenant → its first span + 1
-			for i := range ts.spans {
-				if t := ts.spans[i].tenant; t != 0 && first[t] == 0 {
+			for i := range spans {
+				if t := spans[i].tenant; t != 0 && first[t] == 0 {
 					first[t] = int32(i) + 1
 				}
 			}
-			for ti := 0; ti < len(ts.tenants) && len(ev.spans) < ev.max; ti++ {
-				if i := first[ti+1]; i != 0 && !ev.hasTenant(ts.tenants[ti]) {
-					ev.add(sh.evidence(ts, &ts.spans[i-1]))
+			for ti := 0; ti < int(ts.tenants.n) && len(ev.spans) < ev.max; ti++ {
+				if i := first[ti+1]; i != 0 && !ev.hasTenant(sh.tenantsOf(ts)[ti]) {
+					ev.add(sh.evidence(ts, &spans[i-1]))
 				}
 			}
 		}
@@ -234,7 +235,7 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 			seen[t] = struct{}{}
 		}
 	values:
-		for _, m := range ts.n().mismatches {
+		for _, m := range sh.n(ts).mismatches {
 			for _, v := range m.Values {
 				if len(out.Tenants) >= maxTenantsPerTrace {
 					break values
@@ -246,27 +247,27 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 			}
 		}
 		slices.Sort(out.Tenants)
-		out.Mismatches = append([]Mismatch(nil), ts.n().mismatches...)
+		out.Mismatches = append([]Mismatch(nil), sh.n(ts).mismatches...)
 		out.Severity, out.Reason = sh.offenderSeverity(ts, SeverityHigh, "the disagreeing request was served")
 	case RuleForeignSigningKey:
-		for _, k := range ts.n().keys {
+		for _, k := range sh.n(ts).keys {
 			if k.KeyTenant != "" {
 				out.Tenants = addTenant(out.Tenants, k.KeyTenant)
 			}
 		}
 		slices.Sort(out.Tenants)
-		out.Keys = append([]KeyUse(nil), ts.n().keys...)
+		out.Keys = append([]KeyUse(nil), sh.n(ts).keys...)
 		out.Severity, out.Reason = sh.offenderSeverity(ts, SeverityCritical, "a token verified with another tenant's (or a global) key was accepted")
 	}
 	if f.rule == RuleTenantMismatch || f.rule == RuleForeignSigningKey {
-		for i := range ts.spans {
-			if ts.spans[i].flags&flagEvidence != 0 {
-				ev.add(sh.evidence(ts, &ts.spans[i]))
+		for i := range spans {
+			if spans[i].flags&flagEvidence != 0 {
+				ev.add(sh.evidence(ts, &spans[i]))
 			}
 		}
 	}
 	out.Spans = ev.spans
-	if prior := ts.n().prior; prior != nil {
+	if prior := sh.n(ts).prior; prior != nil {
 		if prev := prior.findings[f.rule]; prev != nil {
 			mergePrior(&out, prev, sh.d.cfg.MaxEvidenceSpans)
 		}
@@ -281,18 +282,19 @@ func (sh *shard) build(ts *traceState, f *finding, now time.Time) Finding {
 // and it need not be on the crossing edge (the edge may enter the foreign
 // tenant at a service whose query runs further down).
 func (sh *shard) crossSeverity(ts *traceState, out *Finding, ev *evidenceSet) (Severity, string) {
+	spans := sh.spansOf(ts)
 	if out.Rule == RuleBlockedAttempt {
 		return SeverityLow, "the crossing was refused: isolation held"
 	}
 	// The first data-bearing span each tenant reached, in one pass.
 	var data map[string]*spanRec
-	for i := range ts.spans {
-		r := &ts.spans[i]
+	for i := range spans {
+		r := &spans[i]
 		if r.flags&flagData != 0 && r.flags&flagBlocked == 0 && r.tenant != 0 {
 			if data == nil {
 				data = map[string]*spanRec{}
 			}
-			if t := ts.tenantOf(r); data[t] == nil {
+			if t := sh.tenantOf(ts, r); data[t] == nil {
 				data[t] = r
 			}
 		}
@@ -315,8 +317,9 @@ func (sh *shard) crossSeverity(ts *traceState, out *Finding, ev *evidenceSet) (S
 
 // offenderSeverity is low when every offending span was refused.
 func (sh *shard) offenderSeverity(ts *traceState, served Severity, reason string) (Severity, string) {
-	for i := range ts.spans {
-		r := &ts.spans[i]
+	spans := sh.spansOf(ts)
+	for i := range spans {
+		r := &spans[i]
 		if r.flags&flagEvidence != 0 && r.flags&flagBlocked == 0 {
 			return served, reason
 		}
@@ -325,10 +328,11 @@ func (sh *shard) offenderSeverity(ts *traceState, served Severity, reason string
 }
 
 func (sh *shard) edge(ts *traceState, e edgeRef, ev *evidenceSet) CrossingEdge {
-	to := &ts.spans[e.to]
+	spans := sh.spansOf(ts)
+	to := &spans[e.to]
 	toEP := sh.eps.at(to.ep)
 	ce := CrossingEdge{
-		To:      EdgeEnd{SpanID: to.id, Service: toEP.service, Name: toEP.name, Tenant: ts.tenantOf(to)},
+		To:      EdgeEnd{SpanID: to.id, Service: toEP.service, Name: toEP.name, Tenant: sh.tenantOf(ts, to)},
 		Hops:    e.hops,
 		Outcome: OutcomeSucceeded,
 	}
@@ -336,11 +340,11 @@ func (sh *shard) edge(ts *traceState, e edgeRef, ev *evidenceSet) CrossingEdge {
 		ce.Outcome = OutcomeBlocked
 	}
 	if e.from < 0 {
-		ce.From, ce.Link = ts.n().links[e.link].from, true
+		ce.From, ce.Link = sh.n(ts).links[e.link].from, true
 	} else {
-		from := &ts.spans[e.from]
+		from := &spans[e.from]
 		fromEP := sh.eps.at(from.ep)
-		ce.From = EdgeEnd{SpanID: from.id, Service: fromEP.service, Name: fromEP.name, Tenant: ts.tenantOf(from)}
+		ce.From = EdgeEnd{SpanID: from.id, Service: fromEP.service, Name: fromEP.name, Tenant: sh.tenantOf(ts, from)}
 		ev.add(sh.evidence(ts, from))
 	}
 	ev.add(sh.evidence(ts, to))
@@ -432,7 +436,7 @@ func (s *evidenceSet) hasTenant(t string) bool {
 
 func (sh *shard) evidence(ts *traceState, r *spanRec) EvidenceSpan {
 	ep := sh.eps.at(r.ep)
-	e := EvidenceSpan{SpanID: r.id, ParentID: r.parent, Service: ep.service, Name: ep.name, Tenant: ts.tenantOf(r),
+	e := EvidenceSpan{SpanID: r.id, ParentID: r.parent, Service: ep.service, Name: ep.name, Tenant: sh.tenantOf(ts, r),
 		Outcome: OutcomeSucceeded, Data: r.flags&flagData != 0}
 	if r.flags&flagBlocked != 0 {
 		e.Outcome = OutcomeBlocked
@@ -451,27 +455,28 @@ func (sh *shard) evidence(ts *traceState, r *spanRec) EvidenceSpan {
 // tenants, and is linear in the spans kept, using an index map the shard
 // reuses.
 func (sh *shard) crossingEdges(ts *traceState) []edgeRef {
-	if len(ts.tenants) < 2 {
+	spans := sh.spansOf(ts)
+	if int(ts.tenants.n) < 2 {
 		return nil
 	}
 	idx := sh.index
 	clear(idx)
-	for i := range ts.spans {
-		if _, dup := idx[ts.spans[i].id]; !dup {
-			idx[ts.spans[i].id] = int32(i)
+	for i := range spans {
+		if _, dup := idx[spans[i].id]; !dup {
+			idx[spans[i].id] = int32(i)
 		}
 	}
 	// Each span's nearest tenant-carrying ancestor is found once and
 	// remembered, so the walks cost O(spans) together however deep the
 	// tenantless chains are; a parent loop without a tenant has none.
 	anc := sh.anc[:0]
-	for range ts.spans {
+	for range spans {
 		anc = append(anc, ancestor{span: ancUnknown})
 	}
 	sh.anc = anc
 	var edges []edgeRef
-	for i := range ts.spans {
-		c := &ts.spans[i]
+	for i := range spans {
+		c := &spans[i]
 		if c.tenant == 0 || c.parent.IsEmpty() || idx[c.id] != int32(i) {
 			// No tenant, a root, or a second delivery of a span (an
 			// exporter retry): no edge of its own.
@@ -485,12 +490,12 @@ func (sh *shard) crossingEdges(ts *traceState) []edgeRef {
 		if a.span < 0 {
 			continue
 		}
-		if ts.spans[a.span].tenant != c.tenant {
+		if spans[a.span].tenant != c.tenant {
 			edges = append(edges, edgeRef{from: a.span, to: int32(i), hops: int(a.hops), blocked: c.flags&flagBlocked != 0})
 		}
 	}
-	for li, le := range ts.n().links {
-		if to := &ts.spans[le.to]; to.tenant != 0 && ts.tenantOf(to) != le.from.Tenant {
+	for li, le := range sh.n(ts).links {
+		if to := &spans[le.to]; to.tenant != 0 && sh.tenantOf(ts, to) != le.from.Tenant {
 			edges = append(edges, edgeRef{from: -1, to: le.to, link: int32(li), blocked: le.blocked})
 		}
 	}
@@ -513,6 +518,7 @@ const (
 // its parent's answer one hop further. It walks up until a known answer,
 // then fills in every span it passed.
 func (sh *shard) nearestTenant(ts *traceState, j int32) ancestor {
+	spans := sh.spansOf(ts)
 	anc, path := sh.anc, sh.path[:0]
 	var res ancestor
 	for {
@@ -523,7 +529,7 @@ func (sh *shard) nearestTenant(ts *traceState, j int32) ancestor {
 			}
 			break
 		}
-		r := &ts.spans[j]
+		r := &spans[j]
 		if r.tenant != 0 {
 			res = ancestor{span: j}
 			anc[j] = res
@@ -588,7 +594,7 @@ func (sh *shard) checkQuery(ts *traceState, s *Span, ep *endpoint, now time.Time
 func (sh *shard) standalone(rule Rule, sev Severity, ts *traceState, s *Span, ep *endpoint, now, window time.Time) Finding {
 	out := Finding{
 		LeakID: windowLeakID(rule, ep.service, ep.name, window), Rule: rule, Severity: sev, Status: StatusClosed,
-		TraceID: s.TraceID, Tenants: sortedCopy(ts.tenants), Services: []string{ep.service}, SpanCount: 1,
+		TraceID: s.TraceID, Tenants: sortedCopy(sh.tenantsOf(ts)), Services: []string{ep.service}, SpanCount: 1,
 		ArrivedAt: now, FirstSeen: timeAt(ts.firstSeen, now), LastSeen: timeAt(ts.lastSeenForEvidence(), now), DetectedAt: now, New: true,
 		Spans: []EvidenceSpan{{SpanID: s.SpanID, ParentID: s.ParentID, Service: ep.service, Name: ep.name,
 			Outcome: OutcomeSucceeded, Data: s.Data != DataNone}},

@@ -38,18 +38,23 @@ type linkEdge struct {
 	blocked bool
 }
 
+// traceState is a trace's entry in the shard's slab (table.go). It holds
+// no pointer: its variable-length parts are chunks of the slab's arenas,
+// its notes a number, so the garbage collector never reads the slab. In a
+// collector, which collects every second or so, marking a pointer per
+// buffer per trace cost about a third of what tenantguard added to the
+// collector's CPU (BENCHMARKS.md, section 7). TestStateRecordSizes holds
+// it free of pointers.
 type traceState struct {
-	// The fields with pointers come first, together: the garbage collector
-	// reads every pointer word of every entry on each cycle, so they should
-	// share as few cache lines as possible (see traceNotes).
-	tenants []string // distinct tenants in arrival order (shared tenants excluded)
+	// tenants are the trace's distinct tenants in arrival order (shared
+	// tenants excluded): shard.tenantsOf.
+	tenants chunk
 	// services are the trace's distinct services in arrival order, each as
-	// the id of its first endpoint, held (endpointTable.hold): ids, not
-	// names, so that the collector does not mark a string per service and
-	// trace on every cycle (traceNotes says why that matters).
-	services []uint32
-	spans    []spanRec
-	notes    *traceNotes // nil for most traces
+	// the id of its first endpoint, held (endpointTable.hold):
+	// shard.servicesOf.
+	services chunk
+	spans    chunk // the span records: shard.spansOf
+	notes    int32 // the number of the trace's notes (slab.notesAt); 0 for most traces, which have none
 	cov      traceCoverage
 	id       TraceID
 	// Times are unix nanoseconds (8 bytes, not time.Time's 24: a quarter
@@ -83,11 +88,9 @@ type traceState struct {
 
 // traceNotes holds what few traces have: their findings, the evidence
 // details behind them, the allow rule that excused them, and what the
-// detector said before a close. They sit behind one pointer, nil for most
-// traces, because the garbage collector reads every pointer word of every
-// entry on each cycle: with them in the entry (14 pointer words over five
-// cache lines), 100,000 traces in memory cost each collection ~19 ms of
-// CPU (bench/BenchmarkGCMark), and a collector collects every second or so.
+// detector said before a close. A trace numbers its notes (0: none), so
+// that its entry holds no pointer (traceState); the slab's table of notes
+// holds one pointer per trace that has some.
 type traceNotes struct {
 	findings [numRules]*finding
 	// prior holds what this detector said about the trace before it was
@@ -104,19 +107,19 @@ type traceNotes struct {
 var noNotes traceNotes
 
 // n is the trace's notes, to read.
-func (ts *traceState) n() *traceNotes {
-	if ts.notes != nil {
-		return ts.notes
+func (sh *shard) n(ts *traceState) *traceNotes {
+	if ts.notes != 0 {
+		return sh.slab.notesAt(ts.notes)
 	}
 	return &noNotes
 }
 
 // note is the trace's notes, to write: made when it has none.
 func (sh *shard) note(ts *traceState) *traceNotes {
-	if ts.notes == nil {
-		ts.notes = sh.slab.getNotes()
+	if ts.notes == 0 {
+		ts.notes = sh.slab.newNotes()
 	}
-	return ts.notes
+	return sh.slab.notesAt(ts.notes)
 }
 
 type shard struct {
@@ -168,7 +171,7 @@ func newShard(d *Detector, limit int) *shard {
 	if d.cfg.LateWindow > 0 {
 		entries = 2 * limit
 	}
-	return &shard{
+	sh := &shard{
 		d:         d,
 		traces:    newTraceIndex(),
 		slab:      newSlab(entries),
@@ -181,7 +184,15 @@ func newShard(d *Detector, limit int) *shard {
 		svcs:      make(map[string]*serviceCounts),
 		buriedCap: buriedCapFor(limit),
 	}
+	sh.slab.preallocate(int32(min(limit, preallocTraces)))
+	return sh
 }
+
+// preallocTraces caps the live traces a shard makes room for when it is
+// made (slab.preallocate): the default max_traces fits, and a larger
+// state grows past it as it fills, so that a huge max_traces does not
+// take its address space at start.
+const preallocTraces = 1 << 16
 
 // MaxNameLength caps the service and span names the detector keeps: its
 // name tables hold thousands of them for as long as they are in use, so a
@@ -265,11 +276,11 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) *traceState {
 	}
 	ep.svc.spans++
 	svcAt := sh.serviceAt(ts, ep)
-	if svcAt < 0 && len(ts.services) < maxServicesPerTrace {
-		ts.services = append(ts.services, sh.eps.hold(ep))
-		svcAt = len(ts.services) - 1
+	if svcAt < 0 && ts.services.n < maxServicesPerTrace {
+		sh.slab.serviceIDs.push(&ts.services, sh.eps.hold(ep))
+		svcAt = int(ts.services.n) - 1
 	}
-	if ts.n().allowedBy == "" {
+	if sh.n(ts).allowedBy == "" {
 		if s.AllowedBy != "" {
 			sh.note(ts).allowedBy = strings.Clone(s.AllowedBy)
 		} else if _, ok := d.allowSvc[ep.service]; ok && len(d.allowSvc) > 0 {
@@ -296,7 +307,7 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) *traceState {
 		rt := &s.Tenants[i]
 		t, ok, known := "", false, false
 		if int(rt.KeyIndex) < len(d.keys) {
-			t, ok, known = sh.normalize(rt.Value, ts.tenants)
+			t, ok, known = sh.normalize(rt.Value, sh.tenantsOf(ts))
 		} else {
 			d.stats.rejected.Add(1)
 		}
@@ -332,13 +343,10 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) *traceState {
 			sh.missingTenant(ts, s, ep, now)
 		}
 	} else {
-		idx := indexOf(ts.tenants, primary)
-		if idx < 0 && len(ts.tenants) < maxTenantsPerTrace {
-			ts.tenants = append(ts.tenants, primary)
-			idx = len(ts.tenants) - 1
-			if idx == 0 {
-				sh.rememberRow(ts, primary)
-			}
+		idx := indexOf(sh.tenantsOf(ts), primary)
+		if idx < 0 && int(ts.tenants.n) < maxTenantsPerTrace {
+			sh.slab.tenantNames.push(&ts.tenants, primary)
+			idx = int(ts.tenants.n) - 1
 		}
 		if idx >= 0 {
 			rec.tenant = uint8(idx + 1)
@@ -356,9 +364,9 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) *traceState {
 	if s.Query != "" && d.sql != nil && sh.checkQuery(ts, s, ep, now) {
 		ts.cov.unscoped++
 	}
-	if len(ts.spans) < d.cfg.MaxSpansPerTrace {
+	if int(ts.spans.n) < d.cfg.MaxSpansPerTrace {
 		rec.ep = sh.eps.hold(ep)
-		ts.spans = append(ts.spans, rec)
+		sh.slab.spanRecs.push(&ts.spans, rec)
 	} else {
 		d.stats.overCap.Add(1)
 	}
@@ -367,7 +375,7 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) *traceState {
 
 // serviceAt is the index of ep's service in ts.services, -1 when absent.
 func (sh *shard) serviceAt(ts *traceState, ep *endpoint) int {
-	for i, id := range ts.services {
+	for i, id := range sh.servicesOf(ts) {
 		if id == ep.id || sh.eps.at(id).service == ep.service {
 			return i
 		}
@@ -377,11 +385,12 @@ func (sh *shard) serviceAt(ts *traceState, ep *endpoint) int {
 
 // serviceNames are the trace's services, by name, sorted (nil for none).
 func (sh *shard) serviceNames(ts *traceState) []string {
-	if len(ts.services) == 0 {
+	ids := sh.servicesOf(ts)
+	if len(ids) == 0 {
 		return nil
 	}
-	out := make([]string, len(ts.services))
-	for i, id := range ts.services {
+	out := make([]string, len(ids))
+	for i, id := range ids {
 		out[i] = sh.eps.at(id).service
 	}
 	slices.Sort(out)
@@ -389,13 +398,12 @@ func (sh *shard) serviceNames(ts *traceState) []string {
 }
 
 // releaseServices lets go of the trace's services: their endpoints, then
-// their buffer, which goes to the next traces.
+// their chunk, which goes to the next traces.
 func (sh *shard) releaseServices(ts *traceState) {
-	for _, id := range ts.services {
+	for _, id := range sh.servicesOf(ts) {
 		sh.eps.drop(id)
 	}
-	sh.slab.services.put(ts.services)
-	ts.services = nil
+	sh.slab.serviceIDs.free(&ts.services)
 }
 
 // recordMismatch describes a mismatching span; norm holds its values as
@@ -406,11 +414,11 @@ func (sh *shard) releaseServices(ts *traceState) {
 const maxMismatchValues = maxTenantsPerTrace
 
 func (sh *shard) recordMismatch(ts *traceState, s *Span, ep *endpoint, norm []string) {
-	if len(ts.n().mismatches) >= sh.d.cfg.MaxEvidenceSpans {
+	if len(sh.n(ts).mismatches) >= sh.d.cfg.MaxEvidenceSpans {
 		return
 	}
-	for i := range ts.n().mismatches {
-		if ts.n().mismatches[i].SpanID == s.SpanID {
+	for i := range sh.n(ts).mismatches {
+		if sh.n(ts).mismatches[i].SpanID == s.SpanID {
 			return // the same span delivered again
 		}
 	}
@@ -451,7 +459,7 @@ func (sh *shard) checkKeys(ts *traceState, s *Span, ep *endpoint, spanTenant str
 			continue
 		}
 		found = true
-		if len(ts.n().keys) >= sh.d.cfg.MaxEvidenceSpans || hasKeyUse(ts.n().keys, s.SpanID, b.attribute) {
+		if len(sh.n(ts).keys) >= sh.d.cfg.MaxEvidenceSpans || hasKeyUse(sh.n(ts).keys, s.SpanID, b.attribute) {
 			continue
 		}
 		use.Identifier = strings.Clone(id.Value)
@@ -556,10 +564,11 @@ func (sh *shard) linkEnd(l Link) (EdgeEnd, bool) {
 		return EdgeEnd{}, false
 	}
 	if ts.kind == entryLive {
-		for i := range ts.spans {
-			r := &ts.spans[i]
+		spans := sh.spansOf(ts)
+		for i := range spans {
+			r := &spans[i]
 			if r.id == l.SpanID {
-				t := ts.tenantOf(r)
+				t := sh.tenantOf(ts, r)
 				ep := sh.eps.at(r.ep)
 				return EdgeEnd{TraceID: l.TraceID, SpanID: r.id, Service: ep.service, Name: ep.name, Tenant: t}, t != ""
 			}
@@ -569,7 +578,7 @@ func (sh *shard) linkEnd(l Link) (EdgeEnd, bool) {
 	for seq := ts.buriedFirst; seq < ts.buriedFirst+uint64(ts.buriedN); seq++ {
 		if b := sh.buriedAt(seq); b != nil && b.id == l.SpanID && b.tenant != 0 {
 			ep := sh.eps.at(b.ep)
-			return EdgeEnd{TraceID: l.TraceID, SpanID: b.id, Service: ep.service, Name: ep.name, Tenant: ts.tenants[b.tenant-1]}, true
+			return EdgeEnd{TraceID: l.TraceID, SpanID: b.id, Service: ep.service, Name: ep.name, Tenant: sh.tenantsOf(ts)[b.tenant-1]}, true
 		}
 	}
 	return EdgeEnd{}, false
@@ -582,24 +591,25 @@ func (sh *shard) addLink(pl pendingLink, from EdgeEnd) *traceState {
 	if ts == nil {
 		return nil
 	}
-	for i := range ts.spans {
-		if ts.spans[i].id != pl.span {
+	spans := sh.spansOf(ts)
+	for i := range spans {
+		if spans[i].id != pl.span {
 			continue
 		}
-		for _, le := range ts.n().links {
+		for _, le := range sh.n(ts).links {
 			if le.to == int32(i) && le.from.TraceID == from.TraceID && le.from.SpanID == from.SpanID {
 				return ts // a redelivered consumer span
 			}
 		}
-		if len(ts.n().links) >= sh.d.cfg.MaxEvidenceSpans {
+		if len(sh.n(ts).links) >= sh.d.cfg.MaxEvidenceSpans {
 			return ts
 		}
 		from.Service, from.Name = sh.strs.intern(from.Service), sh.strs.intern(from.Name)
 		from.Tenant = sh.strs.intern(from.Tenant)
 		nt := sh.note(ts)
-		nt.links = append(nt.links, linkEdge{from: from, to: int32(i), blocked: ts.spans[i].flags&flagBlocked != 0})
-		if !contains(ts.tenants, from.Tenant) && len(ts.tenants) < maxTenantsPerTrace {
-			ts.tenants = append(ts.tenants, from.Tenant)
+		nt.links = append(nt.links, linkEdge{from: from, to: int32(i), blocked: spans[i].flags&flagBlocked != 0})
+		if !contains(sh.tenantsOf(ts), from.Tenant) && int(ts.tenants.n) < maxTenantsPerTrace {
+			sh.slab.tenantNames.push(&ts.tenants, from.Tenant)
 		}
 		ts.dirty = true
 		return ts
@@ -647,7 +657,7 @@ func (sh *shard) close(ts *traceState, now time.Time) {
 		sh.evaluate(ts, now)
 	}
 	var last map[Rule]*Finding
-	for _, f := range ts.n().findings {
+	for _, f := range sh.n(ts).findings {
 		if f == nil {
 			continue
 		}
@@ -686,11 +696,11 @@ func timeAt(ns int64, now time.Time) time.Time {
 	return time.Unix(0, ns).In(now.Location())
 }
 
-func (ts *traceState) tenantOf(r *spanRec) string {
+func (sh *shard) tenantOf(ts *traceState, r *spanRec) string {
 	if r.tenant == 0 {
 		return ""
 	}
-	return ts.tenants[r.tenant-1]
+	return sh.tenantsOf(ts)[r.tenant-1]
 }
 
 func contains(xs []string, s string) bool { return indexOf(xs, s) >= 0 }
@@ -706,6 +716,7 @@ func indexOf(xs []string, s string) int {
 
 // holdsFinding reports whether judging the trace can have raised a finding
 // version: it holds a finding, or a reopened trace's tomb held one.
-func (ts *traceState) holdsFinding() bool {
-	return ts.n().prior != nil || slices.ContainsFunc(ts.n().findings[:], func(f *finding) bool { return f != nil })
+func (sh *shard) holdsFinding(ts *traceState) bool {
+	nt := sh.n(ts)
+	return nt.prior != nil || slices.ContainsFunc(nt.findings[:], func(f *finding) bool { return f != nil })
 }

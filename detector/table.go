@@ -3,7 +3,7 @@ package detector
 // The shard's trace table: every trace state, live or left as a tomb, is
 // an entry of one slab, found through one open-addressing index. A trace
 // costs no heap object of its own and no map entry: entries and their
-// buffers are reused, and a closed trace's entry (and its index slot) is
+// chunks are reused, and a closed trace's entry (and its index slot) is
 // its tombstone.
 
 import "math/bits"
@@ -118,96 +118,79 @@ func (x *traceIndex) remove(h uint32, ref int32) {
 }
 
 // slab holds the shard's trace entries in pages that are allocated as the
-// state first fills and then reused for good: an entry's slices keep their
-// capacity from one trace to the next. Entries never move, so a pointer to
-// one stays valid while the shard is locked.
+// state first fills and then reused for good, and the arenas that hold the
+// entries' tenants, services and span records, whose chunks keep their
+// room from one trace to the next. Entries never move, so a pointer to one
+// stays valid while the shard is locked.
 type slab struct {
 	pages [][]traceState
 	n     int32 // entries made so far
 	max   int32 // entries it may make: the shard's live traces and tombs
 	free  int32 // first free entry, chained through next; -1: none
-	// Buffers for the entries' slices: an entry that has none (a new one,
-	// or a tomb, which gives up its spans and services) takes one here.
-	tenants  bufPool[string]
-	services bufPool[uint32]
-	spans    bufPool[spanRec]
+	// The entries' chunks: an entry that has none (a new one, or a tomb,
+	// which gives up its spans and services) takes one here (fill).
+	tenantNames arena[string]
+	serviceIDs  arena[uint32]
+	spanRecs    arena[spanRec]
 	// notes recycles traces' notes, so that a leak storm settles into
-	// reusing them.
-	notes []*traceNotes
+	// reusing them. A trace numbers its notes (traceState.notes): they
+	// are noteSlots[notes-1], a pointer the GC marks only for traces
+	// that have notes; freeNoteSlots are the numbers free for the next.
+	notes         []*traceNotes
+	noteSlots     []*traceNotes
+	freeNoteSlots []int32
 }
 
 func newSlab(entries int) slab {
 	return slab{
 		max: int32(entries), free: -1,
-		tenants:  bufPool[string]{size: 1, keep: maxTenantsPerTrace},
-		services: bufPool[uint32]{size: 4, keep: maxServicesPerTrace},
-		spans:    bufPool[spanRec]{size: 12, keep: 64},
+		tenantNames: newArena[string](1),
+		serviceIDs:  newArena[uint32](4),
+		spanRecs:    newArena[spanRec](12),
 	}
 }
 
-// fill gives an entry about to hold a trace the buffers it lacks.
+// fill gives an entry about to hold a trace the chunks it lacks.
 func (s *slab) fill(ts *traceState) {
-	if cap(ts.tenants) == 0 {
-		ts.tenants = s.tenants.get()
-	}
-	if cap(ts.services) == 0 {
-		ts.services = s.services.get()
-	}
-	if cap(ts.spans) == 0 {
-		ts.spans = s.spans.get()
-	}
+	s.tenantNames.reserve(&ts.tenants)
+	s.serviceIDs.reserve(&ts.services)
+	s.spanRecs.reserve(&ts.spans)
 }
 
-// bufPool recycles the buffers of a kind of slice, so that a trace makes
-// no allocation of its own, not even while the state fills: a new buffer
-// is cut from a block of 64, with room for size elements (more grows it
-// once, and the grown buffer is recycled as long as it holds at most keep).
-type bufPool[T any] struct {
-	free       [][]T
-	block      []T
-	size, keep int
-}
-
-func (p *bufPool[T]) get() []T {
-	if n := len(p.free); n > 0 {
-		b := p.free[n-1]
-		p.free[n-1] = nil
-		p.free = p.free[:n-1]
-		return b
-	}
-	if len(p.block) < p.size {
-		p.block = make([]T, 64*p.size)
-	}
-	b := p.block[:0:p.size]
-	p.block = p.block[p.size:]
-	return b
-}
-
-// put takes back a buffer, emptied (its elements zeroed).
-func (p *bufPool[T]) put(b []T) {
-	if c := cap(b); c > 0 && c <= p.keep {
-		clear(b)
-		p.free = append(p.free, b[:0])
-	}
-}
-
-// getNotes returns empty notes for a trace that needs some.
-func (s *slab) getNotes() *traceNotes {
+// newNotes gives a trace that needs some empty notes, and returns their
+// number (traceState.notes).
+func (s *slab) newNotes() int32 {
+	var nt *traceNotes
 	if n := len(s.notes); n > 0 {
-		nt := s.notes[n-1]
+		nt = s.notes[n-1]
 		s.notes[n-1] = nil
 		s.notes = s.notes[:n-1]
-		return nt
+	} else {
+		nt = new(traceNotes)
 	}
-	return new(traceNotes)
+	if n := len(s.freeNoteSlots); n > 0 {
+		i := s.freeNoteSlots[n-1]
+		s.freeNoteSlots = s.freeNoteSlots[:n-1]
+		s.noteSlots[i] = nt
+		return i + 1
+	}
+	s.noteSlots = append(s.noteSlots, nt)
+	return int32(len(s.noteSlots))
 }
 
-// putNotes takes back a trace's notes (nil: none), emptied; it keeps at
-// most maxFreeNotes.
-func (s *slab) putNotes(nt *traceNotes) {
-	if nt == nil {
+// notesAt is the notes numbered i (not 0).
+func (s *slab) notesAt(i int32) *traceNotes { return s.noteSlots[i-1] }
+
+// putNotes takes back a trace's notes (*i == 0: none), emptied, and sets
+// *i to 0; it keeps at most maxFreeNotes for reuse.
+func (s *slab) putNotes(i *int32) {
+	if *i == 0 {
 		return
 	}
+	nt := s.noteSlots[*i-1]
+	s.noteSlots[*i-1] = nil
+	s.freeNoteSlots = append(s.freeNoteSlots, *i-1)
+	*i = 0
 	*nt = traceNotes{}
 	if len(s.notes) < maxFreeNotes {
 		s.notes = append(s.notes, nt)
@@ -241,6 +224,29 @@ func (s *slab) take() *traceState {
 	ts.self, ts.prev, ts.next = s.n, -1, -1
 	s.n++
 	return ts
+}
+
+// preallocate makes room at once for the first n entries (as many as the
+// shard may hold live) and their span records and services. The memory
+// holds no pointer, so the garbage collector never reads it; allocated
+// now, it sets the collector's heap goal from the start, instead of a
+// goal that trails the state as it fills (twice as many collections
+// while a collector's state fills after a restart: BENCHMARKS.md,
+// section 7). Pages the state never uses are never touched, so they take
+// address space, not memory.
+func (s *slab) preallocate(n int32) {
+	// Whole pages: take makes the next page when n reaches len(pages)
+	// pages, so the last may be short only where the slab ends.
+	n = min((n+1<<slabPageBits-1)&^(1<<slabPageBits-1), s.max)
+	if n <= 0 || len(s.pages) > 0 {
+		return
+	}
+	block := make([]traceState, n)
+	for at := int32(0); at < n; at += 1 << slabPageBits {
+		s.pages = append(s.pages, block[at:min(at+1<<slabPageBits, n):min(at+1<<slabPageBits, n)])
+	}
+	s.spanRecs.preallocate(int(n))
+	s.serviceIDs.preallocate(int(n))
 }
 
 // give puts an entry back on the free chain.
@@ -294,6 +300,20 @@ func (l *entryList) front(s *slab) *traceState {
 	return s.at(l.head)
 }
 
+// spansOf is the trace's span records, valid until the next record is
+// pushed or they are released.
+func (sh *shard) spansOf(ts *traceState) []spanRec { return sh.slab.spanRecs.view(ts.spans) }
+
+// tenantsOf is the trace's tenants, valid until the next is pushed or they
+// are released.
+func (sh *shard) tenantsOf(ts *traceState) []string {
+	return sh.slab.tenantNames.view(ts.tenants)
+}
+
+// servicesOf is the trace's services (held endpoint ids), valid until the
+// next is pushed or they are released.
+func (sh *shard) servicesOf(ts *traceState) []uint32 { return sh.slab.serviceIDs.view(ts.services) }
+
 // entry is the trace's entry, live or tomb, nil when it has none.
 func (sh *shard) entry(id TraceID, h uint32) *traceState {
 	return sh.traces.find(&sh.slab, id, h)
@@ -317,23 +337,22 @@ func (sh *shard) newEntry(id TraceID, h uint32) *traceState {
 }
 
 // releaseSpans lets go of the trace's span records: their endpoints, then
-// their buffer, which goes to the next traces.
+// their chunk, which goes to the next traces.
 func (sh *shard) releaseSpans(ts *traceState) {
-	for i := range ts.spans {
-		sh.eps.drop(ts.spans[i].ep)
+	for _, r := range sh.spansOf(ts) {
+		sh.eps.drop(r.ep)
 	}
-	sh.slab.spans.put(ts.spans)
-	ts.spans = nil
+	sh.slab.spanRecs.free(&ts.spans)
 }
 
 // drop frees an entry (live or tomb, already off its list) for the next
-// trace: out of the index, its buffers back in the pools.
+// trace: out of the index, its chunks back in the arenas.
 func (sh *shard) drop(ts *traceState) {
 	sh.traces.remove(sh.d.hash32(ts.id), ts.self+1)
-	sh.slab.tenants.put(ts.tenants)
+	sh.slab.tenantNames.free(&ts.tenants)
 	sh.releaseServices(ts)
 	sh.releaseSpans(ts)
-	sh.slab.putNotes(ts.notes)
+	sh.slab.putNotes(&ts.notes)
 	*ts = traceState{self: ts.self}
 	sh.slab.give(ts)
 }

@@ -14,8 +14,8 @@ import (
 // tenants, the last version of each finding (prior), so a late span from
 // another tenant is caught and joined to the same finding, not a poorer
 // one, and the spans a later consumer may link to. A tomb is its slab entry
-// (192 bytes) and index slot (8 bytes, table.go) and its tenants; a clean
-// single-tenant trace allocates nothing more. Its link targets are up to
+// (160 bytes) and index slot (8 bytes, table.go) and its tenants' chunk; a
+// clean single-tenant trace allocates nothing more. Its link targets are up to
 // maxBuriedSpans of its spans that carry a tenant, 32 bytes each in the
 // shard's ring of buried spans, so a tomb costs about 200 + 8×32 = 456
 // bytes at most, besides its tenants and its notes (findings). A late span
@@ -60,11 +60,11 @@ func buriedCapFor(limit int) int {
 // the trace had tenants, and frees it otherwise. last is the last version
 // of each finding of the trace.
 func (sh *shard) bury(ts *traceState, last map[Rule]*Finding, now time.Time) {
-	if sh.d.cfg.LateWindow <= 0 || len(ts.tenants) == 0 {
+	if sh.d.cfg.LateWindow <= 0 || int(ts.tenants.n) == 0 {
 		sh.drop(ts)
 		return
 	}
-	if prior := ts.n().prior; prior != nil {
+	if prior := sh.n(ts).prior; prior != nil {
 		for r, f := range prior.findings {
 			if _, ok := last[r]; !ok {
 				if last == nil {
@@ -78,14 +78,14 @@ func (sh *shard) bury(ts *traceState, last map[Rule]*Finding, now time.Time) {
 	sh.buryLinkTargets(ts, at)
 	// A tomb keeps its id, tenants, prior and link targets; the close time
 	// goes in lastSeen. The rest is emptied; its spans' and services'
-	// buffers go to the next traces, and its notes hold only the prior.
+	// chunks go to the next traces, and its notes hold only the prior.
 	sh.releaseServices(ts)
 	sh.releaseSpans(ts)
-	sh.slab.putNotes(ts.notes)
-	var notes *traceNotes
+	sh.slab.putNotes(&ts.notes)
+	var notes int32
 	if last != nil {
-		notes = sh.slab.getNotes()
-		notes.prior = &tombstone{findings: last}
+		notes = sh.slab.newNotes()
+		sh.slab.notesAt(notes).prior = &tombstone{findings: last}
 	}
 	*ts = traceState{
 		id: ts.id, tenants: ts.tenants, notes: notes,
@@ -115,14 +115,12 @@ func (sh *shard) reopen(ts *traceState, now time.Time) {
 	if now.UnixNano()-ts.lastSeen < int64(sh.d.cfg.LateWindow) {
 		sh.d.stats.late.Add(1)
 	} else {
-		clear(ts.tenants)
-		ts.tenants = ts.tenants[:0]
-		sh.slab.putNotes(ts.notes) // a tomb's notes hold only its prior
-		ts.notes = nil
+		sh.slab.tenantNames.truncate(&ts.tenants)
+		sh.slab.putNotes(&ts.notes) // a tomb's notes hold only its prior
 		ts.buriedN = 0
 	}
 	ts.lastSeen = 0
-	ts.tombTenants = uint8(len(ts.tenants))
+	ts.tombTenants = uint8(ts.tenants.n)
 	sh.slab.fill(ts)
 	sh.unburySpans(ts)
 }
@@ -138,10 +136,10 @@ func (sh *shard) reopen(ts *traceState, now time.Time) {
 func (sh *shard) unburySpans(ts *traceState) {
 	for seq := ts.buriedFirst; seq < ts.buriedFirst+uint64(ts.buriedN); seq++ {
 		b := sh.buriedAt(seq)
-		if b == nil || len(ts.spans) >= sh.d.cfg.MaxSpansPerTrace {
+		if b == nil || int(ts.spans.n) >= sh.d.cfg.MaxSpansPerTrace {
 			continue
 		}
-		ts.spans = append(ts.spans, spanRec{id: b.id, parent: b.parent, ep: sh.eps.holdID(b.ep),
+		sh.slab.spanRecs.push(&ts.spans, spanRec{id: b.id, parent: b.parent, ep: sh.eps.holdID(b.ep),
 			tenant: b.tenant, key: b.key, flags: b.flags | flagBuried})
 	}
 }
@@ -160,6 +158,7 @@ func (sh *shard) unburySpans(ts *traceState) {
 // they are not kept twice): its tenants begin with the earlier tomb's, so
 // their indexes hold. at is the close's time, in unix nanoseconds.
 func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
+	spans := sh.spansOf(ts)
 	oldFirst, oldN := ts.buriedFirst, ts.buriedN
 	ts.buriedFirst = sh.buriedSeq + uint64(sh.buried.len()) // the next push's
 	// push takes over the caller's hold on b's endpoint.
@@ -190,12 +189,12 @@ func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
 		rest
 	)
 	for pass := dataBearing; pass <= rest && n < maxBuriedSpans; pass++ {
-		for k := range ts.spans {
+		for k := range spans {
 			i := k
 			if pass == rest {
-				i = len(ts.spans) - 1 - k
+				i = len(spans) - 1 - k
 			}
-			r := &ts.spans[i]
+			r := &spans[i]
 			if r.tenant == 0 || r.flags&flagBuried != 0 {
 				continue
 			}
@@ -215,8 +214,8 @@ func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
 	// so that a late callee's edge can walk up to a span with a tenant.
 	var bare [maxBuriedSpans]SpanID // kept by this loop
 	nbare := 0
-	for k := len(ts.spans) - 1; k >= 0 && n < maxBuriedSpans; k-- {
-		r := &ts.spans[k]
+	for k := len(spans) - 1; k >= 0 && n < maxBuriedSpans; k-- {
+		r := &spans[k]
 		if r.tenant != 0 || r.flags&(flagCalls|flagData|flagBuried) != flagCalls {
 			continue
 		}
@@ -225,7 +224,7 @@ func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
 			nbare++
 			push(buriedSpan{id: r.id, parent: r.parent, ep: sh.eps.holdID(r.ep), key: r.key, flags: r.flags &^ flagEvidence})
 			n++
-			r = ts.spanByID(r.parent)
+			r = spanByID(spans, r.parent)
 		}
 	}
 	ts.buriedN = uint8(n)
@@ -233,13 +232,13 @@ func (sh *shard) buryLinkTargets(ts *traceState, at int64) {
 
 // spanByID is the trace's span with this id, nil when it holds none (or id
 // is empty: a root's parent). A linear search: it serves closes only.
-func (ts *traceState) spanByID(id SpanID) *spanRec {
+func spanByID(spans []spanRec, id SpanID) *spanRec {
 	if id.IsEmpty() {
 		return nil
 	}
-	for i := range ts.spans {
-		if ts.spans[i].id == id {
-			return &ts.spans[i]
+	for i := range spans {
+		if spans[i].id == id {
+			return &spans[i]
 		}
 	}
 	return nil

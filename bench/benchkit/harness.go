@@ -398,12 +398,15 @@ func reportPerSpan(b *testing.B, m *Meter, spans int, wall time.Duration) {
 // build must return a processor that holds everything (HeldWait).
 func LiveHeapBench(b *testing.B, shape Shape, traces int, build func(b *testing.B) *Harness) {
 	shape.Requests = traces / shape.TracesPerRequest
-	var perTrace float64
+	var perTrace, atStart float64
 	for range b.N {
-		h := build(b)
 		// Settled: what earlier runs left behind (their processors' async
-		// workers) must be gone before the empty processor is weighed.
+		// workers) must be gone before the processor is built, and the
+		// empty processor weighed.
+		before := settledHeap(LiveHeap())
+		h := build(b)
 		base := settledHeap(LiveHeap())
+		atStart += float64(int64(base)-int64(before)) / float64(traces)
 		ring := NewRing(shape)
 		for _, td := range ring.Requests {
 			h.Consume(b, td)
@@ -423,7 +426,12 @@ func LiveHeapBench(b *testing.B, shape Shape, traces int, build func(b *testing.
 		perTrace += float64(int64(after)-int64(base)) / float64(traces)
 	}
 	perTrace /= float64(b.N)
+	atStart /= float64(b.N)
 	b.ReportMetric(0, "ns/op")
+	// What the processor holds once built, before any trace (tenantguard
+	// allocates its entries and span records for max_traces then), per
+	// trace held afterwards: live-B/trace is what each trace adds to it.
+	b.ReportMetric(atStart, "start-B/trace")
 	b.ReportMetric(perTrace, "live-B/trace")
 	b.ReportMetric(perTrace/float64(shape.SpansPerTrace), "live-B/span")
 }
