@@ -1,53 +1,13 @@
 package main
 
 import (
-	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/exporter"
-	"go.opentelemetry.io/collector/exporter/debugexporter"
-	"go.opentelemetry.io/collector/exporter/otlpexporter"
-	"go.opentelemetry.io/collector/exporter/otlphttpexporter"
 	"go.opentelemetry.io/collector/otelcol"
-	"go.opentelemetry.io/collector/processor"
-	"go.opentelemetry.io/collector/processor/batchprocessor"
-	"go.opentelemetry.io/collector/processor/memorylimiterprocessor"
-	"go.opentelemetry.io/collector/receiver"
-	"go.opentelemetry.io/collector/receiver/otlpreceiver"
-	"go.opentelemetry.io/collector/service/telemetry/otelconftelemetry"
 
-	tenantguardprocessor "github.com/tenantguard/tenantguard/processor/tenantguardprocessor"
+	"github.com/tenantguard/tenantguard/internal/distribution"
 )
 
-// components lists what this distribution is built with; builder-config.yaml
-// at the repository root says the same for the OpenTelemetry Collector
-// Builder, for users who want the processor in their own distribution.
-func components() (otelcol.Factories, error) {
-	receivers, err := otelcol.MakeFactoryMap[receiver.Factory](otlpreceiver.NewFactory())
-	if err != nil {
-		return otelcol.Factories{}, err
-	}
-	processors, err := otelcol.MakeFactoryMap[processor.Factory](
-		batchprocessor.NewFactory(),
-		memorylimiterprocessor.NewFactory(),
-		tenantguardprocessor.NewFactory(),
-	)
-	if err != nil {
-		return otelcol.Factories{}, err
-	}
-	exporters, err := otelcol.MakeFactoryMap[exporter.Factory](
-		debugexporter.NewFactory(),
-		otlpexporter.NewFactory(),
-		otlphttpexporter.NewFactory(),
-	)
-	if err != nil {
-		return otelcol.Factories{}, err
-	}
-	return otelcol.Factories{
-		Receivers:  receivers,
-		Processors: processors,
-		Exporters:  exporters,
-		Telemetry:  otelconftelemetry.NewFactory(),
-		ProcessorModules: map[component.Type]string{
-			tenantguardprocessor.Type: "github.com/tenantguard/tenantguard " + version,
-		},
-	}, nil
-}
+// components lists what this distribution is built with
+// (internal/distribution); builder-config.yaml at the repository root says
+// the same for the OpenTelemetry Collector Builder, for users who want the
+// processor in their own distribution.
+func components() (otelcol.Factories, error) { return distribution.Components(version) }
