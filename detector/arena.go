@@ -1,11 +1,11 @@
 package detector
 
 // Per-shard arenas for the variable-length parts of trace entries (their
-// span records, their services), so that an entry holds positions, not
-// pointers. An entry without pointers is one the garbage collector never
-// reads: in a collector, which collects every second or so, marking a
-// pointer per buffer per trace cost more than the rest of tenantguard's
-// state work on some loads (BENCHMARKS.md, section 7).
+// tenants, services and span records), so that an entry holds positions,
+// not pointers, and the garbage collector never reads the slab. In a
+// collector, which collects every second or so, marking the entries'
+// pointers was about a third of the CPU tenantguard cost a collector
+// beyond a minimal prototype of its work (BENCHMARKS.md, section 7).
 
 // chunk is a run of elements in an arena: where it starts, how many it
 // holds and how many fit. The zero chunk is empty and holds no room.
@@ -14,13 +14,13 @@ type chunk struct {
 	n, c     uint32 // elements held, and room
 }
 
-// arena hands out chunks of T (the entries that hold chunks hold no
-// pointer; T may: the arena's pages are marked as a few large objects,
-// not one buffer per trace). Chunks come in
-// size classes, base << k elements; a class's chunks are cut from pages of
-// pageChunks chunks and, once freed, reused by the next chunk of the class.
-// A chunk larger than maxSmall classes has a page of its own, given back
-// to the garbage collector when it is freed, as a grown slice was before.
+// arena hands out chunks of T. T may hold pointers (tenants are strings):
+// the collector then scans the arena's pages, but the entries still hold
+// none. Chunks come in size classes, base << k elements; a class's chunks
+// are cut from pages of pageChunks chunks and, once freed, reused by the
+// next chunk of the class. A chunk larger than maxSmall classes has a page
+// of its own, given back to the garbage collector when it is freed, so a
+// rare huge trace does not keep its room for good.
 type arena[T any] struct {
 	pages     [][]T
 	freePages []uint32 // indices of pages given back (nil), reused first

@@ -42,9 +42,9 @@ type linkEdge struct {
 // no pointer: its variable-length parts are chunks of the slab's arenas,
 // its notes a number, so the garbage collector never reads the slab. In a
 // collector, which collects every second or so, marking a pointer per
-// buffer per trace cost about a third of what tenantguard added to the
-// collector's CPU (BENCHMARKS.md, section 7). TestStateRecordSizes holds
-// it free of pointers.
+// buffer per trace cost about a third of the CPU tenantguard cost a
+// collector beyond a minimal prototype of its work (BENCHMARKS.md, section
+// 7). TestStateRecordSizes holds it free of pointers.
 type traceState struct {
 	// tenants are the trace's distinct tenants in arrival order (shared
 	// tenants excluded): shard.tenantsOf.

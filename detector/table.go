@@ -232,8 +232,9 @@ func (s *slab) take() *traceState {
 // now, it sets the collector's heap goal from the start, instead of a
 // goal that trails the state as it fills (twice as many collections
 // while a collector's state fills after a restart: BENCHMARKS.md,
-// section 7). Pages the state never uses are never touched, so they take
-// address space, not memory.
+// section 7). tenantguard writes a page only when the state reaches it,
+// so on memory fresh from the kernel the rest takes address space, not
+// memory.
 func (s *slab) preallocate(n int32) {
 	// Whole pages: take makes the next page when n reaches len(pages)
 	// pages, so the last may be short only where the slab ends.
