@@ -303,11 +303,12 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) *traceState {
 	// norm[i] is s.Tenants[i] normalised, "" when it is no tenant; values are
 	// normalised (and rejections counted) once, here.
 	norm := sh.norm[:0]
+	tenants := sh.tenantsOf(ts) // read, not pushed to, until primary joins below
 	for i := range s.Tenants {
 		rt := &s.Tenants[i]
 		t, ok, known := "", false, false
 		if int(rt.KeyIndex) < len(d.keys) {
-			t, ok, known = sh.normalize(rt.Value, sh.tenantsOf(ts))
+			t, ok, known = sh.normalize(rt.Value, tenants)
 		} else {
 			d.stats.rejected.Add(1)
 		}
@@ -343,7 +344,7 @@ func (sh *shard) ingest(s *Span, h uint32, now time.Time) *traceState {
 			sh.missingTenant(ts, s, ep, now)
 		}
 	} else {
-		idx := indexOf(sh.tenantsOf(ts), primary)
+		idx := indexOf(tenants, primary)
 		if idx < 0 && int(ts.tenants.n) < maxTenantsPerTrace {
 			sh.slab.tenantNames.push(&ts.tenants, primary)
 			idx = int(ts.tenants.n) - 1
