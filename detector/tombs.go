@@ -295,8 +295,6 @@ func (r *ring[T]) push(v T) {
 	r.n++
 }
 
-func (r *ring[T]) front() T { return r.buf[r.head] }
-
 // at is the i-th entry from the front, i < len().
 func (r *ring[T]) at(i int) *T { return &r.buf[(r.head+i)&(len(r.buf)-1)] }
 
