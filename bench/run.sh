@@ -97,6 +97,10 @@ echo "== 11. what the disk adds to a leaking request: the journal on tmpfs, then
 for _ in $(seq "$COUNT"); do
   tg -test.bench '^BenchmarkDurabilityCost$' -test.benchtime 2000x -test.count 1
 done | grep --line-buffered -v '^pkg:' | tee "$out/durability.txt"
+echo "== 11. what the state's cache misses cost: the reference load with max_traces 100,000, 20,000 and 2,000"
+for _ in $(seq "$COUNT"); do
+  tg -test.bench '^BenchmarkStateSize$' -test.benchtime 2000x -test.count 1
+done | grep --line-buffered -v '^pkg:' | tee "$out/statesize.txt"
 fi
 
 if want cov; then
@@ -121,6 +125,7 @@ stat budget
 stat load -col /collector
 stat durable
 stat durability
+stat statesize
 stat coverage
 stat coverage-aa
 ls -l "$out"
