@@ -653,6 +653,7 @@ func (sh *shard) expire(now time.Time, force bool) {
 // fsync: a fifth of the reference load's CPU per span (BENCHMARKS.md,
 // section 8).
 func (sh *shard) close(ts *traceState, now time.Time) {
+	sh.prefetchNextVictims(ts)
 	owed := ts.dirty
 	if ts.dirty {
 		sh.evaluate(ts, now)

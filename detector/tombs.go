@@ -101,6 +101,7 @@ func (sh *shard) bury(ts *traceState, last map[Rule]*Finding, now time.Time) {
 
 // unbury frees a tomb.
 func (sh *shard) unbury(ts *traceState) {
+	sh.prefetchNextTombs(ts)
 	sh.tombs.unlink(&sh.slab, ts)
 	sh.drop(ts)
 }
