@@ -13,8 +13,8 @@ import (
 // limit, so the work per span is the same; what changes is how much of the
 // state the caches hold (a state of 2,000 traces and their tombs is a few
 // MiB, most of it in this machine's 2 MiB L2). The gap between the limits
-// is what the state's cache misses cost, and the 2,000 figure is the least
-// any reshaping of the state could bring the reference load to
+// is what the state's cache misses cost, and the 2,000 figure what the
+// reference load would cost if its state never missed the cache
 // (BENCHMARKS.md, section 11).
 //
 //	go test -run '^$' -bench '^BenchmarkStateSize$' -benchtime 2000x -count 4

@@ -32,9 +32,9 @@ func prefetchChunk[T any](a *arena[T], c chunk) {
 	prefetchLines(unsafe.Pointer(&a.pages[c.page][c.at]), uintptr(c.n)*unsafe.Sizeof(t))
 }
 
-// prefetchNextVictims: the idle list's entry after ts (the next victim)
-// was prefetched by the last eviction, so its chunks' places are known;
-// the one after it is prefetched for the next.
+// prefetchNextVictims: the idle list's entry after ts (the next to close)
+// was prefetched by the close before, so its chunks' places are known; the
+// one after it is prefetched for the next close.
 func (sh *shard) prefetchNextVictims(ts *traceState) {
 	if ts.next < 0 {
 		return
