@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 var sink []any
@@ -26,6 +28,30 @@ func TestMeterCountsAllocations(t *testing.T) {
 	}
 	if got := m.Bytes(); got < 64_000 {
 		t.Errorf("meter counted %d bytes, want at least 64000", got)
+	}
+}
+
+// The meter counts the page faults of memory fresh from the kernel, touched
+// while it runs: one per 4 KiB page.
+func TestMeterCountsPageFaults(t *testing.T) {
+	const pages = 1024
+	mem, err := unix.Mmap(-1, 0, pages*4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	// Huge pages would take one fault for 512 pages.
+	if err := unix.Madvise(mem, unix.MADV_NOHUGEPAGE); err != nil {
+		t.Fatal(err)
+	}
+	var m Meter
+	m.Start()
+	for i := 0; i < len(mem); i += 4096 {
+		mem[i] = 1
+	}
+	m.Stop()
+	if got := m.PageFaults(); got < pages {
+		t.Errorf("meter counted %d page faults touching %d fresh pages", got, pages)
 	}
 }
 

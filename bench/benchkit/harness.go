@@ -239,7 +239,9 @@ func WarmFor(shape Shape, maxTraces int) int {
 // span: wall time inside ConsumeTraces (ns/span, and its inverse spans/s),
 // process CPU time until every span has been forwarded (cpu-ns/span:
 // includes the peers' worker goroutines and the garbage collector), and
-// allocations (allocs/span, B/span: process-wide, also until forwarded).
+// allocations (allocs/span, B/span: process-wide, also until forwarded)
+// and page faults (pagefaults/kspan, per 1,000 spans: memory fresh from the
+// kernel, touched for the first time).
 //
 // warm requests go through first, unmeasured, so that state is at its
 // steady size; the peers then drain before measuring starts.
@@ -389,6 +391,7 @@ func reportPerSpan(b *testing.B, m *Meter, spans int, wall time.Duration) {
 	b.ReportMetric(float64(m.CPU().Nanoseconds())/s, "cpu-ns/span")
 	b.ReportMetric(float64(m.Mallocs())/s, "allocs/span")
 	b.ReportMetric(float64(m.Bytes())/s, "B/span")
+	b.ReportMetric(float64(m.PageFaults())/s*1000, "pagefaults/kspan")
 }
 
 // LiveHeapBench measures the live heap a processor holds per in-flight
