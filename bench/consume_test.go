@@ -83,7 +83,8 @@ func BenchmarkCompareFresh(b *testing.B) {
 	b.Run(benchkit.Name(benchkit.Tenantguard, shape), func(b *testing.B) {
 		benchkit.RunFresh(b, ring, func(b *testing.B) *benchkit.Harness { return newTenantguard(b, tgOpts{}) })
 	})
-	for _, kind := range experiment.Kinds {
+	// bounded-lazy only differs from bounded while state grows from empty.
+	for _, kind := range append(experiment.Kinds, experiment.BoundedLazy) {
 		b.Run(benchkit.Name(kind, shape), func(b *testing.B) {
 			benchkit.RunFresh(b, ring, func(*testing.B) *benchkit.Harness { return newExperiment(b, kind, 100_000) })
 		})

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/tenantguard/tenantguard/bench/benchkit"
@@ -15,7 +16,7 @@ import (
 func newExperiment(tb testing.TB, kind string, maxTraces int) *benchkit.Harness {
 	h := &benchkit.Harness{Kind: kind, Sink: &benchkit.CountSink{}}
 	dir := ""
-	if kind == experiment.Durable || kind == experiment.Bounded || kind == experiment.Direct {
+	if slices.Contains(experiment.Durables, kind) {
 		dir = benchkit.DiskDir(tb)
 	}
 	p, err := experiment.New(kind, maxTraces, dir, h.Sink)

@@ -85,17 +85,22 @@ func TestExperiments(t *testing.T) {
 			withLeaks++
 		}
 	}
-	for _, kind := range []string{Durable, Bounded, Direct} {
+	faults := map[string]int64{}
+	for _, kind := range Durables {
 		d, err := New(kind, 100_000, benchkit.DiskDir(t), &benchkit.CountSink{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = d.Shutdown(t.Context()) })
+		var m benchkit.Meter
+		m.Start()
 		for _, td := range ring.Requests {
 			if err := d.ConsumeTraces(t.Context(), td); err != nil {
 				t.Fatal(err)
 			}
 		}
+		m.Stop()
+		faults[kind] = m.PageFaults()
 		dp := d.proto
 		written, err := os.ReadFile(dp.journal.Name())
 		if err != nil {
@@ -124,6 +129,15 @@ func TestExperiments(t *testing.T) {
 				t.Fatalf("%s prototype line %q: %v", kind, l, err)
 			}
 		}
+	}
+
+	// bounded-lazy faults its records in as traces arrive (20,000 of 512
+	// bytes: 2,500 pages of 4 KiB, or 5 huge pages); bounded touched them
+	// all when it was built.
+	t.Logf("page faults while fed: %v", faults)
+	if faults[BoundedLazy] < 5 || faults[BoundedLazy] <= 2*faults[Bounded] {
+		t.Errorf("page faults while fed: bounded-lazy %d, bounded %d; want bounded-lazy's records faulted in as traces arrive",
+			faults[BoundedLazy], faults[Bounded])
 	}
 
 	// Room for 5,000: the 15,000 oldest go, the newest stay findable and whole.
