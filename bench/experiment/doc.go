@@ -43,7 +43,7 @@
 //   - bounded-lazy (the fresh-state load only): the bounded prototype
 //     with its state allocated at start but not touched, as tenantguard's
 //     is, so that each page is faulted in when the first trace reaches it
-//     (~14 faults per 1,000 spans on that load, ~1.4 µs each here). The
+//     (~18 faults per 1,000 spans on that load, ~1.4 µs each here). The
 //     other prototypes touch every page when they are built, which the
 //     benchmarks do outside the measurement.
 //   - direct: the bounded prototype with the cheapest durable write found
