@@ -83,8 +83,7 @@ func BenchmarkCompareFresh(b *testing.B) {
 	b.Run(benchkit.Name(benchkit.Tenantguard, shape), func(b *testing.B) {
 		benchkit.RunFresh(b, ring, func(b *testing.B) *benchkit.Harness { return newTenantguard(b, tgOpts{}) })
 	})
-	// bounded-lazy only differs from bounded while state grows from empty.
-	for _, kind := range append(experiment.Kinds, experiment.BoundedLazy) {
+	for _, kind := range experiment.FreshKinds {
 		b.Run(benchkit.Name(kind, shape), func(b *testing.B) {
 			benchkit.RunFresh(b, ring, func(*testing.B) *benchkit.Harness { return newExperiment(b, kind, 100_000) })
 		})
